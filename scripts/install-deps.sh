@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs what the build, the tests and the demo need on Debian: PostgreSQL 15 server + client
+# (pgbench included), gcc, pkg-config, and the `postgres` OS user. Idempotent: installs only what
+# is missing and runs `apt-get update` at most once. Works as root (CI) or with sudo.
+set -euo pipefail
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+
+PG_MAJOR=15
+PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    SUDO=(__no_sudo__)
+fi
+
+run_root() {
+    if [ "${SUDO[0]-}" = "__no_sudo__" ]; then
+        log "need root to run: $* (not root and no sudo available)"
+        exit 1
+    fi
+    log "+ $*"
+    "${SUDO[@]}" "$@"
+}
+
+missing=()
+[ -x "${PG_BIN}/initdb" ] && [ -x "${PG_BIN}/pg_ctl" ] && [ -x "${PG_BIN}/pg_basebackup" ] \
+    || missing+=("postgresql-${PG_MAJOR}")
+command -v psql >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}")
+command -v pgbench >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}" postgresql-contrib)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+
+installed_pg=0
+if [ "${#missing[@]}" -gt 0 ]; then
+    # De-duplicate while keeping order.
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "missing: ${missing[*]}; this script only knows apt-get (Debian/Ubuntu). Install them by hand."
+        exit 1
+    fi
+    log "missing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    run_root apt-get update -q
+    run_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    for p in "${missing[@]}"; do
+        [ "$p" = "postgresql-${PG_MAJOR}" ] && installed_pg=1
+    done
+else
+    log "all packages present (PostgreSQL ${PG_MAJOR}, psql, pgbench, gcc, pkg-config)"
+fi
+
+if ! getent passwd postgres >/dev/null 2>&1; then
+    run_root useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+else
+    log "OS user postgres exists"
+fi
+
+if [ "$installed_pg" -eq 1 ]; then
+    # The Debian package creates and starts a default cluster on port 5432; the tests and the
+    # demo start their own servers, so stop it and keep it from starting at boot.
+    log "stopping the Debian default cluster ${PG_MAJOR}/main (if any)"
+    run_root pg_ctlcluster "${PG_MAJOR}" main stop 2>/dev/null || true
+    if [ -f "/etc/postgresql/${PG_MAJOR}/main/start.conf" ]; then
+        echo manual | run_root tee "/etc/postgresql/${PG_MAJOR}/main/start.conf" >/dev/null || true
+    fi
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        run_root systemctl disable --now postgresql 2>/dev/null || true
+    fi
+fi
+
+for tool in "${PG_BIN}/initdb" "${PG_BIN}/pg_ctl" "${PG_BIN}/pg_basebackup"; do
+    [ -x "$tool" ] || { log "still missing: $tool"; exit 1; }
+done
+for tool in psql pgbench gcc pkg-config runuser; do
+    command -v "$tool" >/dev/null 2>&1 || { log "still missing: $tool"; exit 1; }
+done
+log "ok"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command: installs dependencies, builds everything, runs every test
+# (unit, component and end-to-end against real PostgreSQL servers). Exits non-zero on any failure.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== install dependencies"
+./scripts/install-deps.sh
+
+echo "== cargo build --all-targets"
+cargo build --all-targets
+
+echo "== cargo test --all-targets"
+# 4 test threads keep the 2-core CI machine busy without starting too many clusters at once.
+# The bound keeps a hung test from blocking CI forever (whole run is well under 15 minutes).
+timeout --signal=INT --kill-after=30s 15m cargo test --all-targets -- --test-threads=4
+
+echo "== all tests passed"

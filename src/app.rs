@@ -1,0 +1,137 @@
+//! Builds the shared state, spawns listeners, the monitor and the admin listener, and owns shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::{self, AdminState};
+use crate::classify::{Classifier, ClassifierSettings};
+use crate::config::{Config, Protocol};
+use crate::frontend::pg::cancel::CancelRegistry;
+use crate::frontend::pg::login::build_users;
+use crate::frontend::pg::{serve_client, ClusterCtx};
+use crate::metrics::{ErrorKind, Metrics};
+use crate::router::Balancer;
+use crate::topology::monitor;
+
+/// Run the proxy until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let tracker = TaskTracker::new();
+    let users = build_users(&config.users);
+    let client_slots = Arc::new(Semaphore::new(config.limits.max_client_connections));
+    let mut topologies = Vec::new();
+    for cluster in &config.clusters {
+        if cluster.protocol != Protocol::Postgres {
+            anyhow::bail!(
+                "cluster {}: protocol mysql is not served yet by this build",
+                cluster.name
+            );
+        }
+        let listener = TcpListener::bind(cluster.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cluster {}: cannot listen on {}: {e}",
+                cluster.name,
+                cluster.listen
+            )
+        })?;
+        let topology = monitor::spawn(cluster, metrics.clone(), shutdown.clone(), &tracker);
+        topologies.push((cluster.name.clone(), topology.clone()));
+        let ctx = Arc::new(ClusterCtx {
+            name: cluster.name.clone(),
+            config: cluster.clone(),
+            limits: config.limits.clone(),
+            topology,
+            classifier: Classifier::new(ClassifierSettings {
+                write_functions: cluster.routing.write_functions.clone(),
+                cache_size: cluster.routing.classifier_cache_size,
+            }),
+            balancer: Balancer::new(cluster.servers.len()),
+            metrics: metrics.clone(),
+            users: users.clone(),
+            cancels: CancelRegistry::default(),
+        });
+        tracing::info!(cluster = %cluster.name, listen = %cluster.listen, "accepting PostgreSQL clients");
+        tracker.spawn(accept_loop(
+            listener,
+            ctx,
+            client_slots.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+    }
+    if let Some(addr) = config.admin.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("admin: cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, "admin listener up");
+        let state = AdminState {
+            metrics: metrics.clone(),
+            clusters: topologies,
+        };
+        let cancel = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = admin::serve(listener, state, cancel).await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
+    shutdown.cancelled().await;
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<ClusterCtx>,
+    slots: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning or dying.
+                tracing::warn!(cluster = %ctx.name, error = %e, "accept failed; backing off");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        ctx.metrics.client_accepted(&ctx.name);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            ctx.metrics.error(&ctx.name, ErrorKind::TooManyClients);
+            tracing::warn!(cluster = %ctx.name, %peer, "too many client connections");
+            tracker.spawn(refuse_too_many(stream));
+            continue;
+        };
+        let ctx = ctx.clone();
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = serve_client(ctx, stream) => {}
+                _ = stop.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn refuse_too_many(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let e = crate::wire::pg::msg::error_response(
+        crate::wire::pg::msg::Severity::Fatal,
+        "53300",
+        "sorry, too many clients already",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&e)).await;
+}

@@ -1,0 +1,5 @@
+//! Server side of the proxy: connect and authenticate to a server, read its frames.
+
+pub mod pg;
+
+pub use pg::{BackendConn, BackendError};

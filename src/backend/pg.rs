@@ -1,0 +1,267 @@
+//! One authenticated connection to a PostgreSQL server: startup, auth (SCRAM, md5, cleartext, trust),
+//! and framed reads/writes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::pg::frame::{split_frame, Frame, FrameError};
+use crate::wire::pg::msg::{self, ErrorFields};
+use crate::wire::pg::startup::encode_startup;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("server i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("server refused: {} {}", .0.code, .0.message)]
+    Server(ErrorFields, Bytes),
+    #[error("server protocol error: {0}")]
+    Protocol(String),
+    #[error("server authentication: {0}")]
+    Auth(String),
+}
+
+impl From<FrameError> for BackendError {
+    fn from(e: FrameError) -> Self {
+        BackendError::Protocol(e.to_string())
+    }
+}
+
+/// An authenticated server connection, ready for queries (it sent ReadyForQuery).
+#[derive(Debug)]
+pub struct BackendConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    max_message: usize,
+    pub addr: SocketAddr,
+    /// BackendKeyData (pid, secret) for cancellation.
+    pub key: Option<(i32, i32)>,
+    /// ParameterStatus values reported at startup.
+    pub params: Vec<(String, String)>,
+}
+
+/// What to log in as.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub password: Option<&'a str>,
+    /// Startup parameters other than `user` (database, application_name, options...).
+    pub params: &'a [(String, String)],
+}
+
+impl BackendConn {
+    /// Connect to `address` and log in, all under `deadline`.
+    pub async fn connect(
+        address: &str,
+        login: Login<'_>,
+        max_message: usize,
+        deadline: Duration,
+    ) -> Result<Self, BackendError> {
+        tokio::time::timeout(deadline, Self::connect_inner(address, login, max_message))
+            .await
+            .map_err(|_| BackendError::Timeout(deadline))?
+    }
+
+    async fn connect_inner(
+        address: &str,
+        login: Login<'_>,
+        max_message: usize,
+    ) -> Result<Self, BackendError> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let addr = stream.peer_addr()?;
+        let mut conn = BackendConn {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            max_message,
+            addr,
+            key: None,
+            params: Vec::new(),
+        };
+        let mut startup: Vec<(&str, &str)> = vec![("user", login.user)];
+        for (k, v) in login.params {
+            if k != "user" {
+                startup.push((k, v));
+            }
+        }
+        conn.stream.write_all(&encode_startup(&startup)).await?;
+        conn.authenticate(login).await?;
+        loop {
+            let f = conn.read_frame().await?;
+            match f.tag {
+                b'S' => {
+                    if let Some(kv) = msg::parameter_status_view(f.body()) {
+                        conn.params.push(kv);
+                    }
+                }
+                b'K' => conn.key = msg::key_data_view(f.body()),
+                b'Z' => return Ok(conn),
+                b'E' => return Err(BackendError::Server(msg::error_fields(f.body()), f.raw)),
+                b'N' => {}
+                t => {
+                    return Err(BackendError::Protocol(format!(
+                        "unexpected message {:?} during startup",
+                        t as char
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn authenticate(&mut self, login: Login<'_>) -> Result<(), BackendError> {
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let f = self.read_frame().await?;
+            if f.tag == b'E' {
+                return Err(BackendError::Server(msg::error_fields(f.body()), f.raw));
+            }
+            if f.tag != b'R' {
+                return Err(BackendError::Protocol(format!(
+                    "expected authentication request, got {:?}",
+                    f.tag as char
+                )));
+            }
+            let (code, data) = msg::auth_view(f.body())
+                .ok_or_else(|| BackendError::Protocol("short authentication request".into()))?;
+            let need_pw = || {
+                login.password.ok_or_else(|| {
+                    BackendError::Auth("server asks for a password; none configured".into())
+                })
+            };
+            match code {
+                0 => return Ok(()),
+                3 => {
+                    let mut p = need_pw()?.as_bytes().to_vec();
+                    p.push(0);
+                    self.stream.write_all(&msg::password(&p)).await?;
+                }
+                5 => {
+                    let salt: [u8; 4] = data
+                        .get(..4)
+                        .and_then(|s| s.try_into().ok())
+                        .ok_or_else(|| BackendError::Protocol("short md5 salt".into()))?;
+                    let h = postgres_protocol::authentication::md5_hash(
+                        login.user.as_bytes(),
+                        need_pw()?.as_bytes(),
+                        salt,
+                    );
+                    let mut p = h.into_bytes();
+                    p.push(0);
+                    self.stream.write_all(&msg::password(&p)).await?;
+                }
+                10 => {
+                    let offers_scram = data
+                        .split(|&b| b == 0)
+                        .any(|m| m == SCRAM_SHA_256.as_bytes());
+                    if !offers_scram {
+                        return Err(BackendError::Auth("no supported SASL mechanism".into()));
+                    }
+                    let s = ScramSha256::new(need_pw()?.as_bytes(), ChannelBinding::unsupported());
+                    self.stream
+                        .write_all(&msg::sasl_initial(SCRAM_SHA_256, s.message()))
+                        .await?;
+                    scram = Some(s);
+                }
+                11 => {
+                    let s = scram.as_mut().ok_or_else(|| {
+                        BackendError::Protocol("SASL continue without start".into())
+                    })?;
+                    s.update(data)
+                        .map_err(|e| BackendError::Auth(format!("SCRAM: {e}")))?;
+                    self.stream.write_all(&msg::password(s.message())).await?;
+                }
+                12 => {
+                    let mut s = scram
+                        .take()
+                        .ok_or_else(|| BackendError::Protocol("SASL final without start".into()))?;
+                    s.finish(data)
+                        .map_err(|e| BackendError::Auth(format!("SCRAM server proof: {e}")))?;
+                }
+                other => {
+                    return Err(BackendError::Auth(format!(
+                        "unsupported authentication method {other}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Read one complete frame (waits as long as needed; callers put a deadline around it).
+    pub async fn read_frame(&mut self) -> Result<Frame, BackendError> {
+        loop {
+            if let Some(f) = split_frame(&mut self.rbuf, self.max_message)? {
+                return Ok(f);
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(BackendError::Closed);
+            }
+        }
+    }
+
+    /// A frame already buffered, without waiting.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, BackendError> {
+        Ok(split_frame(&mut self.rbuf, self.max_message)?)
+    }
+
+    /// Wait until more bytes arrive into the read buffer. Cancel-safe.
+    pub async fn fill(&mut self) -> Result<(), BackendError> {
+        if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+            return Err(BackendError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Non-blocking check of an idle connection: pulls whatever the server sent meanwhile.
+    /// Returns Err if the server closed the connection.
+    pub fn poll_idle(&mut self) -> Result<(), BackendError> {
+        loop {
+            self.rbuf.reserve(4096);
+            match self.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return Err(BackendError::Closed),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), BackendError> {
+        self.stream.write_all(data).await?;
+        Ok(())
+    }
+
+    /// Polite close: Terminate, then drop.
+    pub async fn terminate(mut self) {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            self.stream.write_all(&msg::terminate()),
+        )
+        .await;
+    }
+}
+
+/// Send a CancelRequest for (pid, secret) to the server at `addr`.
+pub async fn send_cancel(addr: SocketAddr, pid: i32, secret: i32, deadline: Duration) {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(&crate::wire::pg::startup::encode_cancel(pid, secret))
+            .await?;
+        let mut b = [0u8; 1];
+        // The server closes the connection after processing the request.
+        let _ = s.read(&mut b).await;
+        Ok::<_, std::io::Error>(())
+    };
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(%addr, error = %e, "cancel request failed"),
+        Err(_) => tracing::warn!(%addr, "cancel request timed out"),
+    }
+}

@@ -1,0 +1,148 @@
+//! SQL text -> routing classification; pure, per dialect, fails closed, with a decision cache.
+//!
+//! The session layer calls [`Classifier::classify`] with the full text of a simple Query or of a
+//! Parse message. Anything not proven read-only is not [`Intent::Read`].
+
+pub mod cache;
+pub mod hint;
+pub mod pg;
+mod pg_functions;
+mod pg_query;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+/// What a statement (or multi-statement string) needs from the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Intent {
+    /// Provably read-only: may go to a replica.
+    Read,
+    /// Must run on the primary (writes, DDL, unknown, unparsable, volatile functions...).
+    Write,
+    /// BEGIN / START TRANSACTION. `read_only` when `READ ONLY` was given (may use a replica).
+    Begin { read_only: bool },
+    /// COMMIT / ROLLBACK / END / ABORT / SAVEPOINT / RELEASE / PREPARE TRANSACTION...: goes wherever
+    /// the transaction is (or anywhere when none is open).
+    TxnControl,
+    /// SET / RESET / DISCARD / SET ROLE ... outside LOCAL: session state that must hold on every
+    /// backend the session uses. The session records the text and replays it.
+    SessionSet,
+    /// Runs on the primary and pins the session there until it ends (temp tables, LISTEN,
+    /// session advisory locks, SQL-level PREPARE, set_config(..., false) ...).
+    Pin,
+    /// `SET switchyard.route = primary | replica | auto` (also `RESET switchyard.route`):
+    /// answered by the proxy itself, never sent to a server.
+    ProxyRoute(RouteOverride),
+}
+
+/// Session-level route override set with `SET switchyard.route`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteOverride {
+    Auto,
+    Primary,
+    Replica,
+}
+
+/// A leading comment hint: `/* switchyard: primary */` or `/* switchyard: replica */`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hint {
+    Primary,
+    Replica,
+}
+
+/// Why the classifier decided as it did; used as the `reason` metric label and in debug logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Read,
+    Write,
+    Ddl,
+    LockingRead,
+    WriteFunction,
+    ModifyingCte,
+    SelectInto,
+    Transaction,
+    Session,
+    TempTable,
+    Listen,
+    AdvisoryLock,
+    SqlPrepare,
+    Unknown,
+    ParseError,
+    Hint,
+    Empty,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Read => "read",
+            Reason::Write => "write",
+            Reason::Ddl => "ddl",
+            Reason::LockingRead => "locking_read",
+            Reason::WriteFunction => "write_function",
+            Reason::ModifyingCte => "modifying_cte",
+            Reason::SelectInto => "select_into",
+            Reason::Transaction => "transaction",
+            Reason::Session => "session",
+            Reason::TempTable => "temp_table",
+            Reason::Listen => "listen",
+            Reason::AdvisoryLock => "advisory_lock",
+            Reason::SqlPrepare => "sql_prepare",
+            Reason::Unknown => "unknown",
+            Reason::ParseError => "parse_error",
+            Reason::Hint => "hint",
+            Reason::Empty => "empty",
+        }
+    }
+}
+
+/// The classifier's decision for one SQL text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Classification {
+    pub intent: Intent,
+    pub reason: Reason,
+    /// Leading-comment hint, if present. The router applies it (a Primary hint always wins;
+    /// a Replica hint is honoured only for statements that are not writes/pins/txn control).
+    pub hint: Option<Hint>,
+}
+
+/// Settings the classifier needs.
+#[derive(Debug, Clone, Default)]
+pub struct ClassifierSettings {
+    /// Extra function names (lower case, without schema) treated as writers.
+    pub write_functions: Vec<String>,
+    /// Maximum cached decisions (0 disables the cache).
+    pub cache_size: usize,
+}
+
+/// Thread-safe PostgreSQL-dialect classifier with a decision cache. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: ClassifierSettings,
+    cache: cache::DecisionCache,
+}
+
+impl Classifier {
+    pub fn new(settings: ClassifierSettings) -> Self {
+        let cache = cache::DecisionCache::new(settings.cache_size);
+        Classifier {
+            inner: Arc::new(Inner { settings, cache }),
+        }
+    }
+
+    /// Classify one simple-Query or Parse text (may hold several statements).
+    pub fn classify(&self, sql: &str) -> Classification {
+        if let Some(c) = self.inner.cache.get(sql) {
+            return c;
+        }
+        let c = pg::classify(sql, &self.inner.settings.write_functions);
+        self.inner.cache.insert(sql, c);
+        c
+    }
+}

@@ -1,0 +1,158 @@
+//! The validated, typed configuration model that the rest of the proxy reads.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub admin: AdminConfig,
+    pub limits: Limits,
+    pub clusters: Vec<ClusterConfig>,
+    pub users: Vec<UserConfig>,
+}
+
+/// Admin HTTP listener (metrics, health, API).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// `None` disables the admin listener.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Process-wide limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest client or backend message accepted, in bytes (default 64 MiB).
+    pub max_message_size: usize,
+    /// Maximum concurrent client connections across all listeners (default 10000).
+    pub max_client_connections: usize,
+    /// Deadline for connecting + authenticating to a backend (default 5s).
+    pub connect_timeout: Duration,
+    /// Deadline for a client to finish startup + authentication (default 15s).
+    pub client_login_timeout: Duration,
+    /// Deadline for replaying session state on a backend (default 5s).
+    pub session_replay_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Postgres,
+    Mysql,
+}
+
+/// One cluster: one listener in front of a primary and its replicas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub protocol: Protocol,
+    pub listen: SocketAddr,
+    pub servers: Vec<ServerConfig>,
+    pub routing: RoutingConfig,
+    pub monitor: MonitorConfig,
+}
+
+/// Role given in config; only a hint: the monitor discovers the real role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleHint {
+    Auto,
+    Primary,
+    Replica,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Unique within the cluster; used in metric labels and logs.
+    pub name: String,
+    /// host:port as written (DNS names allowed); resolved at connect time.
+    pub host: String,
+    pub port: u16,
+    pub role: RoleHint,
+    /// Load-balancing weight (default 1; 0 = never chosen for reads unless nothing else).
+    pub weight: u32,
+}
+
+impl ServerConfig {
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// No usable replica: reads go to the primary.
+    Primary,
+    /// No usable replica: reads fail with an error.
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingConfig {
+    pub balance: Balance,
+    /// Replicas lagging more than this (seconds) get no reads. `None` = no time limit.
+    pub max_replica_lag: Option<Duration>,
+    /// Replicas lagging more than this many WAL bytes get no reads. `None` = no byte limit.
+    pub max_replica_lag_bytes: Option<u64>,
+    pub fallback: Fallback,
+    /// Extra function names (lower case, schema-less) that write: calls route to the primary.
+    pub write_functions: Vec<String>,
+    /// Number of classification results cached by statement text (0 = no cache).
+    pub classifier_cache_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    pub interval: Duration,
+    /// Deadline for one probe (connect + queries).
+    pub timeout: Duration,
+    /// Consecutive results needed before a server's health flips.
+    pub healthy_after: u32,
+    pub unhealthy_after: u32,
+    /// Credentials the monitor logs in with.
+    pub user: String,
+    pub password: String,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    ScramSha256,
+    Md5,
+}
+
+/// How a client user proves itself to the proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientSecret {
+    /// Plain text password (from YAML or an environment variable).
+    Password(String),
+    /// A pg_authid-style verifier: `SCRAM-SHA-256$<iter>:<salt b64>$<StoredKey b64>:<ServerKey b64>`.
+    ScramVerifier(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserConfig {
+    pub name: String,
+    pub secret: ClientSecret,
+    /// Client auth method (default scram-sha-256; md5 needs a plain password).
+    pub auth: AuthMethod,
+    /// Credentials used towards the servers.
+    pub backend_user: String,
+    pub backend_password: Option<String>,
+    /// Clusters this user may use; empty = all.
+    pub clusters: Vec<String>,
+}
+
+impl Config {
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}

@@ -1,0 +1,3 @@
+//! Client side of the proxy: one task per client connection, per protocol.
+
+pub mod pg;

@@ -1,0 +1,416 @@
+//! Sending a batch to its server (connect, replay session state, inject statements) and handling
+//! the server's answers, failures and asynchronous messages.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::*;
+
+impl Relay {
+    pub(super) async fn dispatch(
+        &mut self,
+        frames: Vec<Frame>,
+        info: BatchInfo,
+        mut target: Result<Decision, RouteError>,
+    ) -> Result<(), ClientError> {
+        if let Some(o) = local_answer(&info.class, &frames) {
+            self.route_override = o;
+            tracing::debug!(cluster = %self.ctx.name, ?o, "session route override");
+            self.client.queue(&msg::command_complete("SET"));
+            self.client.queue(&msg::ready_for_query(self.status));
+            return Ok(());
+        }
+        let attempts = self.ctx.config.servers.len() + 1;
+        for _ in 0..attempts {
+            let d = match target {
+                Ok(d) => d,
+                Err(e) => {
+                    self.excluded.clear();
+                    let code = match e {
+                        RouteError::NoPrimary => "57P03",
+                        RouteError::NoReplica => "57P03",
+                    };
+                    return self.batch_error(
+                        &info,
+                        ClientError::error(code, e.to_string(), ErrorKind::NoServer),
+                    );
+                }
+            };
+            match self.send(d, &frames, &info).await {
+                Ok(()) => {
+                    self.excluded.clear();
+                    return Ok(());
+                }
+                Err(e) => {
+                    let tied = self.txn == Some(d.server)
+                        || self.pinned.map(|p| p.0) == Some(d.server)
+                        || (self.unsynced && self.bound == Some(d.server));
+                    tracing::warn!(cluster = %self.ctx.name, server = %self.ctx.config.servers[d.server].name, error = %e, "server unusable for this request");
+                    self.ctx
+                        .metrics
+                        .error(&self.ctx.name, ErrorKind::BackendLost);
+                    self.drop_backend(d.server);
+                    if tied {
+                        return Err(ClientError::fatal(
+                            "08006",
+                            format!("lost the server connection holding this session's transaction or state: {e}"),
+                            ErrorKind::BackendLost,
+                        ));
+                    }
+                    if let BackendError::Server(_, raw) = &e {
+                        // The server refused the session (e.g. too many connections): report it.
+                        self.client.queue(raw);
+                        for _ in 0..info.syncs {
+                            self.client.queue(&msg::ready_for_query(self.status));
+                        }
+                        self.excluded.clear();
+                        return Ok(());
+                    }
+                    self.excluded.push(d.server);
+                    target = self.target_for(&info);
+                }
+            }
+        }
+        self.excluded.clear();
+        self.batch_error(
+            &info,
+            ClientError::error(
+                "08006",
+                "no server could take the request",
+                ErrorKind::NoServer,
+            ),
+        )
+    }
+
+    /// Answer a batch with an error of our own, as a server would.
+    fn batch_error(&mut self, info: &BatchInfo, e: ClientError) -> Result<(), ClientError> {
+        self.ctx.metrics.error(&self.ctx.name, e.kind);
+        tracing::info!(cluster = %self.ctx.name, code = e.code, "request refused: {}", e.message);
+        self.client.queue(&e.to_message());
+        for _ in 0..info.syncs {
+            self.client.queue(&msg::ready_for_query(self.status));
+        }
+        Ok(())
+    }
+
+    /// Make `server` ready (connected, alive, session state applied) and write the batch to it.
+    async fn send(
+        &mut self,
+        d: Decision,
+        frames: &[Frame],
+        info: &BatchInfo,
+    ) -> Result<(), BackendError> {
+        let server = d.server;
+        let fresh = self.backends[server].is_none();
+        if !fresh && self.bound != Some(server) {
+            let alive = match self.backends[server].as_mut() {
+                Some(b) => b.conn.poll_idle(),
+                None => Ok(()),
+            };
+            match alive {
+                Ok(()) => {
+                    if let Err(ClientError { .. }) = self.drain_idle(server).await {
+                        return Err(BackendError::Closed);
+                    }
+                }
+                Err(e) => {
+                    self.drop_backend(server);
+                    if self.pinned.map(|p| p.0) == Some(server) || self.txn == Some(server) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if self.backends[server].is_none() {
+            self.connect(server).await?;
+        }
+        self.replay(server).await?;
+        let Some(be) = self.backends[server].as_mut() else {
+            return Err(BackendError::Closed);
+        };
+        let inj = state::plan(info, &mut be.state, &self.prepared);
+        let mut out = BytesMut::with_capacity(batch_len(frames) + 64);
+        for f in &inj.frames {
+            out.extend_from_slice(f);
+        }
+        for f in frames {
+            out.extend_from_slice(&f.raw);
+        }
+        be.conn.write_all(&out).await?;
+        if let Some((pid, secret)) = be.conn.key {
+            *self.cancel_slot.lock() = Some(ServerKey {
+                addr: be.conn.addr,
+                pid,
+                secret,
+            });
+        }
+        state::record_statements(info, &mut self.prepared);
+        self.ctx
+            .metrics
+            .query_counter(&self.ctx.name, d.route, d.reason)
+            .inc();
+        if let Some(c) = info.class {
+            if c.intent == Intent::Pin && self.pinned.is_none() {
+                tracing::info!(cluster = %self.ctx.name, reason = c.reason.as_str(), "session pinned to the primary");
+                self.pinned = Some((server, c.reason));
+            }
+            if matches!(c.intent, Intent::SessionSet) && self.txn.is_some() && self.pinned.is_none()
+            {
+                tracing::info!(cluster = %self.ctx.name, "session setting inside a transaction: session pinned");
+                self.pinned = Some((server, Reason::Session));
+            }
+        }
+        let retry = (d.route == Route::Replica
+            && self.txn.is_none()
+            && self.inflight.is_empty()
+            && !self.unsynced)
+            .then(|| frames.to_vec());
+        let texts = if self.txn.is_none() {
+            info.session_texts.clone()
+        } else {
+            Vec::new()
+        };
+        match self.inflight.back_mut() {
+            Some(last) if last.syncs == 0 => {
+                last.syncs += info.syncs;
+                last.swallow += inj.swallow;
+                last.session_texts.extend(texts);
+            }
+            _ => self.inflight.push_back(InFlight {
+                syncs: info.syncs,
+                swallow: inj.swallow,
+                saw_error: false,
+                session_texts: texts,
+                route: d.route,
+                started: Instant::now(),
+                retry,
+            }),
+        }
+        self.unsynced = info.unsynced;
+        self.bound = Some(server);
+        self.last_used = Some(server);
+        Ok(())
+    }
+
+    /// Apply session settings this backend has not seen yet; their answers are not forwarded.
+    async fn replay(&mut self, server: usize) -> Result<(), BackendError> {
+        let Some(be) = self.backends[server].as_mut() else {
+            return Err(BackendError::Closed);
+        };
+        if be.state.applied >= self.history.len() {
+            return Ok(());
+        }
+        let pending = &self.history[be.state.applied..];
+        let sql = pending.join(";\n");
+        let drops = pending.iter().any(|t| state::drops_statements(t));
+        let deadline = self.ctx.limits.session_replay_timeout;
+        let r = tokio::time::timeout(deadline, async {
+            be.conn.write_all(&msg::query(&sql)).await?;
+            let mut failure = None;
+            loop {
+                let f = be.conn.read_frame().await?;
+                match f.tag {
+                    b'E' => failure = Some(msg::error_fields(f.body())),
+                    b'Z' => break,
+                    _ => {}
+                }
+            }
+            match failure {
+                Some(e) => Err(BackendError::Server(e, bytes::Bytes::new())),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|_| BackendError::Timeout(deadline))?;
+        if let Err(e) = r {
+            tracing::warn!(cluster = %self.ctx.name, error = %e, "could not replay session settings");
+            return Err(BackendError::Protocol(format!(
+                "session settings could not be replayed: {e}"
+            )));
+        }
+        if drops {
+            be.state.statements.clear();
+        }
+        be.state.applied = self.history.len();
+        self.ctx
+            .metrics
+            .query_counter(
+                &self.ctx.name,
+                fixed(server, &self.topology(), RouteReason::Replay).route,
+                RouteReason::Replay,
+            )
+            .inc();
+        Ok(())
+    }
+
+    /// Forward everything buffered from the bound server.
+    pub(super) async fn drain_backend(&mut self, b: usize) -> Result<(), ClientError> {
+        loop {
+            let next = match self.backends[b].as_mut() {
+                Some(be) => be.conn.buffered_frame(),
+                None => return Ok(()),
+            };
+            match next {
+                Ok(Some(f)) => self.on_backend_frame(b, f),
+                Ok(None) => return Ok(()),
+                Err(e) => return self.backend_failed(b, e).await,
+            }
+            if self.client.queued() > CLIENT_FLUSH_BYTES {
+                self.client.flush().await?;
+            }
+            if self.bound != Some(b) {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_backend_frame(&mut self, b: usize, f: Frame) {
+        let Some(front) = self.inflight.front_mut() else {
+            // Asynchronous message while nothing is in flight (notice, notification, status).
+            self.client.queue(&f.raw);
+            return;
+        };
+        front.retry = None;
+        match f.tag {
+            b'1' | b'3' if front.swallow > 0 => {
+                front.swallow -= 1;
+                return;
+            }
+            b'E' => {
+                front.saw_error = true;
+                front.swallow = 0;
+            }
+            b'G' => self.copy_in = true,
+            b'Z' => {
+                self.client.queue(&f.raw);
+                self.on_ready(b, f.body().first().copied().unwrap_or(b'I'));
+                return;
+            }
+            _ => {}
+        }
+        self.client.queue(&f.raw);
+    }
+
+    fn on_ready(&mut self, b: usize, status: u8) {
+        self.copy_in = false;
+        self.status = status;
+        self.txn = if status == b'I' { None } else { Some(b) };
+        let done = match self.inflight.front_mut() {
+            Some(front) => {
+                front.syncs = front.syncs.saturating_sub(1);
+                front.syncs == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(fl) = self.inflight.pop_front() {
+                let hist = self.ctx.metrics.query_histogram(&self.ctx.name, fl.route);
+                hist.observe(fl.started.elapsed().as_secs_f64());
+                if !fl.saw_error && !fl.session_texts.is_empty() {
+                    let drops = fl.session_texts.iter().any(|t| state::drops_statements(t));
+                    self.history.extend(fl.session_texts);
+                    if let Some(be) = self.backends[b].as_mut() {
+                        be.state.applied = self.history.len();
+                        if drops {
+                            be.state.statements.clear();
+                        }
+                    }
+                }
+            }
+        }
+        if self.inflight.is_empty() && !self.unsynced && self.txn.is_none() {
+            self.bound = None;
+            *self.cancel_slot.lock() = None;
+        }
+    }
+
+    /// Forward asynchronous messages an idle (not bound) server sent, e.g. LISTEN notifications.
+    pub(super) async fn drain_idle(&mut self, b: usize) -> Result<(), ClientError> {
+        loop {
+            let next = match self.backends[b].as_mut() {
+                Some(be) => be.conn.buffered_frame(),
+                None => return Ok(()),
+            };
+            match next {
+                Ok(Some(f)) if f.tag == b'E' => {
+                    let fields = msg::error_fields(f.body());
+                    tracing::info!(cluster = %self.ctx.name, code = %fields.code, "idle server connection ended: {}", fields.message);
+                    return self
+                        .backend_failed(b, BackendError::Server(fields, f.raw))
+                        .await;
+                }
+                Ok(Some(f)) => self.client.queue(&f.raw),
+                Ok(None) => return Ok(()),
+                Err(e) => return self.backend_failed(b, e).await,
+            }
+        }
+    }
+
+    /// A server connection broke. Retry a read that got no answer yet; otherwise tell the client.
+    pub(super) async fn backend_failed(
+        &mut self,
+        b: usize,
+        e: BackendError,
+    ) -> Result<(), ClientError> {
+        let name = self.ctx.config.servers[b].name.clone();
+        self.ctx
+            .metrics
+            .error(&self.ctx.name, ErrorKind::BackendLost);
+        let was_bound = self.bound == Some(b);
+        let tied = self.txn == Some(b) || self.pinned.map(|p| p.0) == Some(b);
+        self.drop_backend(b);
+        if !was_bound {
+            if tied {
+                return Err(ClientError::fatal(
+                    "08006",
+                    format!(
+                        "server connection holding this session's state was lost ({name}): {e}"
+                    ),
+                    ErrorKind::BackendLost,
+                ));
+            }
+            tracing::info!(cluster = %self.ctx.name, server = %name, error = %e, "idle server connection dropped");
+            return Ok(());
+        }
+        let retry = match (self.inflight.len(), self.inflight.front_mut()) {
+            (1, Some(front)) => front.retry.take(),
+            _ => None,
+        };
+        self.inflight.clear();
+        self.unsynced = false;
+        self.copy_in = false;
+        *self.cancel_slot.lock() = None;
+        if let (Some(frames), false) = (retry, tied) {
+            tracing::warn!(cluster = %self.ctx.name, server = %name, error = %e, "replica lost before answering; retrying the read elsewhere");
+            self.excluded.push(b);
+            let mut again = frames;
+            again.append(&mut self.batch);
+            self.batch = again;
+            self.batch_ready = true;
+            return Ok(());
+        }
+        if tied {
+            return Err(ClientError::fatal(
+                "08006",
+                format!("server connection lost during a transaction ({name}): {e}"),
+                ErrorKind::BackendLost,
+            ));
+        }
+        tracing::warn!(cluster = %self.ctx.name, server = %name, error = %e, "server connection lost mid-request");
+        let err = ClientError::error(
+            "08006",
+            format!("server connection lost while running the request ({name}): {e}"),
+            ErrorKind::BackendLost,
+        );
+        self.client.queue(&err.to_message());
+        self.client.queue(&msg::ready_for_query(b'I'));
+        self.status = b'I';
+        self.txn = None;
+        Ok(())
+    }
+}
+
+fn batch_len(frames: &[Frame]) -> usize {
+    frames.iter().map(|f| f.raw.len()).sum()
+}

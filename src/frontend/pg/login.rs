@@ -1,0 +1,190 @@
+//! Client login: startup packet (SSL/GSS refusal, cancel requests) and client authentication
+//! (SCRAM-SHA-256 or md5) against the users in the config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+use super::session::{ClientConn, ClientError};
+use crate::config::{AuthMethod, ClientSecret, UserConfig};
+use crate::metrics::ErrorKind;
+use crate::wire::pg::auth::{md5_verify, ScramServer, ScramVerifier};
+use crate::wire::pg::msg;
+use crate::wire::pg::startup::{parse_startup, StartupPacket, StartupParams};
+
+/// Largest startup packet accepted (PostgreSQL uses 10000 too).
+const MAX_STARTUP: usize = 10_000;
+
+/// A configured user with its precomputed SCRAM verifier.
+#[derive(Debug)]
+pub struct UserAuth {
+    pub config: UserConfig,
+    pub scram: Option<ScramVerifier>,
+}
+
+/// All users, by name.
+pub type UserDirectory = HashMap<String, Arc<UserAuth>>;
+
+/// Build the directory; SCRAM verifiers for plain passwords are derived once, with a fresh salt.
+pub fn build_users(users: &[UserConfig]) -> UserDirectory {
+    users
+        .iter()
+        .map(|u| {
+            let scram = match &u.secret {
+                ClientSecret::ScramVerifier(v) => ScramVerifier::parse(v),
+                ClientSecret::Password(p) => {
+                    let salt: [u8; 16] = rand::random();
+                    Some(ScramVerifier::from_password(p, &salt, 4096))
+                }
+            };
+            (
+                u.name.clone(),
+                Arc::new(UserAuth {
+                    config: u.clone(),
+                    scram,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// How a client connection's startup ended.
+#[derive(Debug)]
+pub enum Login {
+    Session {
+        user: Arc<UserAuth>,
+        params: StartupParams,
+    },
+    Cancel {
+        pid: i32,
+        secret: i32,
+    },
+}
+
+fn auth_failed(user: &str) -> ClientError {
+    ClientError::fatal(
+        "28P01",
+        format!("password authentication failed for user \"{user}\""),
+        ErrorKind::AuthFailed,
+    )
+}
+
+/// Run the startup phase and authenticate. Errors are sent to the client by the caller.
+pub async fn login(
+    client: &mut ClientConn,
+    cluster: &str,
+    users: &UserDirectory,
+) -> Result<Login, ClientError> {
+    let params = loop {
+        let body = client.read_startup(MAX_STARTUP).await?;
+        match parse_startup(&body) {
+            Ok(StartupPacket::SslRequest) | Ok(StartupPacket::GssEncRequest) => {
+                client.write_now(b"N").await?;
+            }
+            Ok(StartupPacket::Cancel { pid, secret }) => return Ok(Login::Cancel { pid, secret }),
+            Ok(StartupPacket::Startup(p)) => break p,
+            Err(e) => return Err(ClientError::protocol(e.to_string())),
+        }
+    };
+    let Some(user_name) = params.user().map(str::to_string) else {
+        return Err(ClientError::fatal(
+            "28000",
+            "no PostgreSQL user name specified in startup packet",
+            ErrorKind::ClientProtocol,
+        ));
+    };
+    if params
+        .get("replication")
+        .is_some_and(|v| v != "false" && v != "0")
+    {
+        return Err(ClientError::fatal(
+            "08P01",
+            "replication connections are not supported by switchyard",
+            ErrorKind::ClientProtocol,
+        ));
+    }
+    let user = users
+        .get(&user_name)
+        .filter(|u| u.config.clusters.is_empty() || u.config.clusters.iter().any(|c| c == cluster))
+        .cloned();
+    let Some(user) = user else {
+        // Same exchange as for a real user, so a client cannot tell unknown users apart.
+        let salt: [u8; 16] = rand::random();
+        let fake =
+            ScramVerifier::from_password(&B64.encode(rand::random::<[u8; 16]>()), &salt, 4096);
+        let _ = scram(client, fake).await;
+        tracing::warn!(user = %user_name, "login refused: unknown user");
+        let mut e = auth_failed(&user_name);
+        e.kind = ErrorKind::UnknownUser;
+        return Err(e);
+    };
+    let ok = match (user.config.auth, &user.config.secret) {
+        (AuthMethod::Md5, ClientSecret::Password(pw)) => md5(client, &user_name, pw).await?,
+        (AuthMethod::Md5, ClientSecret::ScramVerifier(_)) => false,
+        (AuthMethod::ScramSha256, _) => match &user.scram {
+            Some(v) => scram(client, v.clone()).await?,
+            None => false,
+        },
+    };
+    if !ok {
+        tracing::warn!(user = %user_name, "login refused: wrong password");
+        return Err(auth_failed(&user_name));
+    }
+    client.queue(&msg::auth_ok());
+    Ok(Login::Session { user, params })
+}
+
+async fn md5(client: &mut ClientConn, user: &str, password: &str) -> Result<bool, ClientError> {
+    let salt: [u8; 4] = rand::random();
+    client.write_now(&msg::auth_md5(salt)).await?;
+    let f = client.read_frame().await?;
+    if f.tag != b'p' {
+        return Err(ClientError::protocol("expected password message"));
+    }
+    Ok(md5_verify(user, password, salt, f.body()))
+}
+
+/// SCRAM-SHA-256 exchange; Ok(false) on a wrong proof.
+async fn scram(client: &mut ClientConn, verifier: ScramVerifier) -> Result<bool, ClientError> {
+    client
+        .write_now(&msg::auth_sasl(&["SCRAM-SHA-256"]))
+        .await?;
+    let f = client.read_frame().await?;
+    if f.tag != b'p' {
+        return Err(ClientError::protocol("expected SASLInitialResponse"));
+    }
+    let (mech, data) = msg::sasl_initial_view(f.body())
+        .ok_or_else(|| ClientError::protocol("malformed SASLInitialResponse"))?;
+    if mech != b"SCRAM-SHA-256" {
+        return Err(ClientError::fatal(
+            "28000",
+            "client selected an invalid SASL authentication mechanism",
+            ErrorKind::AuthFailed,
+        ));
+    }
+    let nonce = B64.encode(rand::random::<[u8; 18]>());
+    let (server, first) = ScramServer::start(verifier, data, &nonce).map_err(|e| {
+        ClientError::fatal("08P01", format!("SCRAM: {e}"), ErrorKind::ClientProtocol)
+    })?;
+    client
+        .write_now(&msg::auth_sasl_continue(first.as_bytes()))
+        .await?;
+    let f = client.read_frame().await?;
+    if f.tag != b'p' {
+        return Err(ClientError::protocol("expected SASLResponse"));
+    }
+    match server.finish(f.body()) {
+        Ok(fin) => {
+            client.queue(&msg::auth_sasl_final(fin.as_bytes()));
+            Ok(true)
+        }
+        Err(crate::wire::pg::auth::ScramError::BadProof) => Ok(false),
+        Err(e) => Err(ClientError::fatal(
+            "08P01",
+            format!("SCRAM: {e}"),
+            ErrorKind::ClientProtocol,
+        )),
+    }
+}

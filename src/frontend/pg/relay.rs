@@ -1,0 +1,492 @@
+//! The relay loop of one PostgreSQL client: batches client messages up to a sync point, routes each
+//! batch, keeps session state on every backend it uses, and forwards server answers back.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::cancel::{CancelSlot, ServerKey};
+use super::login::UserAuth;
+use super::session::{ClientConn, ClientError, ClusterCtx};
+use super::state::{self, analyse, BackendState, BatchInfo, Prepared};
+use crate::backend::pg::{BackendConn, BackendError, Login};
+use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
+use crate::metrics::{ErrorKind, Route, RouteReason};
+use crate::router::{decide, Decision, RouteError, Want};
+use crate::topology::Topology;
+use crate::wire::pg::frame::Frame;
+use crate::wire::pg::msg;
+use crate::wire::pg::startup::StartupParams;
+
+/// Batches bigger than this are dispatched before their Sync arrives.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Flush the client write buffer once it holds this much.
+const CLIENT_FLUSH_BYTES: usize = 64 << 10;
+
+struct Backend {
+    conn: BackendConn,
+    state: BackendState,
+}
+
+/// One dispatched batch awaiting its answers.
+struct InFlight {
+    syncs: usize,
+    swallow: usize,
+    saw_error: bool,
+    session_texts: Vec<String>,
+    route: Route,
+    started: Instant,
+    /// Kept while no answer arrived, so a read can be retried on another replica.
+    retry: Option<Vec<Frame>>,
+}
+
+enum Event {
+    Client(Result<(), ClientError>),
+    Backend(usize, Result<(), BackendError>),
+}
+
+pub struct Relay {
+    ctx: Arc<ClusterCtx>,
+    client: ClientConn,
+    user: Arc<UserAuth>,
+    params: Vec<(String, String)>,
+    backends: Vec<Option<Backend>>,
+    prepared: HashMap<Vec<u8>, Prepared>,
+    history: Vec<String>,
+    txn: Option<usize>,
+    status: u8,
+    pinned: Option<(usize, Reason)>,
+    route_override: RouteOverride,
+    bound: Option<usize>,
+    last_used: Option<usize>,
+    inflight: VecDeque<InFlight>,
+    unsynced: bool,
+    copy_in: bool,
+    batch: Vec<Frame>,
+    batch_bytes: usize,
+    batch_ready: bool,
+    excluded: Vec<usize>,
+    cancel_key: (i32, i32),
+    cancel_slot: CancelSlot,
+}
+
+impl Relay {
+    pub fn new(
+        ctx: Arc<ClusterCtx>,
+        client: ClientConn,
+        user: Arc<UserAuth>,
+        startup: StartupParams,
+    ) -> Self {
+        let (cancel_key, cancel_slot) = ctx.cancels.register();
+        let servers = ctx.config.servers.len();
+        let mut params = startup.params;
+        if !params.iter().any(|(k, _)| k == "database") {
+            params.push(("database".into(), user.config.name.clone()));
+        }
+        Relay {
+            ctx,
+            client,
+            user,
+            params,
+            backends: (0..servers).map(|_| None).collect(),
+            prepared: HashMap::new(),
+            history: Vec::new(),
+            txn: None,
+            status: b'I',
+            pinned: None,
+            route_override: RouteOverride::Auto,
+            bound: None,
+            last_used: None,
+            inflight: VecDeque::new(),
+            unsynced: false,
+            copy_in: false,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            batch_ready: false,
+            excluded: Vec::new(),
+            cancel_key,
+            cancel_slot,
+        }
+    }
+
+    pub fn into_client(mut self) -> ClientConn {
+        self.ctx.cancels.unregister(self.cancel_key);
+        for i in 0..self.backends.len() {
+            self.drop_backend(i);
+        }
+        let dummy = std::mem::take(&mut self.backends);
+        drop(dummy);
+        // `Relay` implements no Drop, so moving the client out is fine.
+        self.client
+    }
+
+    fn topology(&self) -> Arc<Topology> {
+        self.ctx.topology.borrow().clone()
+    }
+
+    /// Connect the first backend, greet the client, then relay until the client leaves.
+    pub async fn start_and_run(&mut self) -> Result<(), ClientError> {
+        self.wait_for_topology().await;
+        let first = self.connect_first().await?;
+        let key = self.cancel_key;
+        let mut greeting = BytesMut::new();
+        if let Some(b) = self.backends.get(first).and_then(Option::as_ref) {
+            for (k, v) in &b.conn.params {
+                greeting.extend_from_slice(&msg::parameter_status(k, v));
+            }
+        }
+        greeting.extend_from_slice(&msg::backend_key_data(key.0, key.1));
+        greeting.extend_from_slice(&msg::ready_for_query(b'I'));
+        self.client.queue(&greeting);
+        self.client.flush().await?;
+        self.last_used = Some(first);
+        let gauge = self.ctx.metrics.client_gauge(&self.ctx.name);
+        gauge.inc();
+        let r = self.run().await;
+        gauge.dec();
+        r
+    }
+
+    async fn wait_for_topology(&mut self) {
+        let deadline = self.ctx.limits.connect_timeout;
+        let mut rx = self.ctx.topology.clone();
+        let _ = tokio::time::timeout(deadline, async {
+            loop {
+                if rx
+                    .borrow_and_update()
+                    .servers
+                    .iter()
+                    .any(|s| s.checked_at.is_some())
+                {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn connect_first(&mut self) -> Result<usize, ClientError> {
+        let want = Want::Replica(RouteReason::Class(Reason::Session));
+        for _ in 0..self.ctx.config.servers.len().max(1) {
+            let d = self.route(want).map_err(|e| {
+                ClientError::fatal(
+                    "08006",
+                    format!("cannot serve the session: {e}"),
+                    ErrorKind::NoServer,
+                )
+            })?;
+            match self.connect(d.server).await {
+                Ok(()) => return Ok(d.server),
+                Err(BackendError::Server(f, raw)) => {
+                    // The server refused this login (unknown database, role...): tell the client as is.
+                    tracing::info!(cluster = %self.ctx.name, code = %f.code, "server refused login: {}", f.message);
+                    self.client.queue(&raw);
+                    let _ = self.client.flush().await;
+                    return Err(ClientError::gone());
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %self.ctx.name, server = d.server, error = %e, "backend connect failed");
+                    self.excluded.push(d.server);
+                }
+            }
+        }
+        Err(ClientError::fatal(
+            "08006",
+            "could not connect to any server",
+            ErrorKind::BackendConnect,
+        ))
+    }
+
+    fn route(&self, want: Want) -> Result<Decision, RouteError> {
+        let topo = self.topology();
+        decide(
+            want,
+            &topo,
+            &self.ctx.config.routing,
+            &self.ctx.balancer,
+            &self.excluded,
+        )
+    }
+
+    async fn connect(&mut self, server: usize) -> Result<(), BackendError> {
+        let cfg = &self.ctx.config.servers[server];
+        let login = Login {
+            user: &self.user.config.backend_user,
+            password: self.user.config.backend_password.as_deref(),
+            params: &self.params,
+        };
+        let conn = BackendConn::connect(
+            &cfg.address(),
+            login,
+            self.ctx.limits.max_message_size,
+            self.ctx.limits.connect_timeout,
+        )
+        .await;
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                self.ctx
+                    .metrics
+                    .error(&self.ctx.name, ErrorKind::BackendConnect);
+                return Err(e);
+            }
+        };
+        self.ctx
+            .metrics
+            .backend_connected(&self.ctx.name, &cfg.name);
+        self.ctx
+            .metrics
+            .backend_gauge(&self.ctx.name, &cfg.name)
+            .inc();
+        self.ctx.balancer.connection_opened(server);
+        self.backends[server] = Some(Backend {
+            conn,
+            state: BackendState::default(),
+        });
+        Ok(())
+    }
+
+    fn drop_backend(&mut self, server: usize) {
+        if let Some(b) = self.backends.get_mut(server).and_then(Option::take) {
+            let name = &self.ctx.config.servers[server].name;
+            self.ctx.metrics.backend_gauge(&self.ctx.name, name).dec();
+            self.ctx.balancer.connection_closed(server);
+            tokio::spawn(b.conn.terminate());
+        }
+        if self.bound == Some(server) {
+            self.bound = None;
+        }
+        if self.last_used == Some(server) {
+            self.last_used = None;
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), ClientError> {
+        loop {
+            while !self.holding() {
+                let Some(f) = self.client.buffered_frame()? else {
+                    break;
+                };
+                if !self.on_client_frame(f).await? {
+                    return Ok(());
+                }
+            }
+            self.maybe_dispatch().await?;
+            if let Some(b) = self.bound {
+                self.drain_backend(b).await?;
+                if self.bound.is_none() {
+                    continue;
+                }
+            }
+            if self.batch_ready && self.bound.is_none() {
+                continue;
+            }
+            self.client.flush().await?;
+            match self.wait().await {
+                Event::Client(r) => r?,
+                Event::Backend(b, Ok(())) => {
+                    if self.bound != Some(b) {
+                        self.drain_idle(b).await?;
+                    }
+                }
+                Event::Backend(b, Err(e)) => self.backend_failed(b, e).await?,
+            }
+        }
+    }
+
+    /// A complete batch waits for a different server than the one busy with this session.
+    fn holding(&self) -> bool {
+        self.batch_ready
+    }
+
+    async fn wait(&mut self) -> Event {
+        let watch = self.bound.or(self.pinned.map(|(s, _)| s));
+        let read_client = !self.holding();
+        let Relay {
+            client, backends, ..
+        } = self;
+        let backend =
+            watch.and_then(|i| backends.get_mut(i).and_then(Option::as_mut).map(|b| (i, b)));
+        let backend_fut = async {
+            match backend {
+                Some((i, b)) => (i, b.conn.fill().await),
+                None => std::future::pending().await,
+            }
+        };
+        let client_fut = async {
+            if read_client {
+                client.fill().await
+            } else {
+                std::future::pending().await
+            }
+        };
+        tokio::select! {
+            (i, r) = backend_fut => Event::Backend(i, r),
+            r = client_fut => Event::Client(r),
+        }
+    }
+
+    /// Handle one client frame. Returns false when the client said Terminate.
+    async fn on_client_frame(&mut self, f: Frame) -> Result<bool, ClientError> {
+        if self.copy_in && matches!(f.tag, b'd' | b'c' | b'f' | b'S' | b'H') {
+            if f.tag == b'S' {
+                if let Some(fl) = self.inflight.back_mut() {
+                    fl.syncs += 1;
+                }
+            }
+            if let Some(b) = self.bound {
+                if let Some(be) = self.backends[b].as_mut() {
+                    if let Err(e) = be.conn.write_all(&f.raw).await {
+                        self.backend_failed(b, e).await?;
+                    }
+                }
+            }
+            return Ok(true);
+        }
+        match f.tag {
+            b'X' => return Ok(false),
+            b'd' | b'c' | b'f' => return Ok(true), // stray copy messages are ignored, as the server does
+            _ => {}
+        }
+        self.batch_bytes += f.raw.len();
+        let complete = matches!(f.tag, b'Q' | b'S' | b'F' | b'H');
+        self.batch.push(f);
+        if complete || self.batch_bytes > MAX_BATCH_BYTES {
+            self.batch_ready = true;
+        }
+        Ok(true)
+    }
+
+    async fn maybe_dispatch(&mut self) -> Result<(), ClientError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if !self.batch_ready {
+            // The client paused without Sync (e.g. COPY via Bind/Execute): send what must go to the
+            // primary or to the open transaction now, so the server can answer.
+            if self.client.has_buffered_bytes() || !self.batch.iter().any(|f| f.tag == b'E') {
+                return Ok(());
+            }
+            let info = analyse(&self.batch, &self.ctx.classifier, &self.prepared);
+            let strong = info.class.is_some_and(|c| {
+                matches!(
+                    c.intent,
+                    Intent::Write | Intent::Pin | Intent::Begin { read_only: false }
+                )
+            });
+            if !(strong || self.txn.is_some() || self.bound.is_some()) {
+                return Ok(());
+            }
+        }
+        let frames = std::mem::take(&mut self.batch);
+        let info = analyse(&frames, &self.ctx.classifier, &self.prepared);
+        let target = self.target_for(&info);
+        if let Some(b) = self.bound {
+            if target.as_ref().map(|t| t.server) != Ok(b) && !self.unsynced && self.txn != Some(b) {
+                // Wait for the busy server to finish before switching.
+                self.batch = frames;
+                self.batch_ready = true;
+                return Ok(());
+            }
+        }
+        self.batch_bytes = 0;
+        self.batch_ready = false;
+        self.dispatch(frames, info, target).await
+    }
+
+    /// Decide where a batch goes.
+    fn target_for(&self, info: &BatchInfo) -> Result<Decision, RouteError> {
+        if let Some(b) = self.bound.filter(|&b| self.unsynced || self.txn == Some(b)) {
+            return Ok(fixed(b, &self.topology(), RouteReason::InTransaction));
+        }
+        if let Some(t) = self.txn {
+            return Ok(fixed(t, &self.topology(), RouteReason::InTransaction));
+        }
+        if let Some((p, _)) = self.pinned {
+            return Ok(fixed(p, &self.topology(), RouteReason::Pinned));
+        }
+        let class = match info.class {
+            Some(c) => c,
+            None => return self.any_backend(RouteReason::Class(Reason::Empty)),
+        };
+        let reason = RouteReason::Class(class.reason);
+        let hint = class.hint;
+        let primary_forced =
+            hint == Some(Hint::Primary) || self.route_override == RouteOverride::Primary;
+        let replica_forced =
+            hint == Some(Hint::Replica) || self.route_override == RouteOverride::Replica;
+        let forced_reason = if hint.is_some() {
+            RouteReason::Class(Reason::Hint)
+        } else {
+            RouteReason::Override
+        };
+        let want = match class.intent {
+            Intent::Read | Intent::Begin { read_only: true } => {
+                if primary_forced {
+                    Want::Primary(forced_reason)
+                } else {
+                    Want::Replica(reason)
+                }
+            }
+            Intent::Write
+                if replica_forced
+                    && matches!(
+                        class.reason,
+                        Reason::WriteFunction | Reason::Unknown | Reason::ParseError
+                    ) =>
+            {
+                Want::Replica(forced_reason)
+            }
+            Intent::Write | Intent::Pin | Intent::Begin { read_only: false } => {
+                Want::Primary(reason)
+            }
+            Intent::TxnControl | Intent::SessionSet | Intent::ProxyRoute(_) => {
+                return self.any_backend(reason);
+            }
+        };
+        self.route(want)
+    }
+
+    /// Statements that may run anywhere: reuse the last server if it is still connected.
+    fn any_backend(&self, reason: RouteReason) -> Result<Decision, RouteError> {
+        let topo = self.topology();
+        if let Some(l) = self.last_used.filter(|&l| self.backends[l].is_some()) {
+            return Ok(fixed(l, &topo, reason));
+        }
+        self.route(Want::Replica(reason))
+    }
+}
+
+/// A decision for a server the session is already tied to.
+fn fixed(server: usize, topo: &Topology, reason: RouteReason) -> Decision {
+    let route = match topo.servers.get(server).map(|s| s.role) {
+        Some(crate::topology::Role::Replica) => Route::Replica,
+        _ => Route::Primary,
+    };
+    Decision {
+        server,
+        route,
+        reason,
+    }
+}
+
+fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<RouteOverride> {
+    match (class, frames) {
+        (
+            Some(Classification {
+                intent: Intent::ProxyRoute(o),
+                ..
+            }),
+            [f],
+        ) if f.tag == b'Q' => Some(*o),
+        _ => None,
+    }
+}
+
+#[path = "dispatch.rs"]
+mod dispatch;

@@ -1,0 +1,222 @@
+//! Entry point of one PostgreSQL client connection: its socket buffers, its typed errors (mapped to
+//! ErrorResponse here and nowhere else), login, cancel requests, and handing over to the relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::cancel::CancelRegistry;
+use super::login::{login, Login, UserDirectory};
+use super::relay::Relay;
+use crate::backend::pg::send_cancel;
+use crate::classify::Classifier;
+use crate::config::{ClusterConfig, Limits};
+use crate::metrics::{ErrorKind, Metrics};
+use crate::router::Balancer;
+use crate::topology::Topology;
+use crate::wire::pg::frame::{split_frame, split_startup, Frame};
+use crate::wire::pg::msg::{self, Severity};
+
+/// Everything a session of one cluster shares with the others. Built by `app.rs`.
+#[derive(Debug)]
+pub struct ClusterCtx {
+    pub name: String,
+    pub config: ClusterConfig,
+    pub limits: Limits,
+    pub topology: watch::Receiver<Arc<Topology>>,
+    pub classifier: Classifier,
+    pub balancer: Balancer,
+    pub metrics: Arc<Metrics>,
+    pub users: UserDirectory,
+    pub cancels: CancelRegistry,
+}
+
+/// A client-facing failure: what the client is told (SQLSTATE + message), and how we count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientError {
+    pub code: &'static str,
+    pub message: String,
+    pub kind: ErrorKind,
+    /// FATAL: the connection is closed after the message.
+    pub fatal: bool,
+    /// The client is gone: nothing can be sent.
+    pub gone: bool,
+}
+
+impl ClientError {
+    pub fn fatal(code: &'static str, message: impl Into<String>, kind: ErrorKind) -> Self {
+        ClientError {
+            code,
+            message: message.into(),
+            kind,
+            fatal: true,
+            gone: false,
+        }
+    }
+    pub fn error(code: &'static str, message: impl Into<String>, kind: ErrorKind) -> Self {
+        ClientError {
+            fatal: false,
+            ..Self::fatal(code, message, kind)
+        }
+    }
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::fatal("08P01", message, ErrorKind::ClientProtocol)
+    }
+    pub fn gone() -> Self {
+        ClientError {
+            gone: true,
+            ..Self::fatal(
+                "08006",
+                "client closed the connection",
+                ErrorKind::ClientProtocol,
+            )
+        }
+    }
+    /// The one place an error becomes protocol bytes.
+    pub fn to_message(&self) -> Bytes {
+        let sev = if self.fatal {
+            Severity::Fatal
+        } else {
+            Severity::Error
+        };
+        msg::error_response(sev, self.code, &self.message)
+    }
+}
+
+/// The client socket with its read buffer and a write buffer flushed in batches.
+#[derive(Debug)]
+pub struct ClientConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    max_message: usize,
+}
+
+impl ClientConn {
+    pub fn new(stream: TcpStream, max_message: usize) -> Self {
+        ClientConn {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            max_message,
+        }
+    }
+
+    /// Read more bytes; cancel-safe.
+    pub async fn fill(&mut self) -> Result<(), ClientError> {
+        match self.stream.read_buf(&mut self.rbuf).await {
+            Ok(0) | Err(_) => Err(ClientError::gone()),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, ClientError> {
+        split_frame(&mut self.rbuf, self.max_message)
+            .map_err(|e| ClientError::protocol(e.to_string()))
+    }
+
+    pub fn has_buffered_bytes(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    pub async fn read_frame(&mut self) -> Result<Frame, ClientError> {
+        loop {
+            if let Some(f) = self.buffered_frame()? {
+                return Ok(f);
+            }
+            self.fill().await?;
+        }
+    }
+
+    pub async fn read_startup(&mut self, max: usize) -> Result<Bytes, ClientError> {
+        loop {
+            match split_startup(&mut self.rbuf, max) {
+                Ok(Some(b)) => return Ok(b),
+                Ok(None) => self.fill().await?,
+                Err(e) => {
+                    return Err(ClientError::protocol(format!(
+                        "invalid startup packet: {e}"
+                    )))
+                }
+            }
+        }
+    }
+
+    pub fn queue(&mut self, data: &[u8]) {
+        self.wbuf.extend_from_slice(data);
+    }
+
+    pub fn queued(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.wbuf).await;
+        self.wbuf.clear();
+        r.map_err(|_| ClientError::gone())
+    }
+
+    pub async fn write_now(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        self.queue(data);
+        self.flush().await
+    }
+}
+
+/// Serve one accepted client connection to its end. Never panics on client or server input.
+pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let mut client = ClientConn::new(stream, ctx.limits.max_message_size);
+    let login_result = tokio::time::timeout(
+        ctx.limits.client_login_timeout,
+        login(&mut client, &ctx.name, &ctx.users),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ClientError::fatal(
+            "08006",
+            "login timed out",
+            ErrorKind::Timeout,
+        ))
+    });
+    let outcome = match login_result {
+        Ok(Login::Cancel { pid, secret }) => {
+            if let Some(k) = ctx.cancels.lookup(pid, secret) {
+                tracing::debug!(%peer, backend = %k.addr, "forwarding cancel request");
+                send_cancel(k.addr, k.pid, k.secret, ctx.limits.connect_timeout).await;
+            }
+            return;
+        }
+        Ok(Login::Session { user, params }) => {
+            let mut relay = Relay::new(ctx.clone(), client, user, params);
+            let r = relay.start_and_run().await;
+            client = relay.into_client();
+            r
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = outcome {
+        report(&ctx, &peer, &mut client, e).await;
+    }
+}
+
+async fn report(ctx: &ClusterCtx, peer: &str, client: &mut ClientConn, e: ClientError) {
+    if e.gone {
+        tracing::debug!(%peer, "client disconnected");
+        return;
+    }
+    ctx.metrics.error(&ctx.name, e.kind);
+    tracing::info!(%peer, code = e.code, kind = e.kind.as_str(), "closing client: {}", e.message);
+    client.queue(&e.to_message());
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+}

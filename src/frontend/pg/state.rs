@@ -1,0 +1,308 @@
+//! Pure session bookkeeping: batch analysis, prepared-statement placement, injected-message plans,
+//! session-setting history. No I/O: the relay loop in `session.rs` asks, this answers.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use bytes::Bytes;
+
+use crate::classify::{Classification, Classifier, Intent, Reason};
+use crate::wire::pg::frame::Frame;
+use crate::wire::pg::msg;
+
+/// A statement the client prepared (named or unnamed), as the client sees it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The client's original Parse frame, re-sent verbatim to other backends.
+    pub parse: Bytes,
+    pub hash: u64,
+    pub class: Classification,
+}
+
+fn hash_bytes(b: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+/// Rank of an intent when a batch holds several statements: the strongest decides.
+fn rank(i: Intent) -> u8 {
+    match i {
+        Intent::Read => 0,
+        Intent::Begin { read_only: true } => 1,
+        Intent::TxnControl => 2,
+        Intent::SessionSet | Intent::ProxyRoute(_) => 3,
+        Intent::Begin { read_only: false } => 4,
+        Intent::Write => 5,
+        Intent::Pin => 6,
+    }
+}
+
+/// Combine two classifications: the higher-ranked intent wins; hints survive.
+pub fn combine(a: Option<Classification>, b: Classification) -> Classification {
+    match a {
+        None => b,
+        Some(a) => {
+            let mut out = if rank(b.intent) > rank(a.intent) {
+                b
+            } else {
+                a
+            };
+            out.hint = a.hint.or(b.hint);
+            out
+        }
+    }
+}
+
+/// What a batch of client messages (up to a Sync, Query, Flush or pause) needs.
+#[derive(Debug, Clone, Default)]
+pub struct BatchInfo {
+    /// Combined classification; `None` for a batch with no statement (e.g. Describe + Sync).
+    pub class: Option<Classification>,
+    /// Number of ReadyForQuery answers the batch will produce (Query, Sync, FunctionCall).
+    pub syncs: usize,
+    /// Named statements the batch uses without parsing them itself, in first-use order.
+    pub uses: Vec<Vec<u8>>,
+    /// Statements the batch parses (name -> Parse frame).
+    pub parses: Vec<(Vec<u8>, Prepared)>,
+    /// Statements the batch closes.
+    pub closes: Vec<Vec<u8>>,
+    /// Texts of session-setting statements, replayed on other backends if the batch succeeds.
+    pub session_texts: Vec<String>,
+    /// The batch holds a simple Query (which drops the server's unnamed statement).
+    pub has_simple_query: bool,
+    /// The batch ends without Sync (Flush, or dispatched on a pause): the backend stays bound.
+    pub unsynced: bool,
+}
+
+/// Analyse a batch of client frames. `known` resolves statement names parsed in earlier batches.
+pub fn analyse(
+    frames: &[Frame],
+    classifier: &Classifier,
+    known: &HashMap<Vec<u8>, Prepared>,
+) -> BatchInfo {
+    let mut info = BatchInfo::default();
+    let mut parsed_here: HashMap<Vec<u8>, Classification> = HashMap::new();
+    let mut last_synced = true;
+    for f in frames {
+        match f.tag {
+            b'Q' => {
+                info.syncs += 1;
+                info.has_simple_query = true;
+                last_synced = true;
+                let text = msg::query_text(f.body()).map(String::from_utf8_lossy);
+                let c = match &text {
+                    Some(t) => classifier.classify(t),
+                    None => parse_error(),
+                };
+                if is_session(c.intent) {
+                    if let Some(t) = text {
+                        info.session_texts.push(t.into_owned());
+                    }
+                }
+                info.class = Some(combine(info.class, c));
+            }
+            b'P' => {
+                let (name, text) = match msg::parse_view(f.body()) {
+                    Some((n, t)) => (n.to_vec(), String::from_utf8_lossy(t).into_owned()),
+                    None => {
+                        info.class = Some(combine(info.class, parse_error()));
+                        continue;
+                    }
+                };
+                let c = classifier.classify(&text);
+                parsed_here.insert(name.clone(), c);
+                info.parses.push((
+                    name,
+                    Prepared {
+                        parse: f.raw.clone(),
+                        hash: hash_bytes(&f.raw),
+                        class: c,
+                    },
+                ));
+            }
+            b'B' => {
+                let stmt = msg::bind_view(f.body()).map(|(_, s)| s.to_vec());
+                let c = match stmt {
+                    Some(s) => match parsed_here.get(&s) {
+                        Some(c) => *c,
+                        None => {
+                            let c = known.get(&s).map_or_else(unknown, |p| p.class);
+                            if !info.uses.contains(&s) {
+                                info.uses.push(s);
+                            }
+                            c
+                        }
+                    },
+                    None => parse_error(),
+                };
+                if is_session(c.intent) {
+                    if let Some(p) = stmt_text(frames, known, f) {
+                        info.session_texts.push(p);
+                    }
+                }
+                info.class = Some(combine(info.class, c));
+            }
+            b'D' => {
+                if let Some((b'S', name)) = msg::target_view(f.body()) {
+                    if !parsed_here.contains_key(name) && !info.uses.iter().any(|u| u == name) {
+                        if let Some(p) = known.get(name) {
+                            info.class = Some(combine(info.class, p.class));
+                        }
+                        info.uses.push(name.to_vec());
+                    }
+                }
+            }
+            b'C' => {
+                if let Some((b'S', name)) = msg::target_view(f.body()) {
+                    parsed_here.remove(name);
+                    info.closes.push(name.to_vec());
+                }
+            }
+            b'F' => {
+                // FunctionCall: an arbitrary function by OID; cannot be proven read-only.
+                info.syncs += 1;
+                last_synced = true;
+                info.class = Some(combine(info.class, write_unknown()));
+            }
+            b'S' => {
+                info.syncs += 1;
+                last_synced = true;
+            }
+            b'E' | b'H' => last_synced = false,
+            _ => {}
+        }
+        if matches!(f.tag, b'P' | b'B' | b'D' | b'C') {
+            last_synced = false;
+        }
+    }
+    info.unsynced = !last_synced;
+    info
+}
+
+fn stmt_text(frames: &[Frame], known: &HashMap<Vec<u8>, Prepared>, bind: &Frame) -> Option<String> {
+    let (_, s) = msg::bind_view(bind.body())?;
+    let parse = frames
+        .iter()
+        .rev()
+        .filter(|f| f.tag == b'P')
+        .find_map(|f| {
+            msg::parse_view(f.body())
+                .filter(|(n, _)| *n == s)
+                .map(|(_, t)| t.to_vec())
+        })
+        .or_else(|| {
+            known
+                .get(s)
+                .and_then(|p| msg::parse_view(p.parse.get(5..)?).map(|(_, t)| t.to_vec()))
+        })?;
+    Some(String::from_utf8_lossy(&parse).into_owned())
+}
+
+fn is_session(i: Intent) -> bool {
+    matches!(i, Intent::SessionSet | Intent::ProxyRoute(_))
+}
+
+fn parse_error() -> Classification {
+    Classification {
+        intent: Intent::Write,
+        reason: Reason::ParseError,
+        hint: None,
+    }
+}
+
+fn unknown() -> Classification {
+    Classification {
+        intent: Intent::Write,
+        reason: Reason::Unknown,
+        hint: None,
+    }
+}
+
+fn write_unknown() -> Classification {
+    unknown()
+}
+
+/// What one backend connection holds of the session's state.
+#[derive(Debug, Default)]
+pub struct BackendState {
+    /// Prepared statements present on this backend: name -> hash of the Parse frame.
+    pub statements: HashMap<Vec<u8>, u64>,
+    /// How many entries of the session-setting history this backend has applied.
+    pub applied: usize,
+}
+
+/// Messages to send before a batch so that the backend has what the batch uses, and how many
+/// ParseComplete/CloseComplete answers they produce (to be swallowed).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Injection {
+    pub frames: Vec<Bytes>,
+    pub swallow: usize,
+}
+
+/// Plan the injections for `info` on a backend, and update its statement map as if the batch ran.
+pub fn plan(
+    info: &BatchInfo,
+    backend: &mut BackendState,
+    session: &HashMap<Vec<u8>, Prepared>,
+) -> Injection {
+    let mut inj = Injection::default();
+    for name in &info.uses {
+        let Some(p) = session.get(name) else { continue };
+        match backend.statements.get(name) {
+            Some(h) if *h == p.hash => {}
+            Some(_) if !name.is_empty() => {
+                inj.frames
+                    .push(msg::close(b'S', &String::from_utf8_lossy(name)));
+                inj.frames.push(p.parse.clone());
+                inj.swallow += 2;
+            }
+            _ => {
+                inj.frames.push(p.parse.clone());
+                inj.swallow += 1;
+            }
+        }
+        backend.statements.insert(name.clone(), p.hash);
+    }
+    for (name, p) in &info.parses {
+        let closed_in_batch = info.closes.contains(name);
+        if !name.is_empty() && backend.statements.contains_key(name) && !closed_in_batch {
+            // A stale copy from before the client closed it elsewhere.
+            inj.frames
+                .push(msg::close(b'S', &String::from_utf8_lossy(name)));
+            inj.swallow += 1;
+        }
+        backend.statements.insert(name.clone(), p.hash);
+    }
+    for name in &info.closes {
+        if !info.parses.iter().any(|(n, _)| n == name) {
+            backend.statements.remove(name);
+        }
+    }
+    if info.has_simple_query && !info.parses.iter().any(|(n, _)| n.is_empty()) {
+        // A simple Query drops the server's unnamed statement.
+        backend.statements.remove(&Vec::new());
+    }
+    inj
+}
+
+/// Apply a batch's parses and closes to the session's own statement map.
+pub fn record_statements(info: &BatchInfo, session: &mut HashMap<Vec<u8>, Prepared>) {
+    for name in &info.closes {
+        session.remove(name);
+    }
+    for (name, p) in &info.parses {
+        session.insert(name.clone(), p.clone());
+    }
+}
+
+/// True if a session-setting text drops prepared statements (DISCARD ALL / DEALLOCATE ALL).
+pub fn drops_statements(text: &str) -> bool {
+    let t = text.trim_start().to_ascii_uppercase();
+    t.starts_with("DISCARD ALL") || t.contains("DEALLOCATE ALL")
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

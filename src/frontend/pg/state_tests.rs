@@ -1,0 +1,173 @@
+use super::*;
+use crate::classify::ClassifierSettings;
+use crate::wire::pg::frame::split_frame;
+use bytes::BytesMut;
+
+fn frame(raw: bytes::Bytes) -> Frame {
+    let mut b = BytesMut::from(&raw[..]);
+    split_frame(&mut b, 1 << 20).unwrap().unwrap()
+}
+
+fn bind(stmt: &str) -> Frame {
+    let mut body = vec![0u8];
+    body.extend_from_slice(stmt.as_bytes());
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    let mut raw = vec![b'B'];
+    raw.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    raw.extend_from_slice(&body);
+    frame(raw.into())
+}
+
+fn execute() -> Frame {
+    frame(bytes::Bytes::from_static(b"E\0\0\0\x09\0\0\0\0\0"))
+}
+
+fn classifier() -> Classifier {
+    Classifier::new(ClassifierSettings::default())
+}
+
+#[test]
+fn batch_of_parse_bind_execute_sync_is_a_read() {
+    let frames = vec![
+        frame(msg::parse("s1", "SELECT 1")),
+        bind("s1"),
+        execute(),
+        frame(msg::sync()),
+    ];
+    let info = analyse(&frames, &classifier(), &HashMap::new());
+    assert_eq!(info.class.map(|c| c.intent), Some(Intent::Read));
+    assert_eq!(info.syncs, 1);
+    assert!(info.uses.is_empty());
+    assert_eq!(info.parses.len(), 1);
+    assert!(!info.unsynced);
+}
+
+#[test]
+fn bind_of_known_statement_uses_its_class_and_needs_injection() {
+    let c = classifier();
+    let first = analyse(
+        &[
+            frame(msg::parse("w", "INSERT INTO t VALUES (1)")),
+            frame(msg::sync()),
+        ],
+        &c,
+        &HashMap::new(),
+    );
+    let mut session = HashMap::new();
+    record_statements(&first, &mut session);
+    let second = analyse(&[bind("w"), execute(), frame(msg::sync())], &c, &session);
+    assert_eq!(second.class.map(|c| c.intent), Some(Intent::Write));
+    assert_eq!(second.uses, vec![b"w".to_vec()]);
+
+    let mut fresh = BackendState::default();
+    let inj = plan(&second, &mut fresh, &session);
+    assert_eq!(inj.swallow, 1);
+    assert_eq!(inj.frames, vec![session[&b"w".to_vec()].parse.clone()]);
+    // Second time on the same backend: nothing to inject.
+    let inj = plan(&second, &mut fresh, &session);
+    assert_eq!(inj, Injection::default());
+}
+
+#[test]
+fn unknown_statement_name_fails_closed() {
+    let info = analyse(
+        &[bind("nope"), execute(), frame(msg::sync())],
+        &classifier(),
+        &HashMap::new(),
+    );
+    assert_eq!(info.class.map(|c| c.intent), Some(Intent::Write));
+}
+
+#[test]
+fn reparse_after_close_elsewhere_closes_stale_copy() {
+    let c = classifier();
+    let p1 = analyse(
+        &[frame(msg::parse("s", "SELECT 1")), frame(msg::sync())],
+        &c,
+        &HashMap::new(),
+    );
+    let mut session = HashMap::new();
+    let mut b = BackendState::default();
+    plan(&p1, &mut b, &session);
+    record_statements(&p1, &mut session);
+    // Client closes "s" on another backend, then parses a new "s" that lands here.
+    let close = analyse(
+        &[frame(msg::close(b'S', "s")), frame(msg::sync())],
+        &c,
+        &session,
+    );
+    record_statements(&close, &mut session);
+    let p2 = analyse(
+        &[frame(msg::parse("s", "SELECT 2")), frame(msg::sync())],
+        &c,
+        &session,
+    );
+    let inj = plan(&p2, &mut b, &session);
+    assert_eq!(inj.swallow, 1);
+    assert_eq!(inj.frames, vec![msg::close(b'S', "s")]);
+}
+
+#[test]
+fn simple_query_drops_unnamed_statement() {
+    let c = classifier();
+    let mut b = BackendState::default();
+    let p = analyse(
+        &[frame(msg::parse("", "SELECT 1")), frame(msg::sync())],
+        &c,
+        &HashMap::new(),
+    );
+    plan(&p, &mut b, &HashMap::new());
+    assert!(b.statements.contains_key(&Vec::new()));
+    let q = analyse(&[frame(msg::query("SELECT 2"))], &c, &HashMap::new());
+    plan(&q, &mut b, &HashMap::new());
+    assert!(!b.statements.contains_key(&Vec::new()));
+}
+
+#[test]
+fn flush_leaves_batch_unsynced_and_set_texts_are_kept() {
+    let c = classifier();
+    let info = analyse(
+        &[
+            frame(msg::parse("", "SELECT 1")),
+            frame(bytes::Bytes::from_static(b"H\0\0\0\x04")),
+        ],
+        &c,
+        &HashMap::new(),
+    );
+    assert!(info.unsynced);
+    assert_eq!(info.syncs, 0);
+    let set = analyse(
+        &[frame(msg::query("SET search_path TO public"))],
+        &c,
+        &HashMap::new(),
+    );
+    assert_eq!(set.class.map(|c| c.intent), Some(Intent::SessionSet));
+    assert_eq!(
+        set.session_texts,
+        vec!["SET search_path TO public".to_string()]
+    );
+}
+
+#[test]
+fn combine_prefers_the_stronger_intent() {
+    let read = Classification {
+        intent: Intent::Read,
+        reason: Reason::Read,
+        hint: None,
+    };
+    let write = Classification {
+        intent: Intent::Write,
+        reason: Reason::Write,
+        hint: None,
+    };
+    assert_eq!(combine(Some(read), write).intent, Intent::Write);
+    assert_eq!(combine(Some(write), read).intent, Intent::Write);
+    assert_eq!(combine(None, read).intent, Intent::Read);
+}
+
+#[test]
+fn discard_all_is_detected() {
+    assert!(drops_statements("discard all"));
+    assert!(drops_statements("  DEALLOCATE ALL"));
+    assert!(!drops_statements("SET x = 1"));
+}

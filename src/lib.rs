@@ -1,0 +1,24 @@
+//! Switchyard: a read/write-splitting proxy for PostgreSQL (and, next, MySQL/MariaDB).
+//!
+//! Map of the modules:
+//! - [`config`]: YAML -> validated typed [`config::Config`]; every error names its YAML path.
+//! - [`wire`]: pure protocol codecs (PostgreSQL v3 frames, startup, auth bodies).
+//! - [`classify`]: SQL text -> [`classify::Classification`], failing closed, with a decision cache.
+//! - [`router`]: classification x session state x topology snapshot -> target server.
+//! - [`topology`]: snapshot model, probes and the monitor that publishes snapshots.
+//! - [`backend`]: connect and authenticate to a server, relay responses to their end.
+//! - [`frontend`]: one task per client connection (PostgreSQL), the session state machine.
+//! - [`admin`]: HTTP `/metrics`, `/health`, `/ready`, `/api/clusters`.
+//! - [`metrics`]: the typed Prometheus registry.
+//! - [`app`]: builds the shared state, spawns listeners, monitor and admin, owns shutdown.
+
+pub mod admin;
+pub mod app;
+pub mod backend;
+pub mod classify;
+pub mod config;
+pub mod frontend;
+pub mod metrics;
+pub mod router;
+pub mod topology;
+pub mod wire;

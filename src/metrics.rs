@@ -1,0 +1,310 @@
+//! Typed Prometheus registry: every metric Switchyard exports, created once; hot path is atomics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::classify::Reason;
+
+/// Where a statement was sent, for the `route` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    Primary,
+    Replica,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Primary => "primary",
+            Route::Replica => "replica",
+        }
+    }
+}
+
+/// Why a route was taken; the classifier's reason or a session/router reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteReason {
+    Class(Reason),
+    InTransaction,
+    Pinned,
+    Override,
+    NoReplica,
+    Replay,
+}
+
+impl RouteReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteReason::Class(r) => r.as_str(),
+            RouteReason::InTransaction => "in_transaction",
+            RouteReason::Pinned => "pinned",
+            RouteReason::Override => "override",
+            RouteReason::NoReplica => "no_replica_fallback",
+            RouteReason::Replay => "session_replay",
+        }
+    }
+}
+
+/// Kinds of errors counted in `switchyard_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    ClientProtocol,
+    AuthFailed,
+    UnknownUser,
+    BackendConnect,
+    BackendLost,
+    NoServer,
+    Timeout,
+    TooManyClients,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::ClientProtocol => "client_protocol",
+            ErrorKind::AuthFailed => "auth_failed",
+            ErrorKind::UnknownUser => "unknown_user",
+            ErrorKind::BackendConnect => "backend_connect",
+            ErrorKind::BackendLost => "backend_lost",
+            ErrorKind::NoServer => "no_server",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::TooManyClients => "too_many_clients",
+        }
+    }
+}
+
+/// The process's metrics. Built once in `app.rs` and shared by `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    queries: IntCounterVec,
+    query_seconds: HistogramVec,
+    clients: IntGaugeVec,
+    clients_total: IntCounterVec,
+    backends: IntGaugeVec,
+    backend_connects: IntCounterVec,
+    errors: IntCounterVec,
+    pub server_up: IntGaugeVec,
+    pub server_role: IntGaugeVec,
+    pub replica_lag_seconds: GaugeVec,
+    pub replica_lag_bytes: GaugeVec,
+    pub replica_lag_known: IntGaugeVec,
+    pub probes: IntCounterVec,
+    pub topology_epoch: IntGaugeVec,
+    /// Cached per-(cluster, route, reason) counters so the hot path never formats labels.
+    handles: Mutex<HashMap<(String, Route, RouteReason), IntCounter>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{e}"));
+    reg.register(Box::new(v.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    v
+}
+
+fn gauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{e}"));
+    reg.register(Box::new(v.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    v
+}
+
+fn fgauge_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let v = GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{e}"));
+    reg.register(Box::new(v.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    v
+}
+
+impl Metrics {
+    /// Builds the registry. Metric definitions are static, so a failure here is a programming
+    /// error caught by the unit test below, never by input.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Arc<Self> {
+        let r = Registry::new();
+        let queries = counter_vec(
+            &r,
+            "switchyard_queries_total",
+            "Statements routed, by destination role and reason.",
+            &["cluster", "route", "reason"],
+        );
+        let hopts = HistogramOpts::new(
+            "switchyard_query_duration_seconds",
+            "Time from a request reaching the proxy to the end of the server's answer.",
+        )
+        .buckets(vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ]);
+        let query_seconds =
+            HistogramVec::new(hopts, &["cluster", "route"]).unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(query_seconds.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(Metrics {
+            queries,
+            query_seconds,
+            clients: gauge_vec(
+                &r,
+                "switchyard_client_connections",
+                "Client connections currently open.",
+                &["cluster"],
+            ),
+            clients_total: counter_vec(
+                &r,
+                "switchyard_client_connections_total",
+                "Client connections accepted.",
+                &["cluster"],
+            ),
+            backends: gauge_vec(
+                &r,
+                "switchyard_backend_connections",
+                "Server connections currently open by the proxy for clients.",
+                &["cluster", "server"],
+            ),
+            backend_connects: counter_vec(
+                &r,
+                "switchyard_backend_connects_total",
+                "Server connections opened for clients.",
+                &["cluster", "server"],
+            ),
+            errors: counter_vec(
+                &r,
+                "switchyard_errors_total",
+                "Errors by kind.",
+                &["cluster", "kind"],
+            ),
+            server_up: gauge_vec(
+                &r,
+                "switchyard_server_up",
+                "1 when the monitor considers the server up.",
+                &["cluster", "server"],
+            ),
+            server_role: gauge_vec(
+                &r,
+                "switchyard_server_role",
+                "1 for the role the monitor discovered for the server.",
+                &["cluster", "server", "role"],
+            ),
+            replica_lag_seconds: fgauge_vec(
+                &r,
+                "switchyard_replica_lag_seconds",
+                "Replica replay lag in seconds (absent or lag_known=0 when unknown).",
+                &["cluster", "server"],
+            ),
+            replica_lag_bytes: fgauge_vec(
+                &r,
+                "switchyard_replica_lag_bytes",
+                "Replica replay lag in bytes of WAL behind the primary.",
+                &["cluster", "server"],
+            ),
+            replica_lag_known: gauge_vec(
+                &r,
+                "switchyard_replica_lag_known",
+                "1 when the replica's lag was measured by the last probe.",
+                &["cluster", "server"],
+            ),
+            probes: counter_vec(
+                &r,
+                "switchyard_monitor_probes_total",
+                "Monitor probes by result.",
+                &["cluster", "server", "result"],
+            ),
+            topology_epoch: gauge_vec(
+                &r,
+                "switchyard_topology_epoch",
+                "Topology epoch of the cluster.",
+                &["cluster"],
+            ),
+            registry: r,
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counter handle for one (cluster, route, reason); cache it where possible.
+    pub fn query_counter(&self, cluster: &str, route: Route, reason: RouteReason) -> IntCounter {
+        let key = (cluster.to_string(), route, reason);
+        let mut h = self.handles.lock();
+        h.entry(key)
+            .or_insert_with(|| {
+                self.queries
+                    .with_label_values(&[cluster, route.as_str(), reason.as_str()])
+            })
+            .clone()
+    }
+
+    pub fn query_histogram(&self, cluster: &str, route: Route) -> Histogram {
+        self.query_seconds
+            .with_label_values(&[cluster, route.as_str()])
+    }
+
+    pub fn client_gauge(&self, cluster: &str) -> IntGauge {
+        self.clients.with_label_values(&[cluster])
+    }
+
+    pub fn client_accepted(&self, cluster: &str) {
+        self.clients_total.with_label_values(&[cluster]).inc();
+    }
+
+    pub fn backend_gauge(&self, cluster: &str, server: &str) -> IntGauge {
+        self.backends.with_label_values(&[cluster, server])
+    }
+
+    pub fn backend_connected(&self, cluster: &str, server: &str) {
+        self.backend_connects
+            .with_label_values(&[cluster, server])
+            .inc();
+    }
+
+    pub fn error(&self, cluster: &str, kind: ErrorKind) {
+        self.errors
+            .with_label_values(&[cluster, kind.as_str()])
+            .inc();
+    }
+
+    pub fn lag_gauges(&self, cluster: &str, server: &str) -> (Gauge, Gauge) {
+        (
+            self.replica_lag_seconds
+                .with_label_values(&[cluster, server]),
+            self.replica_lag_bytes.with_label_values(&[cluster, server]),
+        )
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_builds_and_renders() {
+        let m = Metrics::new();
+        m.query_counter("c", Route::Replica, RouteReason::Class(Reason::Read))
+            .inc();
+        m.error("c", ErrorKind::AuthFailed);
+        let text = m.render();
+        assert!(text.contains(
+            "switchyard_queries_total{cluster=\"c\",reason=\"read\",route=\"replica\"} 1"
+        ));
+        assert!(text.contains("switchyard_errors_total{cluster=\"c\",kind=\"auth_failed\"} 1"));
+    }
+}

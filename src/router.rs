@@ -1,0 +1,321 @@
+//! Destination choice: a wanted role x the topology snapshot x the balancing policy -> one server.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use crate::config::{Balance, Fallback, RoutingConfig};
+use crate::metrics::{Route, RouteReason};
+use crate::topology::{ServerState, Topology};
+
+/// What the session wants for the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Must run on the primary.
+    Primary(RouteReason),
+    /// May run on a replica (falls back per the cluster's policy).
+    Replica(RouteReason),
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Index into the cluster's `servers`.
+    pub server: usize,
+    pub route: Route,
+    pub reason: RouteReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no primary server is available")]
+    NoPrimary,
+    #[error("no replica is available and the cluster's fallback is `error`")]
+    NoReplica,
+}
+
+/// Per-cluster balancing state shared by all sessions: a round-robin cursor and live
+/// connection counts per server (for `least_connections`).
+#[derive(Debug)]
+pub struct Balancer {
+    cursor: AtomicUsize,
+    conns: Vec<AtomicI64>,
+}
+
+impl Balancer {
+    pub fn new(servers: usize) -> Self {
+        Balancer {
+            cursor: AtomicUsize::new(0),
+            conns: (0..servers).map(|_| AtomicI64::new(0)).collect(),
+        }
+    }
+
+    pub fn connection_opened(&self, server: usize) {
+        if let Some(c) = self.conns.get(server) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn connection_closed(&self, server: usize) {
+        if let Some(c) = self.conns.get(server) {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn load(&self, server: usize) -> i64 {
+        self.conns
+            .get(server)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Choose one of `candidates` by policy and weight. `None` when empty.
+    pub fn choose(&self, policy: Balance, candidates: &[&ServerState]) -> Option<usize> {
+        let weighted: Vec<&&ServerState> = candidates.iter().filter(|s| s.weight > 0).collect();
+        let pool: Vec<&ServerState> = if weighted.is_empty() {
+            candidates.to_vec()
+        } else {
+            weighted.into_iter().copied().collect()
+        };
+        if pool.is_empty() {
+            return None;
+        }
+        let total: u64 = pool.iter().map(|s| u64::from(s.weight.max(1))).sum();
+        let pick_by_ticket = |ticket: u64| {
+            let mut t = ticket % total;
+            for s in &pool {
+                let w = u64::from(s.weight.max(1));
+                if t < w {
+                    return s.index;
+                }
+                t -= w;
+            }
+            pool[0].index
+        };
+        match policy {
+            Balance::RoundRobin => {
+                let n = self.cursor.fetch_add(1, Ordering::Relaxed) as u64;
+                Some(pick_by_ticket(n))
+            }
+            Balance::Random => Some(pick_by_ticket(rand::random::<u64>())),
+            Balance::LeastConnections => pool
+                .iter()
+                .min_by(|a, b| {
+                    // Compare load per unit of weight: a/wa < b/wb  <=>  a*wb < b*wa.
+                    let la = self.load(a.index) * i64::from(b.weight.max(1));
+                    let lb = self.load(b.index) * i64::from(a.weight.max(1));
+                    la.cmp(&lb)
+                })
+                .map(|s| s.index),
+        }
+    }
+}
+
+/// Decide the destination. `exclude` lists servers this session just found broken.
+pub fn decide(
+    want: Want,
+    topo: &Topology,
+    routing: &RoutingConfig,
+    balancer: &Balancer,
+    exclude: &[usize],
+) -> Result<Decision, RouteError> {
+    let primary = || {
+        topo.primary()
+            .filter(|p| !exclude.contains(&p.index))
+            .map(|p| p.index)
+    };
+    match want {
+        Want::Primary(reason) => primary()
+            .map(|server| Decision {
+                server,
+                route: Route::Primary,
+                reason,
+            })
+            .ok_or(RouteError::NoPrimary),
+        Want::Replica(reason) => {
+            let candidates: Vec<&ServerState> = topo
+                .read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
+                .filter(|s| !exclude.contains(&s.index))
+                .collect();
+            if let Some(server) = balancer.choose(routing.balance, &candidates) {
+                return Ok(Decision {
+                    server,
+                    route: Route::Replica,
+                    reason,
+                });
+            }
+            match routing.fallback {
+                Fallback::Error => Err(RouteError::NoReplica),
+                Fallback::Primary => primary()
+                    .map(|server| Decision {
+                        server,
+                        route: Route::Primary,
+                        reason: RouteReason::NoReplica,
+                    })
+                    .ok_or(RouteError::NoPrimary),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Reason;
+    use crate::topology::{Health, Lag, Role};
+    use std::time::Duration;
+
+    fn server(index: usize, role: Role, lag: Lag, weight: u32) -> ServerState {
+        ServerState {
+            index,
+            name: format!("s{index}"),
+            address: String::new(),
+            role,
+            health: Health::Up,
+            replicating: role == Role::Replica,
+            lag,
+            weight,
+            checked_at: None,
+            last_error: None,
+        }
+    }
+
+    fn topo(servers: Vec<ServerState>) -> Topology {
+        Topology {
+            cluster: "c".into(),
+            epoch: 1,
+            servers,
+        }
+    }
+
+    fn routing(balance: Balance, fallback: Fallback) -> RoutingConfig {
+        RoutingConfig {
+            balance,
+            max_replica_lag: Some(Duration::from_secs(10)),
+            max_replica_lag_bytes: None,
+            fallback,
+            write_functions: vec![],
+            classifier_cache_size: 0,
+        }
+    }
+
+    const FRESH: Lag = Lag::Known {
+        seconds: 0.0,
+        bytes: Some(0),
+    };
+    const READ: RouteReason = RouteReason::Class(Reason::Read);
+
+    #[test]
+    fn round_robin_spreads_reads_over_replicas() {
+        let t = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Replica, FRESH, 1),
+            server(2, Role::Replica, FRESH, 1),
+        ]);
+        let b = Balancer::new(3);
+        let r = routing(Balance::RoundRobin, Fallback::Primary);
+        let picks: Vec<usize> = (0..4)
+            .map(|_| decide(Want::Replica(READ), &t, &r, &b, &[]).unwrap().server)
+            .collect();
+        assert_eq!(picks, vec![1, 2, 1, 2]);
+    }
+
+    #[test]
+    fn weights_are_respected() {
+        let t = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Replica, FRESH, 3),
+            server(2, Role::Replica, FRESH, 1),
+        ]);
+        let b = Balancer::new(3);
+        let r = routing(Balance::RoundRobin, Fallback::Primary);
+        let ones = (0..8)
+            .filter(|_| decide(Want::Replica(READ), &t, &r, &b, &[]).unwrap().server == 1)
+            .count();
+        assert_eq!(ones, 6);
+    }
+
+    #[test]
+    fn lagging_unknown_and_down_replicas_are_skipped() {
+        let mut down = server(3, Role::Replica, FRESH, 1);
+        down.health = Health::Down;
+        let t = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(
+                1,
+                Role::Replica,
+                Lag::Known {
+                    seconds: 99.0,
+                    bytes: None,
+                },
+                1,
+            ),
+            server(2, Role::Replica, Lag::Unknown, 1),
+            down,
+        ]);
+        let b = Balancer::new(4);
+        let d = decide(
+            Want::Replica(READ),
+            &t,
+            &routing(Balance::RoundRobin, Fallback::Primary),
+            &b,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (d.server, d.route, d.reason),
+            (0, Route::Primary, RouteReason::NoReplica)
+        );
+        assert_eq!(
+            decide(
+                Want::Replica(READ),
+                &t,
+                &routing(Balance::RoundRobin, Fallback::Error),
+                &b,
+                &[]
+            ),
+            Err(RouteError::NoReplica)
+        );
+    }
+
+    #[test]
+    fn least_connections_and_exclusion() {
+        let t = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Replica, FRESH, 1),
+            server(2, Role::Replica, FRESH, 1),
+        ]);
+        let b = Balancer::new(3);
+        b.connection_opened(1);
+        let r = routing(Balance::LeastConnections, Fallback::Primary);
+        assert_eq!(
+            decide(Want::Replica(READ), &t, &r, &b, &[]).unwrap().server,
+            2
+        );
+        assert_eq!(
+            decide(Want::Replica(READ), &t, &r, &b, &[2])
+                .unwrap()
+                .server,
+            1
+        );
+        b.connection_closed(1);
+        let rnd = routing(Balance::Random, Fallback::Primary);
+        let s = decide(Want::Replica(READ), &t, &rnd, &b, &[])
+            .unwrap()
+            .server;
+        assert!(s == 1 || s == 2);
+    }
+
+    #[test]
+    fn writes_need_a_single_primary() {
+        let w = Want::Primary(RouteReason::Class(Reason::Write));
+        let r = routing(Balance::RoundRobin, Fallback::Primary);
+        let b = Balancer::new(3);
+        let t = topo(vec![server(1, Role::Replica, FRESH, 1)]);
+        assert_eq!(decide(w, &t, &r, &b, &[]), Err(RouteError::NoPrimary));
+        let two = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Primary, Lag::Unknown, 1),
+        ]);
+        assert_eq!(decide(w, &two, &r, &b, &[]), Err(RouteError::NoPrimary));
+        let one = topo(vec![server(0, Role::Primary, Lag::Unknown, 1)]);
+        assert_eq!(decide(w, &one, &r, &b, &[]).unwrap().server, 0);
+    }
+}

@@ -1,0 +1,323 @@
+//! Pure per-cluster monitor state: probe rounds in, hysteresis-filtered topology snapshots out.
+//!
+//! No sockets and no clocks: the caller passes each round's probe outcomes and the time, so the
+//! rules are unit-tested with scripted histories.
+//!
+//! Rules:
+//! - Health flips Up -> Down after `unhealthy_after` consecutive failed probes and Down -> Up after
+//!   `healthy_after` consecutive good ones. Every server starts Down.
+//! - The published role is the last probed role while the server is Up, `Unknown` while Down.
+//! - A replica's lag is `Known` only when its latest probe succeeded, is at most three intervals
+//!   old and PostgreSQL reported the seconds; lag bytes additionally need the primary's current
+//!   LSN from the same round. Otherwise `Lag::Unknown`, never zero.
+//! - The epoch bumps when the set of (server, role) changes; a snapshot is published only when
+//!   something other than the probe timestamps changed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::ClusterConfig;
+use crate::topology::model::{Health, Lag, Role, ServerState, Topology};
+use crate::topology::probe_pg::ProbeResult;
+
+/// How many intervals a successful probe stays fresh enough to vouch for a replica's lag.
+pub const STALE_INTERVALS: u32 = 3;
+
+/// One probe's outcome and when it finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub at: Instant,
+    /// The measurement, or the probe error as text.
+    pub result: Result<ProbeResult, String>,
+}
+
+impl Observation {
+    pub fn ok(at: Instant, r: ProbeResult) -> Self {
+        Observation { at, result: Ok(r) }
+    }
+    pub fn failed(at: Instant, error: impl Into<String>) -> Self {
+        Observation {
+            at,
+            result: Err(error.into()),
+        }
+    }
+}
+
+/// A change worth logging, produced by [`ClusterState::apply_round`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Health {
+        server: String,
+        from: Health,
+        to: Health,
+    },
+    Role {
+        server: String,
+        from: Role,
+        to: Role,
+    },
+    Epoch {
+        epoch: u64,
+    },
+}
+
+/// What one round changed.
+#[derive(Debug, Clone, Default)]
+pub struct RoundUpdate {
+    /// The new snapshot, when it differs from the previous one (besides probe timestamps).
+    pub published: Option<Arc<Topology>>,
+    pub events: Vec<Event>,
+}
+
+/// Static description of one server plus its hysteresis counters.
+#[derive(Debug, Clone)]
+struct Track {
+    name: String,
+    address: String,
+    weight: u32,
+    ok_streak: u32,
+    fail_streak: u32,
+    health: Health,
+    /// Role of the last successful probe.
+    probed_role: Role,
+    /// Latest observation (successful or not).
+    last: Option<Observation>,
+    /// Finish time of the latest successful probe.
+    last_ok_at: Option<Instant>,
+}
+
+/// The monitor's memory for one cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterState {
+    cluster: String,
+    healthy_after: u32,
+    unhealthy_after: u32,
+    stale_after: Duration,
+    tracks: Vec<Track>,
+    epoch: u64,
+    current: Arc<Topology>,
+}
+
+impl ClusterState {
+    /// Every server starts Down with an unknown role and lag; epoch 0.
+    pub fn new(cluster: &ClusterConfig) -> Self {
+        let mon = &cluster.monitor;
+        let tracks: Vec<Track> = cluster
+            .servers
+            .iter()
+            .map(|s| Track {
+                name: s.name.clone(),
+                address: s.address(),
+                weight: s.weight,
+                ok_streak: 0,
+                fail_streak: 0,
+                health: Health::Down,
+                probed_role: Role::Unknown,
+                last: None,
+                last_ok_at: None,
+            })
+            .collect();
+        let mut st = ClusterState {
+            cluster: cluster.name.clone(),
+            healthy_after: mon.healthy_after.max(1),
+            unhealthy_after: mon.unhealthy_after.max(1),
+            stale_after: mon.interval.saturating_mul(STALE_INTERVALS),
+            tracks,
+            epoch: 0,
+            current: Arc::new(Topology {
+                cluster: cluster.name.clone(),
+                epoch: 0,
+                servers: Vec::new(),
+            }),
+        };
+        let servers = st.build_servers(Instant::now(), None);
+        st.current = Arc::new(Topology {
+            cluster: st.cluster.clone(),
+            epoch: 0,
+            servers,
+        });
+        st
+    }
+
+    /// The latest published snapshot.
+    pub fn snapshot(&self) -> Arc<Topology> {
+        self.current.clone()
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Applies one round. `results[i]` belongs to the i-th configured server; `None` means the
+    /// server was not probed this round (its counters stay, its data ages).
+    pub fn apply_round(&mut self, results: Vec<Option<Observation>>, now: Instant) -> RoundUpdate {
+        let mut events = Vec::new();
+        let mut this_round = vec![false; self.tracks.len()];
+        for (i, obs) in results.into_iter().enumerate() {
+            let (Some(obs), Some(t)) = (obs, self.tracks.get_mut(i)) else {
+                continue;
+            };
+            this_round[i] = true;
+            let before = t.health;
+            match &obs.result {
+                Ok(r) => {
+                    t.ok_streak = t.ok_streak.saturating_add(1);
+                    t.fail_streak = 0;
+                    t.probed_role = r.role;
+                    t.last_ok_at = Some(obs.at);
+                    if t.health == Health::Down && t.ok_streak >= self.healthy_after {
+                        t.health = Health::Up;
+                    }
+                }
+                Err(_) => {
+                    t.fail_streak = t.fail_streak.saturating_add(1);
+                    t.ok_streak = 0;
+                    if t.health == Health::Up && t.fail_streak >= self.unhealthy_after {
+                        t.health = Health::Down;
+                    }
+                }
+            }
+            t.last = Some(obs);
+            if t.health != before {
+                events.push(Event::Health {
+                    server: t.name.clone(),
+                    from: before,
+                    to: t.health,
+                });
+            }
+        }
+
+        let primary_lsn = self.round_primary_lsn(&this_round);
+        let servers = self.build_servers(now, Some((&this_round, primary_lsn)));
+        for (old, new) in self.current.servers.iter().zip(&servers) {
+            if old.role != new.role {
+                events.push(Event::Role {
+                    server: new.name.clone(),
+                    from: old.role,
+                    to: new.role,
+                });
+            }
+        }
+        let roles_changed = self
+            .current
+            .servers
+            .iter()
+            .map(|s| s.role)
+            .ne(servers.iter().map(|s| s.role));
+        if roles_changed {
+            self.epoch += 1;
+            events.push(Event::Epoch { epoch: self.epoch });
+        }
+        let next = Topology {
+            cluster: self.cluster.clone(),
+            epoch: self.epoch,
+            servers,
+        };
+        let published = if same_ignoring_time(&self.current, &next) {
+            None
+        } else {
+            let arc = Arc::new(next);
+            self.current = arc.clone();
+            Some(arc)
+        };
+        RoundUpdate { published, events }
+    }
+
+    /// The current LSN of the one server that probed as primary this round, if exactly one did.
+    fn round_primary_lsn(&self, this_round: &[bool]) -> Option<u64> {
+        let mut found = None;
+        for (t, fresh) in self.tracks.iter().zip(this_round) {
+            if !fresh {
+                continue;
+            }
+            if let Some(Observation { result: Ok(r), .. }) = &t.last {
+                if r.role == Role::Primary {
+                    if found.is_some() {
+                        return None;
+                    }
+                    found = Some(r.lsn);
+                }
+            }
+        }
+        found.flatten()
+    }
+
+    /// Server states from the tracks. `round` is `None` for the initial snapshot.
+    fn build_servers(
+        &self,
+        now: Instant,
+        round: Option<(&[bool], Option<u64>)>,
+    ) -> Vec<ServerState> {
+        self.tracks
+            .iter()
+            .enumerate()
+            .map(|(index, t)| {
+                let up = t.health == Health::Up;
+                let role = if up { t.probed_role } else { Role::Unknown };
+                let last_ok = match &t.last {
+                    Some(Observation { at, result: Ok(r) })
+                        if now.saturating_duration_since(*at) <= self.stale_after =>
+                    {
+                        Some(r)
+                    }
+                    _ => None,
+                };
+                let in_round = round.is_some_and(|(fresh, _)| fresh.get(index) == Some(&true));
+                let primary_lsn = round.and_then(|(_, lsn)| lsn);
+                let (replicating, lag) = match last_ok {
+                    Some(r) if up && role == Role::Replica => {
+                        let lag = match r.lag_seconds {
+                            Some(seconds) => Lag::Known {
+                                seconds,
+                                bytes: match (in_round, primary_lsn, r.lsn) {
+                                    (true, Some(p), Some(l)) => Some(p.saturating_sub(l)),
+                                    _ => None,
+                                },
+                            },
+                            None => Lag::Unknown,
+                        };
+                        (r.streaming, lag)
+                    }
+                    _ => (false, Lag::Unknown),
+                };
+                let last_error = match &t.last {
+                    Some(Observation { result: Err(e), .. }) => Some(e.clone()),
+                    _ => None,
+                };
+                ServerState {
+                    index,
+                    name: t.name.clone(),
+                    address: t.address.clone(),
+                    role,
+                    health: t.health,
+                    replicating,
+                    lag,
+                    weight: t.weight,
+                    checked_at: t.last_ok_at,
+                    last_error,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Equal apart from `checked_at`, which moves every round and alone is no reason to publish.
+fn same_ignoring_time(a: &Topology, b: &Topology) -> bool {
+    a.cluster == b.cluster
+        && a.epoch == b.epoch
+        && a.servers.len() == b.servers.len()
+        && a.servers.iter().zip(&b.servers).all(|(x, y)| {
+            x.index == y.index
+                && x.name == y.name
+                && x.address == y.address
+                && x.role == y.role
+                && x.health == y.health
+                && x.replicating == y.replicating
+                && x.lag == y.lag
+                && x.weight == y.weight
+                && x.last_error == y.last_error
+        })
+}
+
+#[cfg(test)]
+mod tests;

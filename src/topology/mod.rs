@@ -1,0 +1,8 @@
+//! Cluster topology: the snapshot model, the probes and the monitor that publishes snapshots.
+
+pub mod hysteresis;
+pub mod model;
+pub mod monitor;
+pub mod probe_pg;
+
+pub use model::{Health, Lag, Role, ServerState, Topology};

@@ -1,0 +1,102 @@
+//! Immutable snapshot of a cluster's servers as the monitor last saw them.
+
+use std::time::{Duration, Instant};
+
+/// Role the monitor discovered (never taken from config alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+    Unknown,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Unknown => "unknown",
+        }
+    }
+}
+
+/// Health after hysteresis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    Down,
+}
+
+/// Replication lag of a replica. `Unknown` is neither zero nor infinite: it is not a read candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lag {
+    Known { seconds: f64, bytes: Option<u64> },
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerState {
+    /// Index of the server in the cluster's config `servers` list.
+    pub index: usize,
+    pub name: String,
+    pub address: String,
+    pub role: Role,
+    pub health: Health,
+    /// Replicas: is the WAL receiver streaming (or IO+SQL threads running)?
+    pub replicating: bool,
+    pub lag: Lag,
+    pub weight: u32,
+    /// When this state was last confirmed by a probe.
+    pub checked_at: Option<Instant>,
+    /// Last probe error, if any.
+    pub last_error: Option<String>,
+}
+
+/// One cluster's topology at one moment. Published whole, never mutated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    pub cluster: String,
+    /// Bumped whenever the set of roles changes.
+    pub epoch: u64,
+    pub servers: Vec<ServerState>,
+}
+
+impl Topology {
+    /// The unique healthy primary, if exactly one is known.
+    pub fn primary(&self) -> Option<&ServerState> {
+        let mut it = self
+            .servers
+            .iter()
+            .filter(|s| s.role == Role::Primary && s.health == Health::Up);
+        let first = it.next()?;
+        if it.next().is_some() {
+            return None;
+        }
+        Some(first)
+    }
+
+    /// Replicas that may take reads: up, replicating, lag known and within limits.
+    pub fn read_candidates(
+        &self,
+        max_lag: Option<Duration>,
+        max_lag_bytes: Option<u64>,
+    ) -> impl Iterator<Item = &ServerState> {
+        self.servers.iter().filter(move |s| {
+            if s.role != Role::Replica || s.health != Health::Up || !s.replicating {
+                return false;
+            }
+            match s.lag {
+                Lag::Unknown => false,
+                Lag::Known { seconds, bytes } => {
+                    let time_ok = max_lag.is_none_or(|m| seconds <= m.as_secs_f64());
+                    let bytes_ok = match (max_lag_bytes, bytes) {
+                        (None, _) => true,
+                        (Some(m), Some(b)) => b <= m,
+                        (Some(_), None) => false,
+                    };
+                    time_ok && bytes_ok
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,282 @@
+//! The per-cluster monitor task: probes every server each interval and publishes topology snapshots.
+//!
+//! Each round probes all servers concurrently (every probe under its own deadline), feeds the
+//! outcomes to the pure [`ClusterState`], publishes a new snapshot on the `watch` channel when
+//! something changed, and updates the topology metrics. The first round starts immediately; until
+//! it lands, the snapshot has every server Down with an unknown role.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ClusterConfig, Protocol};
+use crate::metrics::Metrics;
+use crate::topology::hysteresis::{ClusterState, Event, Observation};
+use crate::topology::model::{Health, Lag, Role, Topology};
+use crate::topology::probe_pg::{PgProber, ProbeError, ProbeResult};
+
+/// Something that can probe one server; one instance per server, kept across rounds.
+pub trait Prober: Send + 'static {
+    fn probe(&mut self) -> impl Future<Output = Result<ProbeResult, ProbeError>> + Send;
+}
+
+impl Prober for PgProber {
+    fn probe(&mut self) -> impl Future<Output = Result<ProbeResult, ProbeError>> + Send {
+        PgProber::probe(self)
+    }
+}
+
+/// Starts the monitor of one cluster as a tracked task and returns its snapshot channel.
+///
+/// PostgreSQL clusters get a [`PgProber`] per server. Other protocols have no prober in this
+/// module: their servers stay Down (an error is logged) until one is plugged in via
+/// [`spawn_with`].
+pub fn spawn(
+    cluster: &ClusterConfig,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> watch::Receiver<Arc<Topology>> {
+    match cluster.protocol {
+        Protocol::Postgres => {
+            let probers = cluster
+                .servers
+                .iter()
+                .map(|s| PgProber::new(s.clone(), cluster.monitor.clone()))
+                .collect();
+            spawn_with(cluster, probers, metrics, cancel, tracker)
+        }
+        Protocol::Mysql => {
+            tracing::error!(
+                cluster = %cluster.name,
+                "no MySQL monitor available: the cluster's servers stay down"
+            );
+            let state = ClusterState::new(cluster);
+            record_metrics(&metrics, &state.snapshot());
+            let (tx, rx) = watch::channel(state.snapshot());
+            // Keep the sender until shutdown so receivers see an idle channel, not a closed one.
+            tracker.spawn(async move {
+                cancel.cancelled().await;
+                drop(tx);
+            });
+            rx
+        }
+    }
+}
+
+/// Starts a monitor with the given probers (`probers[i]` probes `cluster.servers[i]`).
+pub fn spawn_with<P: Prober>(
+    cluster: &ClusterConfig,
+    probers: Vec<P>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> watch::Receiver<Arc<Topology>> {
+    let state = ClusterState::new(cluster);
+    let (tx, rx) = watch::channel(state.snapshot());
+    record_metrics(&metrics, &state.snapshot());
+    let names = cluster.servers.iter().map(|s| s.name.clone()).collect();
+    let task = Monitor {
+        cluster: cluster.name.clone(),
+        names,
+        interval: cluster.monitor.interval,
+        probers,
+        state,
+        tx,
+        metrics,
+    };
+    tracker.spawn(task.run(cancel));
+    rx
+}
+
+/// Waits until the snapshot has a unique healthy primary, or the deadline passes.
+/// Returns the snapshot that has one, `None` on timeout or if the monitor is gone.
+pub async fn wait_ready(
+    mut rx: watch::Receiver<Arc<Topology>>,
+    deadline: tokio::time::Instant,
+) -> Option<Arc<Topology>> {
+    let wait = rx.wait_for(|t| t.primary().is_some());
+    match tokio::time::timeout_at(deadline, wait).await {
+        Ok(Ok(t)) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+struct Monitor<P> {
+    cluster: String,
+    names: Vec<String>,
+    interval: std::time::Duration,
+    probers: Vec<P>,
+    state: ClusterState,
+    tx: watch::Sender<Arc<Topology>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<P: Prober> Monitor<P> {
+    async fn run(mut self, cancel: CancellationToken) {
+        tracing::debug!(cluster = %self.cluster, servers = self.names.len(), "monitor started");
+        let mut ticker =
+            tokio::time::interval(self.interval.max(std::time::Duration::from_millis(10)));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let probes = self.probers.iter_mut().map(|p| async move {
+                let r = p.probe().await;
+                (Instant::now(), r)
+            });
+            let results = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = join_all(probes.collect()) => r,
+            };
+            self.finish_round(results);
+        }
+        tracing::debug!(cluster = %self.cluster, "monitor stopped");
+    }
+
+    fn finish_round(&mut self, results: Vec<(Instant, Result<ProbeResult, ProbeError>)>) {
+        let mut observations = Vec::with_capacity(results.len());
+        for (name, (at, r)) in self.names.iter().zip(results) {
+            let label = match &r {
+                Ok(_) => "ok",
+                Err(e) => e.metric_label(),
+            };
+            self.metrics
+                .probes
+                .with_label_values(&[self.cluster.as_str(), name.as_str(), label])
+                .inc();
+            if let Err(e) = &r {
+                tracing::debug!(cluster = %self.cluster, server = %name, error = %e, "probe failed");
+            }
+            observations.push(Some(Observation {
+                at,
+                result: r.map_err(|e| e.to_string()),
+            }));
+        }
+        let update = self.state.apply_round(observations, Instant::now());
+        let snapshot = self.state.snapshot();
+        for ev in &update.events {
+            log_event(&self.cluster, ev, &snapshot);
+        }
+        if let Some(t) = update.published {
+            self.tx.send_replace(t);
+        }
+        record_metrics(&self.metrics, &snapshot);
+    }
+}
+
+fn log_event(cluster: &str, ev: &Event, snap: &Topology) {
+    match ev {
+        Event::Health { server, from, to } => {
+            let error = snap
+                .servers
+                .iter()
+                .find(|s| &s.name == server)
+                .and_then(|s| s.last_error.clone())
+                .unwrap_or_default();
+            if *to == Health::Down {
+                tracing::warn!(cluster, server = %server, from = ?from, to = ?to, error = %error, "server is down");
+            } else {
+                tracing::info!(cluster, server = %server, from = ?from, to = ?to, "server is up");
+            }
+        }
+        Event::Role { server, from, to } => {
+            let flip = *from != Role::Unknown && *to != Role::Unknown;
+            if flip {
+                tracing::warn!(cluster, server = %server, from = from.as_str(), to = to.as_str(), "server changed role");
+            } else {
+                tracing::info!(cluster, server = %server, from = from.as_str(), to = to.as_str(), "server role");
+            }
+        }
+        Event::Epoch { epoch } => {
+            let primary = snap.primary().map(|p| p.name.as_str()).unwrap_or("none");
+            tracing::info!(cluster, epoch, primary, "topology changed");
+        }
+    }
+}
+
+/// Sets the per-server gauges and the epoch from a snapshot.
+pub fn record_metrics(metrics: &Metrics, topo: &Topology) {
+    let cluster = topo.cluster.as_str();
+    metrics
+        .topology_epoch
+        .with_label_values(&[cluster])
+        .set(i64::try_from(topo.epoch).unwrap_or(i64::MAX));
+    for s in &topo.servers {
+        let server = s.name.as_str();
+        metrics
+            .server_up
+            .with_label_values(&[cluster, server])
+            .set(i64::from(s.health == Health::Up));
+        for role in [Role::Primary, Role::Replica, Role::Unknown] {
+            metrics
+                .server_role
+                .with_label_values(&[cluster, server, role.as_str()])
+                .set(i64::from(s.role == role));
+        }
+        let labels = [cluster, server];
+        match (s.role, s.lag) {
+            (Role::Replica, Lag::Known { seconds, bytes }) => {
+                metrics
+                    .replica_lag_seconds
+                    .with_label_values(&labels)
+                    .set(seconds);
+                match bytes {
+                    Some(b) => metrics
+                        .replica_lag_bytes
+                        .with_label_values(&labels)
+                        .set(b as f64),
+                    None => {
+                        let _ = metrics.replica_lag_bytes.remove_label_values(&labels);
+                    }
+                }
+                metrics.replica_lag_known.with_label_values(&labels).set(1);
+            }
+            (Role::Replica, Lag::Unknown) => {
+                let _ = metrics.replica_lag_seconds.remove_label_values(&labels);
+                let _ = metrics.replica_lag_bytes.remove_label_values(&labels);
+                metrics.replica_lag_known.with_label_values(&labels).set(0);
+            }
+            _ => {
+                let _ = metrics.replica_lag_seconds.remove_label_values(&labels);
+                let _ = metrics.replica_lag_bytes.remove_label_values(&labels);
+                let _ = metrics.replica_lag_known.remove_label_values(&labels);
+            }
+        }
+    }
+}
+
+/// Polls all futures concurrently on the current task and returns their outputs in order.
+async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(move |cx| {
+        let mut pending = false;
+        for (f, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(outs.iter_mut().filter_map(Option::take).collect())
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,255 @@
+//! Monitor task tests with scripted probers (no sockets).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::*;
+use crate::config::{Balance, Fallback, MonitorConfig, RoleHint, RoutingConfig, ServerConfig};
+
+fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
+    ClusterConfig {
+        name: "c1".into(),
+        protocol,
+        listen: "127.0.0.1:6432".parse().unwrap(),
+        servers: (0..n)
+            .map(|i| ServerConfig {
+                name: format!("db{i}"),
+                host: "127.0.0.1".into(),
+                port: 1,
+                role: RoleHint::Auto,
+                weight: 1,
+            })
+            .collect(),
+        routing: RoutingConfig {
+            balance: Balance::RoundRobin,
+            max_replica_lag: None,
+            max_replica_lag_bytes: None,
+            fallback: Fallback::Primary,
+            write_functions: vec![],
+            classifier_cache_size: 0,
+        },
+        monitor: MonitorConfig {
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_millis(200),
+            healthy_after: 1,
+            unhealthy_after: 2,
+            user: "mon".into(),
+            password: String::new(),
+            database: "postgres".into(),
+        },
+    }
+}
+
+/// Replays a script of results; repeats the last one when the script runs out.
+struct Scripted {
+    script: Arc<Mutex<VecDeque<Result<ProbeResult, ProbeError>>>>,
+    last: Option<Result<ProbeResult, ProbeError>>,
+    calls: Arc<Mutex<u32>>,
+}
+
+impl Scripted {
+    fn new(items: Vec<Result<ProbeResult, ProbeError>>) -> (Self, Arc<Mutex<u32>>) {
+        let calls = Arc::new(Mutex::new(0));
+        (
+            Scripted {
+                script: Arc::new(Mutex::new(items.into())),
+                last: None,
+                calls: calls.clone(),
+            },
+            calls,
+        )
+    }
+}
+
+impl Prober for Scripted {
+    fn probe(&mut self) -> impl Future<Output = Result<ProbeResult, ProbeError>> + Send {
+        *self.calls.lock() += 1;
+        let next = self.script.lock().pop_front();
+        let r = match next {
+            Some(r) => {
+                self.last = Some(r.clone());
+                r
+            }
+            None => self
+                .last
+                .clone()
+                .unwrap_or(Err(ProbeError::Connect("no script".into()))),
+        };
+        async move { r }
+    }
+}
+
+fn primary(lsn: u64) -> ProbeResult {
+    ProbeResult {
+        role: Role::Primary,
+        lsn: Some(lsn),
+        receive_lsn: None,
+        lag_seconds: None,
+        streaming: false,
+    }
+}
+
+fn replica(lsn: u64, seconds: f64) -> ProbeResult {
+    ProbeResult {
+        role: Role::Replica,
+        lsn: Some(lsn),
+        receive_lsn: Some(lsn),
+        lag_seconds: Some(seconds),
+        streaming: true,
+    }
+}
+
+#[tokio::test]
+async fn publishes_first_round_and_updates_metrics() {
+    let c = cluster(2, Protocol::Postgres);
+    let (p0, calls) = Scripted::new(vec![Ok(primary(5000))]);
+    let (p1, _) = Scripted::new(vec![Ok(replica(1000, 0.25))]);
+    let metrics = Metrics::new();
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let rx = spawn_with(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
+
+    let initial = rx.borrow().clone();
+    assert_eq!(initial.epoch, 0);
+    assert!(initial.servers.iter().all(|s| s.health == Health::Down));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let t = wait_ready(rx.clone(), deadline).await.expect("ready");
+    assert_eq!(t.epoch, 1);
+    assert_eq!(t.primary().map(|p| p.name.as_str()), Some("db0"));
+    assert_eq!(
+        t.servers[1].lag,
+        Lag::Known {
+            seconds: 0.25,
+            bytes: Some(4000)
+        }
+    );
+
+    // Let a few more rounds run: nothing changes, so the epoch stays.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(*calls.lock() >= 3);
+    assert_eq!(rx.borrow().epoch, 1);
+
+    let text = metrics.render();
+    assert!(text.contains("switchyard_server_up{cluster=\"c1\",server=\"db0\"} 1"));
+    assert!(
+        text.contains("switchyard_server_role{cluster=\"c1\",role=\"primary\",server=\"db0\"} 1")
+    );
+    assert!(
+        text.contains("switchyard_server_role{cluster=\"c1\",role=\"replica\",server=\"db0\"} 0")
+    );
+    assert!(text.contains("switchyard_replica_lag_seconds{cluster=\"c1\",server=\"db1\"} 0.25"));
+    assert!(text.contains("switchyard_replica_lag_bytes{cluster=\"c1\",server=\"db1\"} 4000"));
+    assert!(text.contains("switchyard_replica_lag_known{cluster=\"c1\",server=\"db1\"} 1"));
+    assert!(!text.contains("switchyard_replica_lag_known{cluster=\"c1\",server=\"db0\"}"));
+    assert!(text.contains("switchyard_topology_epoch{cluster=\"c1\"} 1"));
+    assert!(text
+        .contains("switchyard_monitor_probes_total{cluster=\"c1\",result=\"ok\",server=\"db0\"}"));
+
+    tracker.close();
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(2), tracker.wait())
+        .await
+        .expect("monitor stops on cancel");
+}
+
+#[tokio::test]
+async fn failures_flip_down_after_threshold_and_are_counted() {
+    let c = cluster(2, Protocol::Postgres);
+    let (p0, _) = Scripted::new(vec![
+        Ok(primary(10)),
+        Err(ProbeError::Timeout(Duration::from_millis(200))),
+        Err(ProbeError::Timeout(Duration::from_millis(200))),
+    ]);
+    let (p1, _) = Scripted::new(vec![
+        Ok(replica(10, 0.0)),
+        Err(ProbeError::Connect("refused".into())),
+    ]);
+    let metrics = Metrics::new();
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut rx = spawn_with(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
+
+    let t = tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|t| t.servers.iter().all(|s| s.health == Health::Down) && t.epoch >= 2),
+    )
+    .await
+    .expect("goes down")
+    .expect("monitor alive")
+    .clone();
+    assert!(t.primary().is_none());
+    assert!(t.servers.iter().all(|s| s.role == Role::Unknown));
+    assert!(t.servers[0]
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("timed out"));
+
+    let text = metrics.render();
+    assert!(text.contains("switchyard_server_up{cluster=\"c1\",server=\"db0\"} 0"));
+    assert!(text.contains(
+        "switchyard_monitor_probes_total{cluster=\"c1\",result=\"timeout\",server=\"db0\"}"
+    ));
+    assert!(text.contains(
+        "switchyard_monitor_probes_total{cluster=\"c1\",result=\"error\",server=\"db1\"}"
+    ));
+    assert!(!text.contains("switchyard_replica_lag_seconds{cluster=\"c1\",server=\"db1\"}"));
+
+    cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(2), tracker.wait())
+        .await
+        .expect("monitor stops on cancel");
+}
+
+#[tokio::test]
+async fn wait_ready_times_out_without_primary() {
+    let c = cluster(1, Protocol::Postgres);
+    let (p0, _) = Scripted::new(vec![Ok(replica(1, 0.0))]);
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let rx = spawn_with(&c, vec![p0], Metrics::new(), cancel.clone(), &tracker);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    assert!(wait_ready(rx, deadline).await.is_none());
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn mysql_cluster_stays_down_without_a_prober() {
+    let c = cluster(1, Protocol::Mysql);
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let mut rx = spawn(&c, Metrics::new(), cancel.clone(), &tracker);
+    assert_eq!(rx.borrow().servers[0].health, Health::Down);
+    // The channel stays open (no busy loop for watchers) until shutdown.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), rx.changed())
+            .await
+            .is_err()
+    );
+    cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(2), tracker.wait())
+        .await
+        .unwrap();
+    assert!(rx.changed().await.is_err());
+}
+
+#[tokio::test]
+async fn join_all_keeps_order_and_runs_concurrently() {
+    let started = std::time::Instant::now();
+    let futs: Vec<_> = [30u64, 10, 20]
+        .into_iter()
+        .map(|ms| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            ms
+        })
+        .collect();
+    assert_eq!(join_all(futs).await, vec![30, 10, 20]);
+    assert!(started.elapsed() < Duration::from_millis(55));
+    let empty: Vec<std::future::Ready<u8>> = vec![];
+    assert!(join_all(empty).await.is_empty());
+}

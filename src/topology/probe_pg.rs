@@ -1,0 +1,425 @@
+//! Probes one PostgreSQL server for its role, WAL positions and replication lag, under a deadline.
+//!
+//! A [`PgProber`] keeps one monitor connection per server open between probes and reconnects after
+//! any error or timeout. The monitor user needs `pg_monitor` (or `pg_read_all_stats`) to read the
+//! WAL receiver's status; without it the prober falls back to "a WAL receiver process exists".
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::config::{MonitorConfig, ServerConfig};
+use crate::topology::model::Role;
+
+/// What one successful probe measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    /// `Primary` or `Replica` (never `Unknown` for a successful probe).
+    pub role: Role,
+    /// Primary: `pg_current_wal_lsn()`. Replica: `pg_last_wal_replay_lsn()`. `None` if NULL.
+    pub lsn: Option<u64>,
+    /// Replica: `pg_last_wal_receive_lsn()` (`None` on a primary or when NULL).
+    pub receive_lsn: Option<u64>,
+    /// Replica: replay lag in seconds, 0 when everything received is replayed; `None` when
+    /// PostgreSQL cannot tell (nothing replayed yet) and always `None` on a primary.
+    pub lag_seconds: Option<f64>,
+    /// Replica: the WAL receiver is streaming. Always `false` on a primary.
+    pub streaming: bool,
+}
+
+/// Why a probe failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("probe timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Connect(String),
+    #[error("query failed: {0}")]
+    Query(String),
+    #[error("unexpected answer: {0}")]
+    Unexpected(String),
+}
+
+impl ProbeError {
+    /// The `result` label of `switchyard_monitor_probes_total` for this failure.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ProbeError::Timeout(_) => "timeout",
+            _ => "error",
+        }
+    }
+}
+
+/// Parses a PostgreSQL LSN written as `X/Y` (two hex numbers) into a byte position.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    if hi.is_empty() || lo.is_empty() || hi.len() > 8 || lo.len() > 8 {
+        return None;
+    }
+    let hi = u32::from_str_radix(hi, 16).ok()?;
+    let lo = u32::from_str_radix(lo, 16).ok()?;
+    Some((u64::from(hi) << 32) | u64::from(lo))
+}
+
+/// Parses a PostgreSQL boolean in text form (`t`/`f`, as `simple_query` returns it).
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "t" | "true" | "on" | "1" => Some(true),
+        "f" | "false" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a lag in seconds; negative values (clock skew between hosts) read as 0.
+fn parse_seconds(text: &str) -> Option<f64> {
+    let v: f64 = text.trim().parse().ok()?;
+    if v.is_finite() {
+        Some(v.max(0.0))
+    } else {
+        None
+    }
+}
+
+/// The query run on a replica; one round trip.
+const REPLICA_QUERY: &str = "SELECT pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), \
+     CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+     ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END, \
+     (SELECT status FROM pg_stat_wal_receiver LIMIT 1), \
+     (SELECT pid FROM pg_stat_wal_receiver LIMIT 1)";
+
+/// Decides whether the WAL receiver streams from its `status` and `pid` columns. A monitor user
+/// without `pg_read_all_stats` sees only the pid: then a running receiver counts as streaming.
+fn receiver_streaming(status: Option<&str>, pid: Option<&str>) -> bool {
+    match status {
+        Some(s) => s == "streaming",
+        None => pid.is_some(),
+    }
+}
+
+/// Builds the replica result from the text columns of [`REPLICA_QUERY`].
+fn replica_result(cols: &[Option<&str>]) -> Result<ProbeResult, ProbeError> {
+    let [receive, replay, lag, status, pid] = cols else {
+        return Err(ProbeError::Unexpected(format!(
+            "replica query returned {} columns",
+            cols.len()
+        )));
+    };
+    let lsn_of = |v: &Option<&str>| -> Result<Option<u64>, ProbeError> {
+        match v {
+            None => Ok(None),
+            Some(t) => parse_lsn(t)
+                .map(Some)
+                .ok_or_else(|| ProbeError::Unexpected(format!("bad LSN {t:?}"))),
+        }
+    };
+    let lag_seconds = match lag {
+        None => None,
+        Some(t) => {
+            Some(parse_seconds(t).ok_or_else(|| ProbeError::Unexpected(format!("bad lag {t:?}")))?)
+        }
+    };
+    Ok(ProbeResult {
+        role: Role::Replica,
+        lsn: lsn_of(replay)?,
+        receive_lsn: lsn_of(receive)?,
+        lag_seconds,
+        streaming: receiver_streaming(*status, *pid),
+    })
+}
+
+/// Text form of a driver error, with the server's message when there is one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Runs a simple query and returns the text columns of its first row.
+async fn first_row(client: &Client, sql: &str) -> Result<Vec<Option<String>>, ProbeError> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| ProbeError::Query(describe(&e)))?;
+    for m in msgs {
+        if let SimpleQueryMessage::Row(row) = m {
+            return Ok((0..row.len())
+                .map(|i| row.get(i).map(str::to_owned))
+                .collect());
+        }
+    }
+    Err(ProbeError::Unexpected(format!("no row from {sql:?}")))
+}
+
+/// Probes over an open client: role first, then the role's positions and lag.
+async fn query_state(client: &Client) -> Result<ProbeResult, ProbeError> {
+    let row = first_row(client, "SELECT pg_is_in_recovery()").await?;
+    let in_recovery = row
+        .first()
+        .and_then(|v| v.as_deref())
+        .and_then(parse_bool)
+        .ok_or_else(|| ProbeError::Unexpected(format!("pg_is_in_recovery() = {row:?}")))?;
+    if !in_recovery {
+        let row = first_row(client, "SELECT pg_current_wal_lsn()").await?;
+        let lsn = match row.first().and_then(|v| v.as_deref()) {
+            Some(t) => {
+                Some(parse_lsn(t).ok_or_else(|| ProbeError::Unexpected(format!("bad LSN {t:?}")))?)
+            }
+            None => None,
+        };
+        return Ok(ProbeResult {
+            role: Role::Primary,
+            lsn,
+            receive_lsn: None,
+            lag_seconds: None,
+            streaming: false,
+        });
+    }
+    let row = first_row(client, REPLICA_QUERY).await?;
+    let cols: Vec<Option<&str>> = row.iter().map(|v| v.as_deref()).collect();
+    replica_result(&cols)
+}
+
+/// One server's monitor connection, kept open between probes.
+pub struct PgProber {
+    server: ServerConfig,
+    mon: MonitorConfig,
+    client: Option<Client>,
+    conn_task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PgProber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgProber")
+            .field("server", &self.server.name)
+            .field("connected", &self.client.is_some())
+            .finish()
+    }
+}
+
+impl PgProber {
+    pub fn new(server: ServerConfig, mon: MonitorConfig) -> Self {
+        PgProber {
+            server,
+            mon,
+            client: None,
+            conn_task: None,
+        }
+    }
+
+    pub fn server(&self) -> &ServerConfig {
+        &self.server
+    }
+
+    /// Is a monitor connection currently open?
+    pub fn is_connected(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    /// Probes the server, (re)connecting if needed; the whole probe runs under `mon.timeout`.
+    /// Any failure closes the connection so the next probe starts from a fresh one.
+    pub async fn probe(&mut self) -> Result<ProbeResult, ProbeError> {
+        let deadline = self.mon.timeout;
+        let res = match tokio::time::timeout(deadline, self.probe_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::Timeout(deadline)),
+        };
+        if res.is_err() {
+            self.disconnect();
+        }
+        res
+    }
+
+    async fn probe_inner(&mut self) -> Result<ProbeResult, ProbeError> {
+        if !self.is_connected() {
+            self.disconnect();
+            self.connect().await?;
+        }
+        let client = self
+            .client
+            .as_ref()
+            .ok_or_else(|| ProbeError::Connect("no connection".into()))?;
+        query_state(client).await
+    }
+
+    async fn connect(&mut self) -> Result<(), ProbeError> {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(&self.server.host)
+            .port(self.server.port)
+            .user(&self.mon.user)
+            .dbname(&self.mon.database)
+            .application_name("switchyard-monitor")
+            .connect_timeout(self.mon.timeout);
+        if !self.mon.password.is_empty() {
+            cfg.password(&self.mon.password);
+        }
+        let (client, conn) = cfg
+            .connect(NoTls)
+            .await
+            .map_err(|e| ProbeError::Connect(describe(&e)))?;
+        let server = self.server.name.clone();
+        self.conn_task = Some(tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(server = %server, error = %describe(&e), "monitor connection closed");
+            }
+        }));
+        self.client = Some(client);
+        Ok(())
+    }
+
+    /// Closes the monitor connection (if any) and stops its task.
+    pub fn disconnect(&mut self) {
+        self.client = None;
+        if let Some(t) = self.conn_task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for PgProber {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+/// One-shot probe: connects, probes and closes, all under `mon.timeout`.
+pub async fn probe(server: &ServerConfig, mon: &MonitorConfig) -> Result<ProbeResult, ProbeError> {
+    PgProber::new(server.clone(), mon.clone()).probe().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_parses_hex_halves() {
+        assert_eq!(parse_lsn("0/0"), Some(0));
+        assert_eq!(parse_lsn("0/3000148"), Some(0x300_0148));
+        assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374_D848));
+        assert_eq!(parse_lsn("FFFFFFFF/FFFFFFFF"), Some(u64::MAX));
+        assert_eq!(parse_lsn("a/b"), Some((0xa << 32) | 0xb));
+    }
+
+    #[test]
+    fn lsn_rejects_garbage() {
+        for bad in [
+            "",
+            "/",
+            "0/",
+            "/0",
+            "12",
+            "g/0",
+            "0/1/2",
+            "100000000/0",
+            "-1/0",
+            "0/ 1",
+        ] {
+            assert_eq!(parse_lsn(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn lsn_order_matches_wal_order() {
+        let a = parse_lsn("0/FFFFFFFF").unwrap();
+        let b = parse_lsn("1/0").unwrap();
+        assert_eq!(b - a, 1);
+    }
+
+    #[test]
+    fn seconds_clamp_negative_and_reject_garbage() {
+        assert_eq!(parse_seconds("0"), Some(0.0));
+        assert_eq!(parse_seconds("1.250000"), Some(1.25));
+        assert_eq!(parse_seconds("-0.5"), Some(0.0));
+        assert_eq!(parse_seconds("NaN"), None);
+        assert_eq!(parse_seconds("x"), None);
+    }
+
+    #[test]
+    fn bools_from_text() {
+        assert_eq!(parse_bool("t"), Some(true));
+        assert_eq!(parse_bool("f"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn replica_row_is_decoded() {
+        let r = replica_result(&[
+            Some("0/3000200"),
+            Some("0/3000100"),
+            Some("2.5"),
+            Some("streaming"),
+            Some("123"),
+        ])
+        .unwrap();
+        assert_eq!(r.role, Role::Replica);
+        assert_eq!(r.lsn, Some(0x300_0100));
+        assert_eq!(r.receive_lsn, Some(0x300_0200));
+        assert_eq!(r.lag_seconds, Some(2.5));
+        assert!(r.streaming);
+    }
+
+    #[test]
+    fn replica_row_with_nulls() {
+        let r = replica_result(&[None, Some("0/10"), None, None, None]).unwrap();
+        assert_eq!(r.receive_lsn, None);
+        assert_eq!(r.lag_seconds, None);
+        assert!(!r.streaming);
+        assert!(replica_result(&[None, None]).is_err());
+        assert!(replica_result(&[Some("zz"), None, None, None, None]).is_err());
+    }
+
+    #[test]
+    fn streaming_from_status_or_pid() {
+        assert!(receiver_streaming(Some("streaming"), Some("1")));
+        assert!(!receiver_streaming(Some("waiting"), Some("1")));
+        assert!(!receiver_streaming(Some("stopping"), None));
+        // Unprivileged monitor user: status hidden, pid visible.
+        assert!(receiver_streaming(None, Some("1")));
+        assert!(!receiver_streaming(None, None));
+    }
+
+    #[test]
+    fn timeout_is_labelled_timeout() {
+        assert_eq!(
+            ProbeError::Timeout(Duration::from_secs(1)).metric_label(),
+            "timeout"
+        );
+        assert_eq!(ProbeError::Connect("x".into()).metric_label(), "error");
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_fails_within_the_deadline() {
+        // Port 1 on loopback: connection refused (or a timeout), never a hang.
+        let server = ServerConfig {
+            name: "s".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            role: crate::config::RoleHint::Auto,
+            weight: 1,
+        };
+        let mon = MonitorConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            healthy_after: 1,
+            unhealthy_after: 1,
+            user: "u".into(),
+            password: String::new(),
+            database: "d".into(),
+        };
+        let started = std::time::Instant::now();
+        let err = probe(&server, &mon).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(matches!(
+            err,
+            ProbeError::Connect(_) | ProbeError::Timeout(_)
+        ));
+    }
+}

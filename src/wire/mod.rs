@@ -1,0 +1,3 @@
+//! Pure protocol codecs (no I/O): framing, startup packets, message views and builders.
+
+pub mod pg;

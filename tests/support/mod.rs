@@ -1,0 +1,12 @@
+//! Shared end-to-end test support: real PostgreSQL clusters, the proxy binary, a tiny HTTP client.
+//!
+//! Use from an integration test with `mod support;`. Not every test binary uses every helper.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
+
+pub mod http;
+pub mod pg_cluster;
+pub mod proxy;
+
+pub use http::{http_get, try_http_get};
+pub use pg_cluster::{free_port, free_ports, shared, PgCluster};
+pub use proxy::{pg_conn_str, Proxy, ProxyPorts};

@@ -1,0 +1,284 @@
+//! Runs the real `switchyard` binary as a child process with a given YAML config, for e2e tests.
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::http::try_http_get;
+use super::pg_cluster::{
+    free_ports, spawn_detached, PgCluster, APP_PASSWORD, APP_USER, MD5_PASSWORD, MD5_USER,
+};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Proxy-side password of the `mdapp` user (md5 auth towards the proxy).
+pub const MDAPP_PASSWORD: &str = "md5-secret";
+
+/// Ports picked for a proxy config by [`Proxy::pg_config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyPorts {
+    /// The `main` cluster's client listener.
+    pub listen: u16,
+    /// The admin HTTP listener (`/health`, `/metrics`, ...).
+    pub admin: u16,
+}
+
+/// A running `switchyard` child process. Dropping it kills the process.
+pub struct Proxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    admin: Option<SocketAddr>,
+    listeners: Vec<SocketAddr>,
+}
+
+impl Proxy {
+    /// Write `yaml` to a temp file, start the binary with `--config <file>` and wait (20 s max)
+    /// until every cluster listener accepts TCP and `GET /health` on the admin listener answers.
+    /// Panics with the proxy log when it exits early or does not get ready in time.
+    pub fn start(yaml: &str) -> Proxy {
+        let (admin, listeners) = listen_addrs(yaml);
+        let dir = tempfile::Builder::new()
+            .prefix("switchyard-proxy-")
+            .tempdir()
+            .expect("create proxy temp dir");
+        let config_path = dir.path().join("switchyard.yaml");
+        fs::write(&config_path, yaml).expect("write proxy config");
+        let log_path = dir.path().join("switchyard.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open proxy log");
+        let log_err = log.try_clone().expect("clone proxy log handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "switchyard=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .expect("spawn switchyard binary");
+        let mut proxy = Proxy {
+            child,
+            dir,
+            config_path,
+            log_path,
+            admin,
+            listeners,
+        };
+        proxy.spawn_reaper();
+        proxy.wait_ready();
+        proxy
+    }
+
+    /// Start a proxy with the standard config for `cluster` (see [`Proxy::pg_config`]).
+    pub fn start_for(cluster: &PgCluster) -> (Proxy, ProxyPorts) {
+        let (yaml, ports) = Proxy::pg_config(cluster);
+        (Proxy::start(&yaml), ports)
+    }
+
+    /// The standard config for `cluster` on fresh loopback ports: cluster `main` with servers
+    /// `primary`, `replica1`, `replica2`; users `app`, `mdapp` (md5) and `postgres`.
+    pub fn pg_config(cluster: &PgCluster) -> (String, ProxyPorts) {
+        let [listen, admin] = free_ports::<2>();
+        let ports = ProxyPorts { listen, admin };
+        let [r1, r2] = cluster.replica_ports();
+        let su = cluster.superuser_password();
+        let yaml = format!(
+            r#"admin: {{ listen: "127.0.0.1:{admin}" }}
+clusters:
+  - name: main
+    protocol: postgres
+    listen: "127.0.0.1:{listen}"
+    servers:
+      - {{ name: primary, address: "127.0.0.1:{primary}", role: primary }}
+      - {{ name: replica1, address: "127.0.0.1:{r1}", role: replica }}
+      - {{ name: replica2, address: "127.0.0.1:{r2}", role: replica }}
+    routing: {{ balance: round_robin, max_replica_lag: 30s, fallback: primary }}
+    monitor: {{ interval: 200ms, timeout: 1s, healthy_after: 1, unhealthy_after: 2, user: postgres, password: "{su}", database: postgres }}
+users:
+  - {{ name: {APP_USER}, password: "{APP_PASSWORD}", auth: scram-sha-256, backend_user: {APP_USER}, backend_password: "{APP_PASSWORD}" }}
+  - {{ name: mdapp, password: "{MDAPP_PASSWORD}", auth: md5, backend_user: {MD5_USER}, backend_password: "{MD5_PASSWORD}" }}
+  - {{ name: postgres, password: "{su}", auth: scram-sha-256, backend_user: postgres, backend_password: "{su}" }}
+"#,
+            primary = cluster.primary_port(),
+        );
+        (yaml, ports)
+    }
+
+    /// Everything the proxy wrote to stdout/stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Body of `GET /metrics` on the admin listener (panics when it is not 200).
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "GET /metrics answered {status}: {body}");
+        body
+    }
+
+    /// `GET path` on the admin listener: (status, body). Panics when there is no admin listener.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let admin = self.admin.expect("config has no admin listener");
+        super::http::http_get(admin, path)
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Client listeners, in the order the clusters appear in the config.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listeners
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Send a signal by name (`"HUP"`, `"TERM"`, ...) to the proxy process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.child.id());
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit; returns the exit status.
+    /// Panics (with the log) when the process does not exit in time.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        self.signal("TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait proxy") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "proxy did not exit within {timeout:?} of SIGTERM\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait proxy")
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait proxy") {
+                panic!(
+                    "switchyard exited during startup ({status})\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            if self.is_ready() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "switchyard not ready after {READY_TIMEOUT:?} (listeners {:?}, admin {:?})\n--- log ---\n{}",
+                    self.listeners,
+                    self.admin,
+                    self.log()
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        let timeout = Duration::from_millis(500);
+        let listening = self
+            .listeners
+            .iter()
+            .all(|a| TcpStream::connect_timeout(a, timeout).is_ok());
+        listening
+            && self
+                .admin
+                .is_none_or(|a| try_http_get(a, "/health").is_ok())
+    }
+
+    /// Kill the proxy if this test process dies without running `Drop`. The pid is only
+    /// signalled while its command line still names our config file (guards against pid reuse).
+    fn spawn_reaper(&self) {
+        let pid = self.child.id();
+        let script = format!(
+            "cd /; while kill -0 {me} 2>/dev/null; do sleep 1; done; \
+             if tr '\\000' ' ' < /proc/{pid}/cmdline 2>/dev/null | grep -qF '{cfg}'; then kill -9 {pid}; fi; \
+             rm -rf '{dir}'",
+            me = std::process::id(),
+            cfg = self.config_path.display(),
+            dir = self.dir.path().display(),
+        );
+        spawn_detached(&script);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// tokio-postgres key/value connection string for 127.0.0.1:`port` (values quoted).
+pub fn pg_conn_str(port: u16, user: &str, password: &str, db: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={port} user={} password={} dbname={} connect_timeout=10",
+        quote(user),
+        quote(password),
+        quote(db)
+    )
+}
+
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// (admin listen, cluster listens) named in a config; panics on YAML that does not parse.
+fn listen_addrs(yaml: &str) -> (Option<SocketAddr>, Vec<SocketAddr>) {
+    let doc: yaml_serde::Value = yaml_serde::from_str(yaml)
+        .unwrap_or_else(|e| panic!("proxy config is not valid YAML: {e}\n{yaml}"));
+    let parse = |v: &yaml_serde::Value| -> Option<SocketAddr> { v.as_str()?.parse().ok() };
+    let admin = doc
+        .get("admin")
+        .and_then(|a| a.get("listen"))
+        .and_then(parse);
+    let listeners = doc
+        .get("clusters")
+        .and_then(|c| c.as_sequence())
+        .map(|seq| {
+            seq.iter()
+                .filter_map(|c| c.get("listen").and_then(parse))
+                .collect()
+        })
+        .unwrap_or_default();
+    (admin, listeners)
+}
