@@ -37,10 +37,10 @@
 //! - `SELECT ... INTO TEMP t` and `CREATE TABLE pg_temp.t` pin like `CREATE TEMP TABLE`.
 
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::{Token, Tokenizer, Word};
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::hint::parse_leading_hint;
-use super::pg_functions::matching_paren;
+use super::pg_functions::{is_kw, matching_paren};
 use super::pg_query::{classify_query, parse_one};
 use super::{Classification, Intent, Reason, RouteOverride};
 
@@ -50,10 +50,6 @@ fn cls(intent: Intent, reason: Reason) -> Classification {
         reason,
         hint: None,
     }
-}
-
-fn is_kw(t: &Token, kw: &str) -> bool {
-    matches!(t, Token::Word(Word { value, quote_style: None, .. }) if value.eq_ignore_ascii_case(kw))
 }
 
 fn kw_at(toks: &[Token], i: usize, kw: &str) -> bool {
@@ -205,7 +201,8 @@ pub(crate) fn classify_statement(toks: &[Token], extra: &[String]) -> Classifica
         "SELECT" | "WITH" | "VALUES" | "TABLE" => classify_query(toks, extra),
         "EXPLAIN" => explain(toks, extra),
         "COPY" => copy(toks, extra),
-        "SHOW" if toks.len() > 1 => cls(Intent::Read, Reason::Read),
+        "SHOW" | "DISCARD" if toks.len() == 1 => cls(Intent::Write, Reason::ParseError),
+        "SHOW" => cls(Intent::Read, Reason::Read),
         "BEGIN" | "START" => begin(toks),
         "COMMIT" | "ROLLBACK" if kw_at(toks, 1, "PREPARED") => {
             cls(Intent::Write, Reason::Transaction)
@@ -215,7 +212,7 @@ pub(crate) fn classify_statement(toks: &[Token], extra: &[String]) -> Classifica
         "PREPARE" | "EXECUTE" | "DEALLOCATE" => cls(Intent::Pin, Reason::SqlPrepare),
         "SET" => set(toks),
         "RESET" => reset(toks),
-        "DISCARD" if toks.len() > 1 => cls(Intent::SessionSet, Reason::Session),
+        "DISCARD" => cls(Intent::SessionSet, Reason::Session),
         "LISTEN" | "UNLISTEN" => cls(Intent::Pin, Reason::Listen),
         "DECLARE" => declare(toks, extra),
         "FETCH" | "MOVE" | "CLOSE" => txn,
@@ -499,10 +496,10 @@ fn declare(toks: &[Token], extra: &[String]) -> Classification {
     if !kw_at(toks, i, "FOR") || i + 1 >= toks.len() {
         return bad;
     }
-    let c = classify_statement(&toks[i + 1..], extra);
     if hold {
         return cls(Intent::Pin, Reason::SqlPrepare);
     }
+    let c = classify_statement(&toks[i + 1..], extra);
     match c.intent {
         Intent::Read | Intent::Write | Intent::Pin => c,
         _ => cls(Intent::Write, Reason::Unknown),

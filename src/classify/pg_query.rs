@@ -9,9 +9,9 @@
 use sqlparser::ast::{Query, SetExpr, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Word};
+use sqlparser::tokenizer::Token;
 
-use super::pg_functions::{scan_calls, CallVerdict};
+use super::pg_functions::{is_kw, scan_calls, CallVerdict};
 use super::{Classification, Intent, Reason};
 
 fn cls(intent: Intent, reason: Reason) -> Classification {
@@ -20,10 +20,6 @@ fn cls(intent: Intent, reason: Reason) -> Classification {
         reason,
         hint: None,
     }
-}
-
-fn is_kw(t: &Token, kw: &str) -> bool {
-    matches!(t, Token::Word(Word { value, quote_style: None, .. }) if value.eq_ignore_ascii_case(kw))
 }
 
 /// Parses significant tokens as exactly one statement.

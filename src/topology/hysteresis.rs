@@ -8,7 +8,7 @@
 //!   `healthy_after` consecutive good ones. Every server starts Down.
 //! - The published role is the last probed role while the server is Up, `Unknown` while Down.
 //! - A replica's lag is `Known` only when its latest probe succeeded, is at most three intervals
-//!   old and PostgreSQL reported the seconds; lag bytes additionally need the primary's current
+//!   old (three probe timeouts if the timeout is longer) and PostgreSQL reported the seconds; lag bytes additionally need the primary's current
 //!   LSN from the same round. Otherwise `Lag::Unknown`, never zero.
 //! - The epoch bumps when the set of (server, role) changes; a snapshot is published only when
 //!   something other than the probe timestamps changed.
@@ -121,7 +121,12 @@ impl ClusterState {
             cluster: cluster.name.clone(),
             healthy_after: mon.healthy_after.max(1),
             unhealthy_after: mon.unhealthy_after.max(1),
-            stale_after: mon.interval.saturating_mul(STALE_INTERVALS),
+            // A round lasts up to max(interval, timeout): a probe finished early in a slow round
+            // must not count as stale when the round lands.
+            stale_after: mon
+                .interval
+                .max(mon.timeout)
+                .saturating_mul(STALE_INTERVALS),
             tracks,
             epoch: 0,
             current: Arc::new(Topology {

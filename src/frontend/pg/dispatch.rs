@@ -377,6 +377,8 @@ impl Relay {
             (1, Some(front)) => front.retry.take(),
             _ => None,
         };
+        // The server usually says why before it goes (57P01 admin shutdown...): that was forwarded.
+        let told = self.inflight.front().is_some_and(|f| f.saw_error);
         self.inflight.clear();
         self.unsynced = false;
         self.copy_in = false;
@@ -403,7 +405,9 @@ impl Relay {
             format!("server connection lost while running the request ({name}): {e}"),
             ErrorKind::BackendLost,
         );
-        self.client.queue(&err.to_message());
+        if !told {
+            self.client.queue(&err.to_message());
+        }
         self.client.queue(&msg::ready_for_query(b'I'));
         self.status = b'I';
         self.txn = None;

@@ -421,3 +421,21 @@ fn extra_results_are_ignored() {
     s.round(vec![Ok(primary(1)), Ok(primary(2))]);
     assert_eq!(s.st.snapshot().servers.len(), 1);
 }
+
+#[test]
+fn slow_round_does_not_make_early_probes_stale() {
+    // Timeout longer than the interval: a round may last ~timeout.
+    let mut c = cluster(2, 1, 3);
+    c.monitor.timeout = INTERVAL * 5;
+    let mut st = ClusterState::new(&c);
+    let start = Instant::now();
+    let landed = start + INTERVAL * 5;
+    st.apply_round(
+        vec![
+            Some(Observation::ok(start, primary(10))),
+            Some(Observation::ok(start, replica(10, Some(0.0)))),
+        ],
+        landed,
+    );
+    assert!(matches!(st.snapshot().servers[1].lag, Lag::Known { .. }));
+}
