@@ -146,10 +146,7 @@ impl Relay {
             });
         }
         state::record_statements(info, &mut self.prepared);
-        self.ctx
-            .metrics
-            .query_counter(&self.ctx.name, d.route, d.reason)
-            .inc();
+        self.count(d.route, d.reason);
         if let Some(c) = info.class {
             if c.intent == Intent::Pin && self.pinned.is_none() {
                 tracing::info!(cluster = %self.ctx.name, reason = c.reason.as_str(), "session pinned to the primary");
@@ -233,14 +230,8 @@ impl Relay {
             be.state.statements.clear();
         }
         be.state.applied = self.history.len();
-        self.ctx
-            .metrics
-            .query_counter(
-                &self.ctx.name,
-                fixed(server, &self.topology(), RouteReason::Replay).route,
-                RouteReason::Replay,
-            )
-            .inc();
+        let route = fixed(server, &self.topology(), RouteReason::Replay).route;
+        self.count(route, RouteReason::Replay);
         Ok(())
     }
 
@@ -305,8 +296,7 @@ impl Relay {
         };
         if done {
             if let Some(fl) = self.inflight.pop_front() {
-                let hist = self.ctx.metrics.query_histogram(&self.ctx.name, fl.route);
-                hist.observe(fl.started.elapsed().as_secs_f64());
+                self.observe(fl.route, fl.started.elapsed().as_secs_f64());
                 if !fl.saw_error && !fl.session_texts.is_empty() {
                     let drops = fl.session_texts.iter().any(|t| state::drops_statements(t));
                     self.history.extend(fl.session_texts);

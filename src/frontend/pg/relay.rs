@@ -70,6 +70,9 @@ pub struct Relay {
     excluded: Vec<usize>,
     cancel_key: (i32, i32),
     cancel_slot: CancelSlot,
+    /// Metric handles this session already looked up (the hot path then only increments).
+    counters: HashMap<(Route, RouteReason), prometheus::IntCounter>,
+    histograms: HashMap<Route, prometheus::Histogram>,
 }
 
 impl Relay {
@@ -108,6 +111,8 @@ impl Relay {
             excluded: Vec::new(),
             cancel_key,
             cancel_slot,
+            counters: HashMap::new(),
+            histograms: HashMap::new(),
         }
     }
 
@@ -120,6 +125,24 @@ impl Relay {
         drop(dummy);
         // `Relay` implements no Drop, so moving the client out is fine.
         self.client
+    }
+
+    fn count(&mut self, route: Route, reason: RouteReason) {
+        let Relay { ctx, counters, .. } = self;
+        counters
+            .entry((route, reason))
+            .or_insert_with(|| ctx.metrics.query_counter(&ctx.name, route, reason))
+            .inc();
+    }
+
+    fn observe(&mut self, route: Route, seconds: f64) {
+        let Relay {
+            ctx, histograms, ..
+        } = self;
+        histograms
+            .entry(route)
+            .or_insert_with(|| ctx.metrics.query_histogram(&ctx.name, route))
+            .observe(seconds);
     }
 
     fn topology(&self) -> Arc<Topology> {
