@@ -130,6 +130,13 @@ pub enum AuthMethod {
     Md5,
 }
 
+/// MySQL auth plugin announced to MySQL clients (both are accepted after an auth switch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MysqlAuth {
+    Native,
+    CachingSha2,
+}
+
 /// How a client user proves itself to the proxy.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientSecret {
@@ -145,6 +152,8 @@ pub struct UserConfig {
     pub secret: ClientSecret,
     /// Client auth method (default scram-sha-256; md5 needs a plain password).
     pub auth: AuthMethod,
+    /// MySQL clients: plugin announced first (default mysql_native_password). Needs a plain password.
+    pub mysql_auth: MysqlAuth,
     /// Credentials used towards the servers.
     pub backend_user: String,
     pub backend_password: Option<String>,

@@ -152,6 +152,16 @@ pub enum RawAuth {
     Md5,
 }
 
+/// MySQL client auth plugin the proxy announces first (a client may switch to the other one).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum RawMysqlAuth {
+    #[default]
+    #[serde(rename = "mysql_native_password")]
+    Native,
+    #[serde(rename = "caching_sha2_password")]
+    CachingSha2,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
@@ -160,6 +170,8 @@ pub struct RawUser {
     pub scram_verifier: Option<String>,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub mysql_auth: RawMysqlAuth,
     pub backend_user: Option<String>,
     pub backend_password: Option<String>,
     #[serde(default)]

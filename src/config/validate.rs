@@ -478,6 +478,10 @@ impl Validator {
                 "md5 needs a plain `password`; a SCRAM verifier cannot check md5 logins",
             );
         }
+        let mysql_auth = match raw.mysql_auth {
+            RawMysqlAuth::Native => MysqlAuth::Native,
+            RawMysqlAuth::CachingSha2 => MysqlAuth::CachingSha2,
+        };
         let mut seen = HashSet::new();
         for (i, c) in raw.clusters.iter().enumerate() {
             if !clusters.contains(c.as_str()) {
@@ -498,6 +502,7 @@ impl Validator {
             name,
             secret,
             auth,
+            mysql_auth,
             clusters: raw.clusters,
         }
     }
