@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the build, the tests and the demo need on Debian: PostgreSQL 15 server + client
-# (pgbench included), gcc, pkg-config, and the `postgres` OS user. Idempotent: installs only what
-# is missing and runs `apt-get update` at most once. Works as root (CI) or with sudo.
+# Installs what the build, the tests, the demo and the benchmarks need on Debian: PostgreSQL 15
+# server + client (pgbench included), MariaDB server + client, sysbench, gcc, pkg-config, and the
+# `postgres` and `mysql` OS users. Idempotent: installs only what is missing and runs
+# `apt-get update` at most once. Works as root (CI) or with sudo.
 set -euo pipefail
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -34,8 +35,12 @@ command -v pgbench >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}" 
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+[ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
+[ -x /usr/bin/mariadb ] && [ -x /usr/bin/mariadb-admin ] || missing+=(mariadb-client)
+command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
 
 installed_pg=0
+installed_mariadb=0
 if [ "${#missing[@]}" -gt 0 ]; then
     # De-duplicate while keeping order.
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
@@ -49,9 +54,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     run_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
     for p in "${missing[@]}"; do
         [ "$p" = "postgresql-${PG_MAJOR}" ] && installed_pg=1
+        [ "$p" = mariadb-server ] && installed_mariadb=1
     done
 else
-    log "all packages present (PostgreSQL ${PG_MAJOR}, psql, pgbench, gcc, pkg-config)"
+    log "all packages present (PostgreSQL ${PG_MAJOR}, psql, pgbench, MariaDB, sysbench, gcc, pkg-config)"
 fi
 
 if ! getent passwd postgres >/dev/null 2>&1; then
@@ -73,10 +79,34 @@ if [ "$installed_pg" -eq 1 ]; then
     fi
 fi
 
+if ! getent passwd mysql >/dev/null 2>&1; then
+    run_root useradd --system --user-group --home-dir /nonexistent --shell /usr/sbin/nologin mysql
+else
+    log "OS user mysql exists"
+fi
+
+if [ "$installed_mariadb" -eq 1 ]; then
+    # The Debian package starts a default server on port 3306; the tests and the demo start
+    # their own servers, so stop it and keep it from starting at boot. In containers there is
+    # often neither systemd nor a working `service`: failures are fine.
+    log "stopping the Debian default MariaDB service (if any)"
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        run_root systemctl disable --now mariadb 2>/dev/null || true
+    elif command -v service >/dev/null 2>&1; then
+        run_root service mariadb stop >/dev/null 2>&1 || true
+    fi
+    if command -v update-rc.d >/dev/null 2>&1; then
+        run_root update-rc.d mariadb disable >/dev/null 2>&1 || true
+    fi
+fi
+
 for tool in "${PG_BIN}/initdb" "${PG_BIN}/pg_ctl" "${PG_BIN}/pg_basebackup"; do
     [ -x "$tool" ] || { log "still missing: $tool"; exit 1; }
 done
-for tool in psql pgbench gcc pkg-config runuser; do
+for tool in /usr/sbin/mariadbd /usr/bin/mariadb-install-db /usr/bin/mariadb /usr/bin/mariadb-admin; do
+    [ -x "$tool" ] || { log "still missing: $tool"; exit 1; }
+done
+for tool in psql pgbench sysbench gcc pkg-config runuser; do
     command -v "$tool" >/dev/null 2>&1 || { log "still missing: $tool"; exit 1; }
 done
 log "ok"

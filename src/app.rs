@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
-use crate::classify::{Classifier, ClassifierSettings};
+use crate::classify::{Classifier, ClassifierSettings, Dialect};
 use crate::config::{Config, Protocol};
+use crate::frontend::mysql::serve_mysql_client;
 use crate::frontend::pg::cancel::CancelRegistry;
 use crate::frontend::pg::login::build_users;
 use crate::frontend::pg::{serve_client, ClusterCtx};
@@ -26,12 +27,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let client_slots = Arc::new(Semaphore::new(config.limits.max_client_connections));
     let mut topologies = Vec::new();
     for cluster in &config.clusters {
-        if cluster.protocol != Protocol::Postgres {
-            anyhow::bail!(
-                "cluster {}: protocol mysql is not served yet by this build",
-                cluster.name
-            );
-        }
         let listener = TcpListener::bind(cluster.listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "cluster {}: cannot listen on {}: {e}",
@@ -49,13 +44,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             classifier: Classifier::new(ClassifierSettings {
                 write_functions: cluster.routing.write_functions.clone(),
                 cache_size: cluster.routing.classifier_cache_size,
+                dialect: match cluster.protocol {
+                    Protocol::Postgres => Dialect::Postgres,
+                    Protocol::Mysql => Dialect::Mysql,
+                },
             }),
             balancer: Balancer::new(cluster.servers.len()),
             metrics: metrics.clone(),
             users: users.clone(),
             cancels: CancelRegistry::default(),
+            mysql: Default::default(),
         });
-        tracing::info!(cluster = %cluster.name, listen = %cluster.listen, "accepting PostgreSQL clients");
+        tracing::info!(cluster = %cluster.name, listen = %cluster.listen, protocol = ?cluster.protocol, "accepting clients");
         tracker.spawn(accept_loop(
             listener,
             ctx,
@@ -93,6 +93,7 @@ async fn accept_loop(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let mut connection_id: u32 = rand::random::<u32>() & 0xffff;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -111,27 +112,47 @@ async fn accept_loop(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             ctx.metrics.error(&ctx.name, ErrorKind::TooManyClients);
             tracing::warn!(cluster = %ctx.name, %peer, "too many client connections");
-            tracker.spawn(refuse_too_many(stream));
+            tracker.spawn(refuse_too_many(stream, ctx.config.protocol));
             continue;
         };
         let ctx = ctx.clone();
         let stop = shutdown.clone();
+        connection_id = connection_id.wrapping_add(1);
+        let id = connection_id;
         tracker.spawn(async move {
-            tokio::select! {
-                _ = serve_client(ctx, stream) => {}
-                _ = stop.cancelled() => {}
+            match ctx.config.protocol {
+                Protocol::Postgres => tokio::select! {
+                    _ = serve_client(ctx, stream) => {}
+                    _ = stop.cancelled() => {}
+                },
+                Protocol::Mysql => tokio::select! {
+                    _ = serve_mysql_client(ctx, stream, id) => {}
+                    _ = stop.cancelled() => {}
+                },
             }
             drop(permit);
         });
     }
 }
 
-async fn refuse_too_many(mut stream: tokio::net::TcpStream) {
+async fn refuse_too_many(mut stream: tokio::net::TcpStream, protocol: Protocol) {
     use tokio::io::AsyncWriteExt;
-    let e = crate::wire::pg::msg::error_response(
-        crate::wire::pg::msg::Severity::Fatal,
-        "53300",
-        "sorry, too many clients already",
-    );
+    let e = match protocol {
+        Protocol::Postgres => crate::wire::pg::msg::error_response(
+            crate::wire::pg::msg::Severity::Fatal,
+            "53300",
+            "sorry, too many clients already",
+        )
+        .to_vec(),
+        Protocol::Mysql => {
+            let mut out = bytes::BytesMut::new();
+            crate::wire::mysql::packet::encode_into(
+                &mut out,
+                0,
+                &crate::wire::mysql::status::err_packet(1040, "08004", "Too many connections"),
+            );
+            out.to_vec()
+        }
+    };
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&e)).await;
 }

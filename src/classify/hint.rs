@@ -10,6 +10,10 @@
 //! - the same after `--` (up to the end of the line)
 //!
 //! Several leading comments may be present; the first one that is a valid hint wins.
+//!
+//! MySQL ([`parse_leading_hint_mysql`]) also accepts `# switchyard: primary`; there `--` starts a
+//! comment only when followed by whitespace, block comments do not nest, and an executable
+//! comment (`/*! ... */`, `/*M! ... */`) is SQL, so it ends the leading comments.
 
 use super::Hint;
 
@@ -31,6 +35,36 @@ pub fn parse_leading_hint(sql: &str) -> Option<Hint> {
                 return Some(h);
             }
             rest = remaining;
+        } else {
+            return None;
+        }
+    }
+}
+
+/// MySQL/MariaDB flavour of [`parse_leading_hint`].
+pub fn parse_leading_hint_mysql(sql: &str) -> Option<Hint> {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        let line_body = rest.strip_prefix('#').or_else(|| {
+            rest.strip_prefix("--")
+                .filter(|a| a.is_empty() || a.starts_with(|c: char| c.is_whitespace()))
+        });
+        if let Some(after) = line_body {
+            let end = after.find('\n').unwrap_or(after.len());
+            if let Some(h) = hint_from_comment(&after[..end]) {
+                return Some(h);
+            }
+            rest = &after[end..];
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            if after.starts_with('!') || after.starts_with("M!") {
+                return None;
+            }
+            let end = after.find("*/")?;
+            if let Some(h) = hint_from_comment(&after[..end]) {
+                return Some(h);
+            }
+            rest = &after[end + 2..];
         } else {
             return None;
         }
@@ -134,6 +168,33 @@ mod tests {
         ];
         for (sql, want) in cases {
             assert_eq!(parse_leading_hint(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn mysql_spellings() {
+        let cases = [
+            ("/* switchyard: primary */ SELECT 1", Some(Hint::Primary)),
+            ("# switchyard: primary\nSELECT 1", Some(Hint::Primary)),
+            ("#switchyard: replica\nSELECT 1", Some(Hint::Replica)),
+            ("-- switchyard: replica\nSELECT 1", Some(Hint::Replica)),
+            ("--\tswitchyard: primary\nSELECT 1", Some(Hint::Primary)),
+            (
+                "# app\n-- x\n/* switchyard: route=replica */ SELECT 1",
+                Some(Hint::Replica),
+            ),
+            // `--` without whitespace is two minus signs in MySQL, not a comment.
+            ("--switchyard:primary\nSELECT 1", None),
+            // Executable comments are SQL: no hint after them counts.
+            ("/*!40101 SET NAMES utf8 */ /* switchyard: primary */", None),
+            ("/*M!100100 SELECT 1 */ /* switchyard: primary */", None),
+            // MySQL block comments do not nest: the hint is outside the comment here.
+            ("/* a /* b */ switchyard: primary */ SELECT 1", None),
+            ("/* unterminated switchyard: primary", None),
+            ("SELECT 1 # switchyard: primary", None),
+        ];
+        for (sql, want) in cases {
+            assert_eq!(parse_leading_hint_mysql(sql), want, "{sql}");
         }
     }
 

@@ -5,6 +5,12 @@
 
 pub mod cache;
 pub mod hint;
+pub mod mysql;
+mod mysql_functions;
+mod mysql_query;
+#[cfg(test)]
+#[path = "mysql_tests.rs"]
+mod mysql_tests;
 pub mod pg;
 mod pg_functions;
 mod pg_query;
@@ -71,6 +77,14 @@ pub enum Reason {
     ParseError,
     Hint,
     Empty,
+    /// MySQL `LOCK TABLES`, `FLUSH TABLES WITH READ LOCK`, `LOCK INSTANCE FOR BACKUP`.
+    LockTables,
+    /// MySQL user variables (`@x`): assigned by SET, `SELECT ... INTO @x` or `@x := ...`.
+    UserVariable,
+    /// MySQL `CALL` (or a MariaDB `BEGIN NOT ATOMIC` block).
+    StoredProcedure,
+    /// MySQL `LOAD DATA LOCAL INFILE` / `LOAD XML LOCAL INFILE`.
+    LocalInfile,
 }
 
 impl Reason {
@@ -93,6 +107,10 @@ impl Reason {
             Reason::ParseError => "parse_error",
             Reason::Hint => "hint",
             Reason::Empty => "empty",
+            Reason::LockTables => "lock_tables",
+            Reason::UserVariable => "user_variable",
+            Reason::StoredProcedure => "stored_procedure",
+            Reason::LocalInfile => "local_infile",
         }
     }
 }
@@ -107,6 +125,16 @@ pub struct Classification {
     pub hint: Option<Hint>,
 }
 
+/// Which SQL dialect the classifier reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// PostgreSQL ([`pg::classify`]).
+    #[default]
+    Postgres,
+    /// MySQL / MariaDB ([`mysql::classify`]).
+    Mysql,
+}
+
 /// Settings the classifier needs.
 #[derive(Debug, Clone, Default)]
 pub struct ClassifierSettings {
@@ -114,9 +142,11 @@ pub struct ClassifierSettings {
     pub write_functions: Vec<String>,
     /// Maximum cached decisions (0 disables the cache).
     pub cache_size: usize,
+    /// SQL dialect of the clients' statements.
+    pub dialect: Dialect,
 }
 
-/// Thread-safe PostgreSQL-dialect classifier with a decision cache. Cheap to clone.
+/// Thread-safe classifier (PostgreSQL or MySQL dialect) with a decision cache. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Classifier {
     inner: Arc<Inner>,
@@ -141,7 +171,11 @@ impl Classifier {
         if let Some(c) = self.inner.cache.get(sql) {
             return c;
         }
-        let c = pg::classify(sql, &self.inner.settings.write_functions);
+        let extra = &self.inner.settings.write_functions;
+        let c = match self.inner.settings.dialect {
+            Dialect::Postgres => pg::classify(sql, extra),
+            Dialect::Mysql => mysql::classify(sql, extra),
+        };
         self.inner.cache.insert(sql, c);
         c
     }

@@ -586,6 +586,7 @@ fn cache_returns_the_same_answers() {
     let classifier = Classifier::new(ClassifierSettings {
         write_functions: extra(),
         cache_size: 64,
+        dialect: super::Dialect::Postgres,
     });
     for _ in 0..3 {
         for (sql, want) in CORPUS {
@@ -597,6 +598,7 @@ fn cache_returns_the_same_answers() {
     let uncached = Classifier::new(ClassifierSettings {
         write_functions: extra(),
         cache_size: 0,
+        dialect: super::Dialect::Postgres,
     });
     for (sql, want) in CORPUS {
         let c = uncached.classify(sql);

@@ -1,3 +1,4 @@
 //! Client side of the proxy: one task per client connection, per protocol.
 
+pub mod mysql;
 pub mod pg;

@@ -3,6 +3,7 @@
 pub mod hysteresis;
 pub mod model;
 pub mod monitor;
+pub mod probe_mysql;
 pub mod probe_pg;
 
 pub use model::{Health, Lag, Role, ServerState, Topology};

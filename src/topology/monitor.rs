@@ -20,6 +20,7 @@ use crate::config::{ClusterConfig, Protocol};
 use crate::metrics::Metrics;
 use crate::topology::hysteresis::{ClusterState, Event, Observation};
 use crate::topology::model::{Health, Lag, Role, Topology};
+use crate::topology::probe_mysql::MysqlProber;
 use crate::topology::probe_pg::{PgProber, ProbeError, ProbeResult};
 
 /// Something that can probe one server; one instance per server, kept across rounds.
@@ -33,11 +34,15 @@ impl Prober for PgProber {
     }
 }
 
+impl Prober for MysqlProber {
+    fn probe(&mut self) -> impl Future<Output = Result<ProbeResult, ProbeError>> + Send {
+        MysqlProber::probe(self)
+    }
+}
+
 /// Starts the monitor of one cluster as a tracked task and returns its snapshot channel.
 ///
-/// PostgreSQL clusters get a [`PgProber`] per server. Other protocols have no prober in this
-/// module: their servers stay Down (an error is logged) until one is plugged in via
-/// [`spawn_with`].
+/// PostgreSQL clusters get a [`PgProber`] per server, MySQL/MariaDB clusters a [`MysqlProber`].
 pub fn spawn(
     cluster: &ClusterConfig,
     metrics: Arc<Metrics>,
@@ -54,19 +59,12 @@ pub fn spawn(
             spawn_with(cluster, probers, metrics, cancel, tracker)
         }
         Protocol::Mysql => {
-            tracing::error!(
-                cluster = %cluster.name,
-                "no MySQL monitor available: the cluster's servers stay down"
-            );
-            let state = ClusterState::new(cluster);
-            record_metrics(&metrics, &state.snapshot());
-            let (tx, rx) = watch::channel(state.snapshot());
-            // Keep the sender until shutdown so receivers see an idle channel, not a closed one.
-            tracker.spawn(async move {
-                cancel.cancelled().await;
-                drop(tx);
-            });
-            rx
+            let probers = cluster
+                .servers
+                .iter()
+                .map(|s| MysqlProber::new(s.clone(), cluster.monitor.clone()))
+                .collect();
+            spawn_with(cluster, probers, metrics, cancel, tracker)
         }
     }
 }

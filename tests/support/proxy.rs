@@ -8,6 +8,9 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::http::try_http_get;
+use super::mysql_cluster::{
+    MariaDbCluster, MYSQL_APP_PASSWORD, MYSQL_APP_USER, MYSQL_MONITOR_PASSWORD, MYSQL_MONITOR_USER,
+};
 use super::pg_cluster::{
     free_ports, spawn_detached, PgCluster, APP_PASSWORD, APP_USER, MD5_PASSWORD, MD5_USER,
 };
@@ -16,6 +19,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Proxy-side password of the `mdapp` user (md5 auth towards the proxy).
 pub const MDAPP_PASSWORD: &str = "md5-secret";
+/// Proxy-side MySQL user announced `caching_sha2_password` first (backend login `app`).
+pub const SHAAPP_USER: &str = "shaapp";
+pub const SHAAPP_PASSWORD: &str = "sha-secret";
 
 /// Ports picked for a proxy config by [`Proxy::pg_config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +112,41 @@ users:
   - {{ name: {APP_USER}, password: "{APP_PASSWORD}", auth: scram-sha-256, backend_user: {APP_USER}, backend_password: "{APP_PASSWORD}" }}
   - {{ name: mdapp, password: "{MDAPP_PASSWORD}", auth: md5, backend_user: {MD5_USER}, backend_password: "{MD5_PASSWORD}" }}
   - {{ name: postgres, password: "{su}", auth: scram-sha-256, backend_user: postgres, backend_password: "{su}" }}
+"#,
+            primary = cluster.primary_port(),
+        );
+        (yaml, ports)
+    }
+
+    /// Start a proxy with the standard MySQL config for `cluster` (see [`Proxy::mysql_config`]).
+    pub fn start_for_mysql(cluster: &MariaDbCluster) -> (Proxy, ProxyPorts) {
+        let (yaml, ports) = Proxy::mysql_config(cluster);
+        (Proxy::start(&yaml), ports)
+    }
+
+    /// The standard config for a MariaDB `cluster` on fresh loopback ports: `protocol: mysql`
+    /// cluster `main` with servers `primary`, `replica1`, `replica2`, monitored as `monitor`;
+    /// users `app` (mysql_native_password) and `shaapp` (caching_sha2_password), both logging in
+    /// to the servers as `app`.
+    pub fn mysql_config(cluster: &MariaDbCluster) -> (String, ProxyPorts) {
+        let [listen, admin] = free_ports::<2>();
+        let ports = ProxyPorts { listen, admin };
+        let [r1, r2] = cluster.replica_ports();
+        let yaml = format!(
+            r#"admin: {{ listen: "127.0.0.1:{admin}" }}
+clusters:
+  - name: main
+    protocol: mysql
+    listen: "127.0.0.1:{listen}"
+    servers:
+      - {{ name: primary, address: "127.0.0.1:{primary}", role: primary }}
+      - {{ name: replica1, address: "127.0.0.1:{r1}", role: replica }}
+      - {{ name: replica2, address: "127.0.0.1:{r2}", role: replica }}
+    routing: {{ balance: round_robin, max_replica_lag: 30s, fallback: primary }}
+    monitor: {{ interval: 200ms, timeout: 1s, healthy_after: 1, unhealthy_after: 2, user: {MYSQL_MONITOR_USER}, password: "{MYSQL_MONITOR_PASSWORD}", database: "" }}
+users:
+  - {{ name: {MYSQL_APP_USER}, password: "{MYSQL_APP_PASSWORD}", mysql_auth: mysql_native_password, backend_user: {MYSQL_APP_USER}, backend_password: "{MYSQL_APP_PASSWORD}" }}
+  - {{ name: {SHAAPP_USER}, password: "{SHAAPP_PASSWORD}", mysql_auth: caching_sha2_password, backend_user: {MYSQL_APP_USER}, backend_password: "{MYSQL_APP_PASSWORD}" }}
 "#,
             primary = cluster.primary_port(),
         );

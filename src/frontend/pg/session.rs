@@ -33,6 +33,8 @@ pub struct ClusterCtx {
     pub metrics: Arc<Metrics>,
     pub users: UserDirectory,
     pub cancels: CancelRegistry,
+    /// MySQL clusters only: RSA keys and the caching_sha2 fast-path cache.
+    pub mysql: crate::frontend::mysql::login::MysqlShared,
 }
 
 /// A client-facing failure: what the client is told (SQLSTATE + message), and how we count it.

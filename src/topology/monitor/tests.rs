@@ -218,17 +218,28 @@ async fn wait_ready_times_out_without_primary() {
 }
 
 #[tokio::test]
-async fn mysql_cluster_stays_down_without_a_prober() {
+async fn mysql_cluster_is_probed_by_the_mysql_prober() {
+    // Port 1 on loopback refuses connections: the MySQL prober reports the connect error.
     let c = cluster(1, Protocol::Mysql);
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
     let mut rx = spawn(&c, Metrics::new(), cancel.clone(), &tracker);
     assert_eq!(rx.borrow().servers[0].health, Health::Down);
-    // The channel stays open (no busy loop for watchers) until shutdown.
+    let t = tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|t| t.servers[0].last_error.is_some()),
+    )
+    .await
+    .expect("a probe round lands")
+    .expect("monitor alive")
+    .clone();
+    let s = &t.servers[0];
+    assert_eq!(s.health, Health::Down);
+    assert_eq!(s.role, Role::Unknown);
+    let err = s.last_error.clone().unwrap_or_default();
     assert!(
-        tokio::time::timeout(Duration::from_millis(50), rx.changed())
-            .await
-            .is_err()
+        err.starts_with("connect failed") || err.starts_with("probe timed out"),
+        "{err}"
     );
     cancel.cancel();
     tracker.close();

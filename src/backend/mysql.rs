@@ -1,0 +1,347 @@
+//! One authenticated connection to a MySQL/MariaDB server: handshake, auth (mysql_native_password,
+//! caching_sha2_password with the RSA exchange), packet reads/writes, and commands whose answers the
+//! proxy consumes itself (session replay, injected prepares).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::mysql::auth::{encrypt_password, native_scramble, sha2_scramble};
+use crate::wire::mysql::command::{parse_prepare_ok, PrepareOk, COM_QUIT, COM_STMT_PREPARE};
+use crate::wire::mysql::handshake::{parse_auth_switch, HandshakeResponse, HandshakeV10};
+use crate::wire::mysql::packet::{caps, encode_into, split_packet, Packet};
+use crate::wire::mysql::response::{Expect, ResponseTracker, Step};
+use crate::wire::mysql::status::{parse_err, parse_ok, ErrInfo};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MysqlBackendError {
+    #[error("server i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("server refused: {} ({}) {}", .0.code, .0.sqlstate, .0.message)]
+    Server(ErrInfo, Bytes),
+    #[error("server protocol error: {0}")]
+    Protocol(String),
+    #[error("server authentication: {0}")]
+    Auth(String),
+}
+
+/// Capabilities the proxy may use towards servers (intersected with what client and server offer).
+pub const PROXY_CAPS: u32 = caps::CLIENT_LONG_PASSWORD
+    | caps::CLIENT_FOUND_ROWS
+    | caps::CLIENT_LONG_FLAG
+    | caps::CLIENT_CONNECT_WITH_DB
+    | caps::CLIENT_LOCAL_FILES
+    | caps::CLIENT_IGNORE_SPACE
+    | caps::CLIENT_PROTOCOL_41
+    | caps::CLIENT_INTERACTIVE
+    | caps::CLIENT_TRANSACTIONS
+    | caps::CLIENT_SECURE_CONNECTION
+    | caps::CLIENT_MULTI_STATEMENTS
+    | caps::CLIENT_MULTI_RESULTS
+    | caps::CLIENT_PS_MULTI_RESULTS
+    | caps::CLIENT_PLUGIN_AUTH
+    | caps::CLIENT_CONNECT_ATTRS
+    | caps::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    | caps::CLIENT_SESSION_TRACK
+    | caps::CLIENT_DEPRECATE_EOF;
+
+/// What to log in with.
+#[derive(Debug, Clone, Copy)]
+pub struct MysqlLogin<'a> {
+    pub user: &'a str,
+    pub password: Option<&'a str>,
+    pub database: Option<&'a str>,
+    pub charset: u8,
+    /// Capabilities the client negotiated with the proxy; the server connection uses the same
+    /// response-shaping flags so answers can be forwarded byte for byte.
+    pub capabilities: u32,
+}
+
+#[derive(Debug)]
+pub struct MysqlConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    max_packet: usize,
+    pub addr: SocketAddr,
+    pub connection_id: u32,
+    /// Negotiated capabilities of this connection.
+    pub capabilities: u32,
+    pub server_version: String,
+}
+
+/// A command answer the proxy consumed itself.
+#[derive(Debug)]
+pub enum Consumed {
+    Ok { status: Option<u16> },
+    Err(ErrInfo),
+}
+
+impl MysqlConn {
+    pub async fn connect(
+        address: &str,
+        login: MysqlLogin<'_>,
+        max_packet: usize,
+        deadline: Duration,
+    ) -> Result<Self, MysqlBackendError> {
+        tokio::time::timeout(deadline, Self::connect_inner(address, login, max_packet))
+            .await
+            .map_err(|_| MysqlBackendError::Timeout(deadline))?
+    }
+
+    async fn connect_inner(
+        address: &str,
+        login: MysqlLogin<'_>,
+        max_packet: usize,
+    ) -> Result<Self, MysqlBackendError> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        let addr = stream.peer_addr()?;
+        let mut conn = MysqlConn {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            max_packet,
+            addr,
+            connection_id: 0,
+            capabilities: 0,
+            server_version: String::new(),
+        };
+        let p = conn.read_packet().await?;
+        if parse_err(&p.payload).is_some() {
+            return Err(server_err(&p));
+        }
+        let hs = HandshakeV10::parse(&p.payload)
+            .map_err(|e| MysqlBackendError::Protocol(format!("bad server handshake: {e}")))?;
+        conn.connection_id = hs.connection_id;
+        conn.server_version = hs.server_version.clone();
+        let mut negotiated = login.capabilities & hs.capabilities & PROXY_CAPS
+            | caps::CLIENT_PROTOCOL_41
+            | caps::CLIENT_SECURE_CONNECTION
+            | caps::CLIENT_PLUGIN_AUTH;
+        if login.database.is_some_and(|d| !d.is_empty()) {
+            negotiated |= caps::CLIENT_CONNECT_WITH_DB;
+        } else {
+            negotiated &= !caps::CLIENT_CONNECT_WITH_DB;
+        }
+        conn.capabilities = negotiated;
+        let password = login.password.unwrap_or("").as_bytes();
+        let plugin = hs.auth_plugin.clone();
+        let auth_response = scramble_for(&plugin, password, &hs.scramble);
+        let resp = HandshakeResponse {
+            capabilities: negotiated,
+            max_packet: 0x4000_0000,
+            charset: login.charset,
+            username: login.user.to_string(),
+            auth_response,
+            database: login.database.filter(|d| !d.is_empty()).map(str::to_string),
+            auth_plugin: Some(plugin.clone()),
+            attributes: vec![("program_name".into(), "switchyard".into())],
+        };
+        conn.write_packet(p.seq.wrapping_add(1), &resp.encode())
+            .await?;
+        let mut scramble = hs.scramble.to_vec();
+        let mut plugin = plugin;
+        loop {
+            let p = conn.read_packet().await?;
+            let seq = p.seq.wrapping_add(1);
+            match p.payload.first() {
+                Some(0x00) => return Ok(conn),
+                Some(0xFF) => return Err(server_err(&p)),
+                Some(0xFE) => {
+                    let (name, data) = parse_auth_switch(&p.payload)
+                        .ok_or_else(|| MysqlBackendError::Protocol("bad auth switch".into()))?;
+                    plugin = name;
+                    scramble = data.strip_suffix(&[0]).unwrap_or(&data).to_vec();
+                    let r = scramble_for(&plugin, password, &scramble);
+                    conn.write_packet(seq, &r).await?;
+                }
+                Some(0x01) => {
+                    // caching_sha2_password: 0x03 fast auth ok, 0x04 full auth needed.
+                    match p.payload.get(1) {
+                        Some(0x03) => {}
+                        Some(0x04) => {
+                            // No TLS to servers yet: ask for the RSA key and send the password encrypted.
+                            conn.write_packet(seq, &[0x02]).await?;
+                            let key = conn.read_packet().await?;
+                            let pem = key.payload.get(1..).unwrap_or(&[]);
+                            let pem = std::str::from_utf8(pem).map_err(|_| {
+                                MysqlBackendError::Auth("bad RSA key from server".into())
+                            })?;
+                            let enc =
+                                encrypt_password(password, &scramble, pem).ok_or_else(|| {
+                                    MysqlBackendError::Auth("RSA encryption failed".into())
+                                })?;
+                            conn.write_packet(key.seq.wrapping_add(1), &enc).await?;
+                        }
+                        _ => {
+                            return Err(MysqlBackendError::Auth(format!(
+                                "unexpected auth data for plugin {plugin}"
+                            )))
+                        }
+                    }
+                }
+                _ => {
+                    return Err(MysqlBackendError::Protocol(
+                        "unexpected packet during login".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    pub async fn read_packet(&mut self) -> Result<Packet, MysqlBackendError> {
+        loop {
+            if let Some(p) = self.buffered_packet()? {
+                return Ok(p);
+            }
+            self.fill().await?;
+        }
+    }
+
+    pub fn buffered_packet(&mut self) -> Result<Option<Packet>, MysqlBackendError> {
+        split_packet(&mut self.rbuf, self.max_packet)
+            .map_err(|e| MysqlBackendError::Protocol(e.to_string()))
+    }
+
+    /// Wait for more bytes; cancel-safe.
+    pub async fn fill(&mut self) -> Result<(), MysqlBackendError> {
+        if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+            return Err(MysqlBackendError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Non-blocking check of an idle connection (a MySQL server sends nothing unasked except an
+    /// error before it closes the connection).
+    pub fn idle_ok(&mut self) -> Result<(), MysqlBackendError> {
+        loop {
+            self.rbuf.reserve(1024);
+            match self.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return Err(MysqlBackendError::Closed),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.rbuf.is_empty() {
+            Ok(())
+        } else {
+            Err(MysqlBackendError::Protocol(
+                "server sent data while idle".into(),
+            ))
+        }
+    }
+
+    /// Write one logical packet; returns the next sequence id.
+    pub async fn write_packet(&mut self, seq: u8, payload: &[u8]) -> Result<u8, MysqlBackendError> {
+        let mut out = BytesMut::with_capacity(payload.len() + 4);
+        let next = encode_into(&mut out, seq, payload);
+        self.stream.write_all(&out).await?;
+        Ok(next)
+    }
+
+    pub async fn write_raw(&mut self, raw: &[u8]) -> Result<(), MysqlBackendError> {
+        self.stream.write_all(raw).await?;
+        Ok(())
+    }
+
+    /// Run a command and consume its whole answer (used for session replay).
+    pub async fn run_consumed(
+        &mut self,
+        payload: &[u8],
+        expect: Expect,
+    ) -> Result<Consumed, MysqlBackendError> {
+        self.write_packet(0, payload).await?;
+        let mut tracker = ResponseTracker::new(expect, self.capabilities);
+        let mut err = None;
+        loop {
+            let p = self.read_packet().await?;
+            if let Some(e) = parse_err(&p.payload) {
+                err.get_or_insert(e);
+            }
+            match tracker.feed(&p.payload) {
+                Step::More => {}
+                Step::LocalInfile => {
+                    // Never expected for replayed statements: refuse the file.
+                    self.write_packet(p.seq.wrapping_add(1), &[]).await?;
+                }
+                Step::Done { status } => {
+                    if tracker.is_malformed() {
+                        return Err(MysqlBackendError::Protocol("malformed answer".into()));
+                    }
+                    return Ok(match err {
+                        Some(e) => Consumed::Err(e),
+                        None => Consumed::Ok { status },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Prepare `sql` on this server, consuming the answer; returns the server's statement data.
+    pub async fn prepare(
+        &mut self,
+        sql: &[u8],
+    ) -> Result<Result<PrepareOk, ErrInfo>, MysqlBackendError> {
+        let mut payload = Vec::with_capacity(sql.len() + 1);
+        payload.push(COM_STMT_PREPARE);
+        payload.extend_from_slice(sql);
+        self.write_packet(0, &payload).await?;
+        let mut tracker = ResponseTracker::new(Expect::Prepare, self.capabilities);
+        let mut first: Option<Result<PrepareOk, ErrInfo>> = None;
+        loop {
+            let p = self.read_packet().await?;
+            if first.is_none() {
+                first = Some(match parse_err(&p.payload) {
+                    Some(e) => Err(e),
+                    None => match parse_prepare_ok(&p.payload) {
+                        Some(ok) => Ok(ok),
+                        None => {
+                            return Err(MysqlBackendError::Protocol("bad prepare answer".into()))
+                        }
+                    },
+                });
+            }
+            if let Step::Done { .. } = tracker.feed(&p.payload) {
+                return first
+                    .ok_or_else(|| MysqlBackendError::Protocol("empty prepare answer".into()));
+            }
+        }
+    }
+
+    pub async fn quit(mut self) {
+        let _ = tokio::time::timeout(
+            Duration::from_millis(200),
+            self.write_packet(0, &[COM_QUIT]),
+        )
+        .await;
+    }
+}
+
+fn server_err(p: &Packet) -> MysqlBackendError {
+    match parse_err(&p.payload) {
+        Some(e) => MysqlBackendError::Server(e, p.payload.clone()),
+        None => MysqlBackendError::Protocol("malformed error packet".into()),
+    }
+}
+
+fn scramble_for(plugin: &str, password: &[u8], scramble: &[u8]) -> Vec<u8> {
+    if password.is_empty() {
+        return Vec::new();
+    }
+    match plugin {
+        "caching_sha2_password" => sha2_scramble(password, scramble).to_vec(),
+        _ => native_scramble(password, scramble).to_vec(),
+    }
+}
+
+/// Status flags of an OK/EOF answer, if `payload` is one.
+pub fn ok_status(payload: &[u8], capabilities: u32) -> Option<u16> {
+    parse_ok(payload, capabilities).map(|o| o.status)
+}

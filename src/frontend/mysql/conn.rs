@@ -1,0 +1,148 @@
+//! The MySQL client socket (packet reads, sequence ids, buffered writes) and the typed client error
+//! that becomes an ERR packet in exactly one place.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::metrics::ErrorKind;
+use crate::wire::mysql::packet::{encode_into, split_packet, Packet};
+use crate::wire::mysql::status::err_packet;
+
+/// A client-facing failure: MySQL error code, SQLSTATE and message; how it is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MyError {
+    pub code: u16,
+    pub state: &'static str,
+    pub message: String,
+    pub kind: ErrorKind,
+    /// Close the connection after sending.
+    pub fatal: bool,
+    /// The client is gone; nothing can be sent.
+    pub gone: bool,
+}
+
+impl MyError {
+    pub fn new(
+        code: u16,
+        state: &'static str,
+        message: impl Into<String>,
+        kind: ErrorKind,
+    ) -> Self {
+        MyError {
+            code,
+            state,
+            message: message.into(),
+            kind,
+            fatal: false,
+            gone: false,
+        }
+    }
+    pub fn fatal(mut self) -> Self {
+        self.fatal = true;
+        self
+    }
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(1047, "08S01", message, ErrorKind::ClientProtocol).fatal()
+    }
+    pub fn gone() -> Self {
+        MyError {
+            gone: true,
+            ..Self::new(
+                2013,
+                "HY000",
+                "client closed the connection",
+                ErrorKind::ClientProtocol,
+            )
+        }
+    }
+    pub fn access_denied(user: &str, host: &str) -> Self {
+        Self::new(
+            1045,
+            "28000",
+            format!("Access denied for user '{user}'@'{host}' (using password: YES)"),
+            ErrorKind::AuthFailed,
+        )
+        .fatal()
+    }
+    /// The ERR packet payload.
+    pub fn payload(&self) -> Vec<u8> {
+        err_packet(self.code, self.state, &self.message)
+    }
+}
+
+#[derive(Debug)]
+pub struct MyClient {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    max_packet: usize,
+    /// Sequence id of the next packet the proxy sends.
+    pub seq: u8,
+    pub peer_ip: String,
+}
+
+impl MyClient {
+    pub fn new(stream: TcpStream, max_packet: usize) -> Self {
+        let peer_ip = stream
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        MyClient {
+            stream,
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            max_packet,
+            seq: 0,
+            peer_ip,
+        }
+    }
+
+    pub async fn read_packet(&mut self) -> Result<Packet, MyError> {
+        loop {
+            match split_packet(&mut self.rbuf, self.max_packet) {
+                Ok(Some(p)) => {
+                    self.seq = p.seq.wrapping_add(1);
+                    return Ok(p);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(MyError::new(
+                        1153,
+                        "08S01",
+                        format!("Got a packet bigger than 'max_allowed_packet' bytes ({e})"),
+                        ErrorKind::ClientProtocol,
+                    )
+                    .fatal())
+                }
+            }
+            match self.stream.read_buf(&mut self.rbuf).await {
+                Ok(0) | Err(_) => return Err(MyError::gone()),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Queue a packet the proxy builds, with the next sequence id.
+    pub fn queue(&mut self, payload: &[u8]) {
+        self.seq = encode_into(&mut self.wbuf, self.seq, payload);
+    }
+
+    /// Queue a packet received from a server, unchanged.
+    pub fn queue_raw(&mut self, raw: &[u8]) {
+        self.wbuf.extend_from_slice(raw);
+    }
+
+    pub fn queued(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    pub async fn flush(&mut self) -> Result<(), MyError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.wbuf).await;
+        self.wbuf.clear();
+        r.map_err(|_| MyError::gone())
+    }
+}

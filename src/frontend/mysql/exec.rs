@@ -1,0 +1,651 @@
+//! Running one client command on a server: readiness (connect, liveness, session replay), the answer
+//! relayed packet by packet (LOCAL INFILE, prepare-id rewriting), retries, and statement commands.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::backend::mysql::Consumed;
+use crate::frontend::mysql::stmt::Stmt;
+use crate::wire::mysql::packet::{encode_into, Packet};
+use crate::wire::mysql::response::{expect_for, Expect, ResponseTracker, Step};
+use crate::wire::mysql::status::{is_err, parse_err};
+
+/// Why relaying an answer stopped early.
+pub(super) enum Broken {
+    Client(MyError),
+    /// The server connection failed; `forwarded` says whether part of the answer reached the client.
+    Lost {
+        forwarded: bool,
+        err: MysqlBackendError,
+    },
+}
+
+impl From<MyError> for Broken {
+    fn from(e: MyError) -> Self {
+        Broken::Client(e)
+    }
+}
+
+pub(super) struct Answer {
+    status: Option<u16>,
+    saw_err: bool,
+}
+
+impl Relay {
+    fn tied(&self, server: usize) -> bool {
+        self.txn == Some(server) || self.pinned.map(|p| p.0) == Some(server)
+    }
+
+    fn lost_fatal(&self, server: usize, err: &MysqlBackendError) -> MyError {
+        let name = &self.ctx.config.servers[server].name;
+        MyError::new(
+            1927,
+            "70100",
+            format!("switchyard: lost the server connection holding this session's state ({name}): {err}"),
+            ErrorKind::BackendLost,
+        )
+        .fatal()
+    }
+
+    /// The server is connected, alive and has every session setting applied.
+    async fn ensure_ready(&mut self, server: usize) -> Result<(), MysqlBackendError> {
+        if let Some(b) = self.backends[server].as_mut() {
+            if let Err(e) = b.conn.idle_ok() {
+                self.drop_backend(server);
+                if self.tied(server) {
+                    return Err(e);
+                }
+            }
+        }
+        if self.backends[server].is_none() {
+            self.connect(server).await?;
+        }
+        let deadline = self.ctx.limits.session_replay_timeout;
+        let Some(b) = self.backends[server].as_mut() else {
+            return Err(MysqlBackendError::Closed);
+        };
+        while b.applied < self.history.len() {
+            let History::Command(payload) = &self.history[b.applied];
+            let expect = expect_for(payload.first().copied().unwrap_or(COM_QUERY));
+            let r = tokio::time::timeout(deadline, b.conn.run_consumed(payload, expect))
+                .await
+                .map_err(|_| MysqlBackendError::Timeout(deadline))??;
+            if let Consumed::Err(e) = r {
+                return Err(MysqlBackendError::Protocol(format!(
+                    "session state could not be replayed: {} {}",
+                    e.code, e.message
+                )));
+            }
+            b.applied += 1;
+        }
+        Ok(())
+    }
+
+    /// Relay a server's answer to the client. With `prepare`, the statement id in the first packet
+    /// is replaced by a proxy id and the statement registered.
+    async fn relay_answer(
+        &mut self,
+        server: usize,
+        expect: Expect,
+        mut prepare: Option<(Bytes, Classification)>,
+    ) -> Result<Answer, Broken> {
+        let mut answer = Answer {
+            status: None,
+            saw_err: false,
+        };
+        if expect == Expect::Nothing {
+            return Ok(answer);
+        }
+        let Relay {
+            backends,
+            client,
+            stmts,
+            ..
+        } = self;
+        let Some(b) = backends[server].as_mut() else {
+            return Err(Broken::Lost {
+                forwarded: false,
+                err: MysqlBackendError::Closed,
+            });
+        };
+        let mut tracker = ResponseTracker::new(expect, b.conn.capabilities);
+        let mut forwarded = false;
+        loop {
+            let p: Packet = match b.conn.read_packet().await {
+                Ok(p) => p,
+                Err(err) => return Err(Broken::Lost { forwarded, err }),
+            };
+            answer.saw_err |= is_err(&p.payload);
+            let step = tracker.feed(&p.payload);
+            match prepare.take() {
+                Some((sql, class)) => match parse_prepare_ok(&p.payload) {
+                    Some(ok) if !is_err(&p.payload) => {
+                        let id = stmts.add(Stmt {
+                            sql,
+                            class,
+                            params: ok.params,
+                            columns: ok.columns,
+                            types: None,
+                            long_data: Vec::new(),
+                        });
+                        b.stmts.insert(id, ok.stmt_id);
+                        tracing::debug!(
+                            server,
+                            client_id = id,
+                            server_id = ok.stmt_id,
+                            "statement prepared"
+                        );
+                        let mut out = BytesMut::new();
+                        let mut body = p.payload.to_vec();
+                        body[1..5].copy_from_slice(&id.to_le_bytes());
+                        encode_into(&mut out, p.seq, &body);
+                        client.queue_raw(&out);
+                    }
+                    _ => client.queue_raw(&p.raw),
+                },
+                None => client.queue_raw(&p.raw),
+            }
+            forwarded = true;
+            if client.queued() > 64 * 1024 {
+                client.flush().await?;
+            }
+            match step {
+                Step::More => {}
+                Step::LocalInfile => {
+                    client.flush().await?;
+                    loop {
+                        let data = client.read_packet().await?;
+                        if let Err(err) = b.conn.write_raw(&data.raw).await {
+                            return Err(Broken::Lost { forwarded, err });
+                        }
+                        if data.payload.is_empty() {
+                            break;
+                        }
+                    }
+                }
+                Step::Done { status } => {
+                    answer.status = status;
+                    if tracker.is_malformed() {
+                        return Err(Broken::Lost {
+                            forwarded,
+                            err: MysqlBackendError::Protocol("malformed answer".into()),
+                        });
+                    }
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+
+    /// Route and run a command whose answer is relayed as is (COM_QUERY, INIT_DB, FIELD_LIST...).
+    pub(super) async fn command(
+        &mut self,
+        p: Packet,
+        class: Classification,
+        started: Instant,
+    ) -> Result<(), MyError> {
+        let cmd = p.payload.first().copied().unwrap_or(COM_QUERY);
+        self.run_routed(
+            class,
+            started,
+            |_, _| Ok(Some(p.raw.clone())),
+            expect_for(cmd),
+            None,
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The common path: pick a server, make it ready, send what `build` returns, relay the answer,
+    /// retry a read on another server if the first one broke before answering.
+    async fn run_routed(
+        &mut self,
+        class: Classification,
+        started: Instant,
+        mut build: impl FnMut(&mut Self, usize) -> Result<Option<Bytes>, MyError>,
+        expect: Expect,
+        prepare: Option<(Bytes, Classification)>,
+        needs: Option<(u32, Bytes)>,
+    ) -> Result<Option<usize>, MyError> {
+        let mut target = self.target_for(class);
+        for _ in 0..=self.backends.len() {
+            let d = match target {
+                Ok(d) => d,
+                Err(e) => {
+                    self.excluded.clear();
+                    let err = MyError::new(
+                        1105,
+                        "HY000",
+                        format!("switchyard: {e}"),
+                        ErrorKind::NoServer,
+                    );
+                    self.ctx.metrics.error(&self.ctx.name, err.kind);
+                    self.client.queue(&err.payload());
+                    return Ok(None);
+                }
+            };
+            let server = d.server;
+            if let Err(e) = self.ensure_ready(server).await {
+                if let MysqlBackendError::Server(info, _) = &e {
+                    self.excluded.clear();
+                    let err = MyError::new(
+                        info.code,
+                        static_state(&info.sqlstate),
+                        info.message.clone(),
+                        ErrorKind::BackendConnect,
+                    );
+                    self.client.queue(&err.payload());
+                    return Ok(None);
+                }
+                if self.tied(server) {
+                    return Err(self.lost_fatal(server, &e));
+                }
+                tracing::warn!(cluster = %self.ctx.name, server, error = %e, "mysql server unusable for this command");
+                self.ctx
+                    .metrics
+                    .error(&self.ctx.name, ErrorKind::BackendLost);
+                self.drop_backend(server);
+                self.excluded.push(server);
+                target = self.target_for(class);
+                continue;
+            }
+            if let Some((id, sql)) = &needs {
+                let Some(b) = self.backends[server].as_mut() else {
+                    continue;
+                };
+                if b.stmts.server_id(*id).is_none() {
+                    match b.conn.prepare(sql).await {
+                        Ok(Ok(ok)) => b.stmts.insert(*id, ok.stmt_id),
+                        Ok(Err(e)) => {
+                            self.excluded.clear();
+                            let err = MyError::new(
+                                e.code,
+                                static_state(&e.sqlstate),
+                                e.message,
+                                ErrorKind::BackendLost,
+                            );
+                            self.client.queue(&err.payload());
+                            return Ok(None);
+                        }
+                        Err(e) => {
+                            if self.tied(server) {
+                                return Err(self.lost_fatal(server, &e));
+                            }
+                            tracing::warn!(cluster = %self.ctx.name, server, error = %e, "re-prepare failed");
+                            self.drop_backend(server);
+                            self.excluded.push(server);
+                            target = self.target_for(class);
+                            continue;
+                        }
+                    }
+                }
+            }
+            let Some(bytes) = build(self, server)? else {
+                self.excluded.clear();
+                return Ok(None);
+            };
+            let sent = match self.backends[server].as_mut() {
+                Some(b) => b.conn.write_raw(&bytes).await,
+                None => Err(MysqlBackendError::Closed),
+            };
+            let result = match sent {
+                Ok(()) => self.relay_answer(server, expect, prepare.clone()).await,
+                Err(err) => Err(Broken::Lost {
+                    forwarded: false,
+                    err,
+                }),
+            };
+            match result {
+                Ok(a) => {
+                    self.excluded.clear();
+                    self.after(server, d, class, &bytes, a, started);
+                    return Ok(Some(server));
+                }
+                Err(Broken::Client(e)) => return Err(e),
+                Err(Broken::Lost { forwarded, err }) => {
+                    let tied = self.tied(server);
+                    self.ctx
+                        .metrics
+                        .error(&self.ctx.name, ErrorKind::BackendLost);
+                    self.drop_backend(server);
+                    if forwarded || tied {
+                        return Err(self.lost_fatal(server, &err));
+                    }
+                    if d.route == Route::Replica && expect != Expect::Nothing {
+                        tracing::warn!(cluster = %self.ctx.name, server, error = %err, "replica lost before answering; retrying elsewhere");
+                        self.excluded.push(server);
+                        target = self.target_for(class);
+                        continue;
+                    }
+                    self.excluded.clear();
+                    let e = MyError::new(
+                        1105,
+                        "HY000",
+                        format!("switchyard: lost connection to server {} while running the command: {err}", self.ctx.config.servers[server].name),
+                        ErrorKind::BackendLost,
+                    );
+                    self.client.queue(&e.payload());
+                    return Ok(None);
+                }
+            }
+        }
+        self.excluded.clear();
+        let e = MyError::new(
+            1105,
+            "HY000",
+            "switchyard: no server could take the command",
+            ErrorKind::NoServer,
+        );
+        self.client.queue(&e.payload());
+        Ok(None)
+    }
+
+    /// Bookkeeping after a complete answer: transaction and autocommit state, session history,
+    /// pins, metrics.
+    fn after(
+        &mut self,
+        server: usize,
+        d: Decision,
+        class: Classification,
+        sent: &[u8],
+        a: Answer,
+        started: Instant,
+    ) {
+        if let Some(s) = a.status {
+            self.status = s;
+            self.autocommit = s & status::AUTOCOMMIT != 0;
+            self.txn = (s & status::IN_TRANS != 0).then_some(server);
+        }
+        self.last_used = Some(server);
+        if !a.saw_err {
+            match class.intent {
+                Intent::SessionSet => {
+                    // MySQL session settings are not transactional: they hold whatever the transaction does.
+                    if let Some(payload) = command_payload(sent) {
+                        if payload.first() == Some(&COM_INIT_DB) {
+                            self.database =
+                                Some(String::from_utf8_lossy(&payload[1..]).into_owned());
+                        }
+                        self.history.push(History::Command(payload));
+                        let n = self.history.len();
+                        if let Some(b) = self.backends[server].as_mut() {
+                            b.applied = n;
+                        }
+                    }
+                }
+                Intent::Pin if self.pinned.is_none() => {
+                    tracing::info!(cluster = %self.ctx.name, reason = class.reason.as_str(), "mysql session pinned to the primary");
+                    self.pinned = Some((server, class.reason));
+                }
+                _ => {}
+            }
+        }
+        self.ctx
+            .metrics
+            .query_counter(&self.ctx.name, d.route, d.reason)
+            .inc();
+        self.ctx
+            .metrics
+            .query_histogram(&self.ctx.name, d.route)
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    pub(super) async fn prepare(&mut self, p: Packet, started: Instant) -> Result<(), MyError> {
+        let sql = p.payload.slice(1..);
+        let class = self.ctx.classifier.classify(&String::from_utf8_lossy(&sql));
+        self.run_routed(
+            class,
+            started,
+            |_, _| Ok(Some(p.raw.clone())),
+            Expect::Prepare,
+            Some((sql, class)),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn unknown_stmt(&mut self, id: u32, what: &str) {
+        tracing::debug!(
+            id,
+            what,
+            known = self.stmts.len(),
+            "unknown statement id from client"
+        );
+        let e = MyError::new(
+            1243,
+            "HY000",
+            format!("Unknown prepared statement handler ({id}) given to {what}"),
+            ErrorKind::ClientProtocol,
+        );
+        self.client.queue(&e.payload());
+    }
+
+    pub(super) async fn execute(&mut self, p: Packet, started: Instant) -> Result<(), MyError> {
+        let Some(id) = stmt_id(&p.payload) else {
+            return Err(MyError::protocol("malformed COM_STMT_EXECUTE"));
+        };
+        let Some(stmt) = self.stmts.get_mut(id) else {
+            self.unknown_stmt(id, "mysqld_stmt_execute");
+            return Ok(());
+        };
+        let mut bound = false;
+        let mut cursor = false;
+        if let Some(v) = parse_execute(&p.payload, stmt.params) {
+            cursor = v.flags & 0x01 != 0;
+            if v.new_params_bound && stmt.params > 0 {
+                stmt.types = Some(v.types.to_vec());
+                bound = true;
+            }
+        }
+        let class = stmt.class;
+        let sql = stmt.sql.clone();
+        let params = stmt.params;
+        let types = stmt.types.clone();
+        let long_data = std::mem::take(&mut stmt.long_data);
+        let payload = p.payload.clone();
+        let build = |me: &mut Self, server: usize| -> Result<Option<Bytes>, MyError> {
+            let Some(b) = me.backends[server].as_mut() else {
+                return Ok(None);
+            };
+            let Some(sid) = b.stmts.server_id(id) else {
+                return Ok(None);
+            };
+            let mut body = with_stmt_id(&payload, sid);
+            if !bound && params > 0 && !b.stmts.has_types(id) {
+                if let Some(t) = &types {
+                    if let Some(with) = execute_with_types(&body, params, t) {
+                        body = with;
+                    }
+                }
+            }
+            b.stmts.set_types(id);
+            let mut out = BytesMut::new();
+            for ld in &long_data {
+                encode_into(&mut out, 0, &with_stmt_id(ld, sid));
+            }
+            encode_into(&mut out, 0, &body);
+            Ok(Some(out.freeze()))
+        };
+        let ran = self
+            .run_routed(
+                class,
+                started,
+                build,
+                Expect::ResultSet,
+                None,
+                Some((id, sql)),
+            )
+            .await?;
+        match ran {
+            Some(server) if cursor => {
+                self.cursors.insert(id, server);
+            }
+            Some(_) => {}
+            None => {
+                // Not sent (statement missing on the server that was finally chosen): say so.
+                if self.client.queued() == 0 {
+                    self.unknown_stmt(id, "mysqld_stmt_execute");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn fetch(&mut self, p: Packet, started: Instant) -> Result<(), MyError> {
+        let Some(id) = stmt_id(&p.payload) else {
+            return Err(MyError::protocol("malformed COM_STMT_FETCH"));
+        };
+        let Some(&server) = self.cursors.get(&id) else {
+            self.unknown_stmt(id, "mysqld_stmt_fetch");
+            return Ok(());
+        };
+        let Some(sid) = self.backends[server]
+            .as_ref()
+            .and_then(|b| b.stmts.server_id(id))
+        else {
+            self.unknown_stmt(id, "mysqld_stmt_fetch");
+            return Ok(());
+        };
+        let mut out = BytesMut::new();
+        encode_into(&mut out, 0, &with_stmt_id(&p.payload, sid));
+        let sent = match self.backends[server].as_mut() {
+            Some(b) => b.conn.write_raw(&out).await,
+            None => Err(MysqlBackendError::Closed),
+        };
+        let r = match sent {
+            Ok(()) => self.relay_answer(server, Expect::Rows, None).await,
+            Err(err) => Err(Broken::Lost {
+                forwarded: false,
+                err,
+            }),
+        };
+        match r {
+            Ok(a) => {
+                if let Some(s) = a.status {
+                    self.status = s;
+                }
+                let d = fixed(server, &self.topology(), RouteReason::InTransaction);
+                self.ctx
+                    .metrics
+                    .query_counter(&self.ctx.name, d.route, RouteReason::Class(Reason::Read))
+                    .inc();
+                self.ctx
+                    .metrics
+                    .query_histogram(&self.ctx.name, d.route)
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(Broken::Client(e)) => Err(e),
+            Err(Broken::Lost { err, .. }) => {
+                self.drop_backend(server);
+                Err(self.lost_fatal(server, &err))
+            }
+        }
+    }
+
+    pub(super) fn long_data(&mut self, p: Packet) {
+        if let Some(id) = stmt_id(&p.payload) {
+            if let Some(s) = self.stmts.get_mut(id) {
+                s.long_data.push(p.payload.clone());
+            }
+        }
+    }
+
+    pub(super) async fn close_stmt(&mut self, p: Packet) {
+        let Some(id) = stmt_id(&p.payload) else {
+            return;
+        };
+        self.stmts.remove(id);
+        self.cursors.remove(&id);
+        for b in self.backends.iter_mut().flatten() {
+            if let Some(sid) = b.stmts.remove(id) {
+                let _ = b.conn.write_packet(0, &with_stmt_id(&p.payload, sid)).await;
+            }
+        }
+    }
+
+    pub(super) async fn reset_stmt(&mut self, p: Packet) -> Result<(), MyError> {
+        let Some(id) = stmt_id(&p.payload) else {
+            return Err(MyError::protocol("malformed COM_STMT_RESET"));
+        };
+        let Some(s) = self.stmts.get_mut(id) else {
+            self.unknown_stmt(id, "mysqld_stmt_reset");
+            return Ok(());
+        };
+        s.long_data.clear();
+        if let Some(server) = self.cursors.remove(&id) {
+            if let Some(b) = self.backends[server].as_mut() {
+                if let Some(sid) = b.stmts.server_id(id) {
+                    if b.conn
+                        .run_consumed(&with_stmt_id(&p.payload, sid), Expect::Simple)
+                        .await
+                        .is_err()
+                    {
+                        self.drop_backend(server);
+                    }
+                }
+            }
+        }
+        self.local_ok();
+        Ok(())
+    }
+
+    pub(super) async fn reset_connection(
+        &mut self,
+        p: Packet,
+        started: Instant,
+    ) -> Result<(), MyError> {
+        let class = Classification {
+            intent: Intent::TxnControl,
+            reason: Reason::Session,
+            hint: None,
+        };
+        let ran = self
+            .run_routed(
+                class,
+                started,
+                |_, _| Ok(Some(p.raw.clone())),
+                Expect::Simple,
+                None,
+                None,
+            )
+            .await?;
+        if let Some(server) = ran {
+            self.history.clear();
+            self.stmts.clear();
+            self.cursors.clear();
+            self.pinned = None;
+            self.route_override = RouteOverride::Auto;
+            self.txn = None;
+            for i in 0..self.backends.len() {
+                if i != server {
+                    self.drop_backend(i);
+                }
+            }
+            if let Some(b) = self.backends[server].as_mut() {
+                b.applied = 0;
+                b.stmts.clear();
+            }
+            self.last_used = Some(server);
+        }
+        Ok(())
+    }
+}
+
+/// The command payload inside the first packet of `sent` (raw frames as written to the server).
+fn command_payload(sent: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = BytesMut::from(sent);
+    crate::wire::mysql::packet::split_packet(&mut buf, usize::MAX)
+        .ok()
+        .flatten()
+        .map(|p| p.payload.to_vec())
+}
+
+#[allow(dead_code)]
+fn first_error(payload: &[u8]) -> Option<String> {
+    parse_err(payload).map(|e| e.message)
+}

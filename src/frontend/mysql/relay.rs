@@ -1,0 +1,404 @@
+//! The relay loop of one MySQL client: one command at a time, routed by its SQL (or by its prepared
+//! statement), session state replayed on every server used, answers forwarded packet by packet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::conn::{MyClient, MyError};
+use super::login::{login, MyLogin};
+use super::stmt::{ServerStmts, StmtRegistry};
+use crate::backend::mysql::{MysqlBackendError, MysqlConn, MysqlLogin};
+use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
+use crate::frontend::pg::ClusterCtx;
+use crate::metrics::{ErrorKind, Route, RouteReason};
+use crate::router::{decide, Decision, RouteError, Want};
+use crate::topology::{Role, Topology};
+use crate::wire::mysql::command::*;
+use crate::wire::mysql::packet::status;
+use crate::wire::mysql::status::ok_packet;
+
+pub(super) struct MyBackend {
+    pub conn: MysqlConn,
+    pub applied: usize,
+    pub stmts: ServerStmts,
+}
+
+/// A session-state command replayed on every server the session uses.
+#[derive(Debug, Clone)]
+pub(super) enum History {
+    /// A command packet payload (COM_QUERY with SET/USE..., COM_INIT_DB, COM_SET_OPTION).
+    Command(Vec<u8>),
+}
+
+pub(super) struct Relay {
+    pub ctx: Arc<ClusterCtx>,
+    pub client: MyClient,
+    pub login: MyLogin,
+    pub backends: Vec<Option<MyBackend>>,
+    pub history: Vec<History>,
+    pub txn: Option<usize>,
+    pub autocommit: bool,
+    pub status: u16,
+    pub pinned: Option<(usize, Reason)>,
+    pub route_override: RouteOverride,
+    pub last_used: Option<usize>,
+    pub stmts: StmtRegistry,
+    pub cursors: HashMap<u32, usize>,
+    pub excluded: Vec<usize>,
+    pub database: Option<String>,
+}
+
+/// Serve one accepted MySQL client connection to its end.
+pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
+    let _ = stream.set_nodelay(true);
+    let mut client = MyClient::new(stream, ctx.limits.max_message_size);
+    let logged = tokio::time::timeout(
+        ctx.limits.client_login_timeout,
+        login(
+            &mut client,
+            &ctx.name,
+            &ctx.users,
+            &ctx.mysql,
+            connection_id,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(MyError::new(1159, "08S01", "login timed out", ErrorKind::Timeout).fatal())
+    });
+    let login = match logged {
+        Ok(l) => l,
+        Err(e) => return report(&ctx, &mut client, e).await,
+    };
+    let gauge = ctx.metrics.client_gauge(&ctx.name);
+    gauge.inc();
+    let servers = ctx.config.servers.len();
+    let database = login.database.clone();
+    let mut relay = Relay {
+        ctx: ctx.clone(),
+        client,
+        login,
+        backends: (0..servers).map(|_| None).collect(),
+        history: Vec::new(),
+        txn: None,
+        autocommit: true,
+        status: status::AUTOCOMMIT,
+        pinned: None,
+        route_override: RouteOverride::Auto,
+        last_used: None,
+        stmts: StmtRegistry::default(),
+        cursors: HashMap::new(),
+        excluded: Vec::new(),
+        database,
+    };
+    let r = match relay.start().await {
+        Ok(()) => relay.run().await,
+        Err(e) => Err(e),
+    };
+    for i in 0..servers {
+        relay.drop_backend(i);
+    }
+    gauge.dec();
+    if let Err(e) = r {
+        report(&ctx, &mut relay.client, e).await;
+    }
+}
+
+async fn report(ctx: &ClusterCtx, client: &mut MyClient, e: MyError) {
+    if e.gone {
+        tracing::debug!(cluster = %ctx.name, "mysql client disconnected");
+        return;
+    }
+    ctx.metrics.error(&ctx.name, e.kind);
+    tracing::info!(cluster = %ctx.name, code = e.code, kind = e.kind.as_str(), "closing mysql client: {}", e.message);
+    client.queue(&e.payload());
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+}
+
+impl Relay {
+    pub(super) fn topology(&self) -> Arc<Topology> {
+        self.ctx.topology.borrow().clone()
+    }
+
+    async fn wait_for_topology(&self) {
+        let mut rx = self.ctx.topology.clone();
+        let _ = tokio::time::timeout(self.ctx.limits.connect_timeout, async {
+            loop {
+                if rx
+                    .borrow_and_update()
+                    .servers
+                    .iter()
+                    .any(|s| s.checked_at.is_some())
+                {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Connect a first server (a replica if one is usable) so that a bad database or a down
+    /// cluster is reported at login, then tell the client it is in.
+    async fn start(&mut self) -> Result<(), MyError> {
+        self.wait_for_topology().await;
+        let want = Want::Replica(RouteReason::Class(Reason::Session));
+        for _ in 0..self.backends.len().max(1) {
+            let d = self.route(want).map_err(|e| {
+                MyError::new(
+                    1105,
+                    "HY000",
+                    format!("switchyard: {e}"),
+                    ErrorKind::NoServer,
+                )
+                .fatal()
+            })?;
+            match self.connect(d.server).await {
+                Ok(()) => {
+                    self.last_used = Some(d.server);
+                    self.excluded.clear();
+                    self.client.queue(&ok_packet(0, 0, self.status, 0, ""));
+                    return self.client.flush().await;
+                }
+                Err(MysqlBackendError::Server(e, _)) => {
+                    return Err(MyError {
+                        code: e.code,
+                        state: static_state(&e.sqlstate),
+                        message: e.message,
+                        kind: ErrorKind::BackendConnect,
+                        fatal: true,
+                        gone: false,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %self.ctx.name, server = d.server, error = %e, "mysql server connect failed");
+                    self.excluded.push(d.server);
+                }
+            }
+        }
+        Err(MyError::new(
+            1105,
+            "HY000",
+            "switchyard: could not connect to any server",
+            ErrorKind::BackendConnect,
+        )
+        .fatal())
+    }
+
+    pub(super) fn route(&self, want: Want) -> Result<Decision, RouteError> {
+        decide(
+            want,
+            &self.topology(),
+            &self.ctx.config.routing,
+            &self.ctx.balancer,
+            &self.excluded,
+        )
+    }
+
+    pub(super) async fn connect(&mut self, server: usize) -> Result<(), MysqlBackendError> {
+        let cfg = &self.ctx.config.servers[server];
+        let user = &self.login.user.config;
+        let login = MysqlLogin {
+            user: &user.backend_user,
+            password: user.backend_password.as_deref(),
+            database: self.database.as_deref(),
+            charset: self.login.charset,
+            capabilities: self.login.capabilities,
+        };
+        let conn = MysqlConn::connect(
+            &cfg.address(),
+            login,
+            self.ctx.limits.max_message_size,
+            self.ctx.limits.connect_timeout,
+        )
+        .await;
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                self.ctx
+                    .metrics
+                    .error(&self.ctx.name, ErrorKind::BackendConnect);
+                return Err(e);
+            }
+        };
+        self.ctx
+            .metrics
+            .backend_connected(&self.ctx.name, &cfg.name);
+        self.ctx
+            .metrics
+            .backend_gauge(&self.ctx.name, &cfg.name)
+            .inc();
+        self.ctx.balancer.connection_opened(server);
+        self.backends[server] = Some(MyBackend {
+            conn,
+            applied: 0,
+            stmts: ServerStmts::default(),
+        });
+        Ok(())
+    }
+
+    pub(super) fn drop_backend(&mut self, server: usize) {
+        if let Some(b) = self.backends.get_mut(server).and_then(Option::take) {
+            let name = &self.ctx.config.servers[server].name;
+            self.ctx.metrics.backend_gauge(&self.ctx.name, name).dec();
+            self.ctx.balancer.connection_closed(server);
+            tokio::spawn(b.conn.quit());
+        }
+        if self.last_used == Some(server) {
+            self.last_used = None;
+        }
+        self.cursors.retain(|_, s| *s != server);
+    }
+
+    async fn run(&mut self) -> Result<(), MyError> {
+        loop {
+            self.client.flush().await?;
+            let p = self.client.read_packet().await?;
+            let Some(&cmd) = p.payload.first() else {
+                return Err(MyError::protocol("empty command packet"));
+            };
+            let started = Instant::now();
+            match cmd {
+                COM_QUIT => return Ok(()),
+                COM_PING => self.local_ok(),
+                COM_QUERY => {
+                    let text = String::from_utf8_lossy(&p.payload[1..]);
+                    let class = self.ctx.classifier.classify(&text);
+                    if let Intent::ProxyRoute(o) = class.intent {
+                        self.route_override = o;
+                        self.local_ok();
+                        continue;
+                    }
+                    self.command(p, class, started).await?;
+                }
+                COM_INIT_DB | COM_SET_OPTION => {
+                    let class = Classification {
+                        intent: Intent::SessionSet,
+                        reason: Reason::Session,
+                        hint: None,
+                    };
+                    self.command(p, class, started).await?;
+                }
+                COM_FIELD_LIST | COM_STATISTICS => {
+                    let class = Classification {
+                        intent: Intent::TxnControl,
+                        reason: Reason::Read,
+                        hint: None,
+                    };
+                    self.command(p, class, started).await?;
+                }
+                COM_STMT_PREPARE => self.prepare(p, started).await?,
+                COM_STMT_EXECUTE => self.execute(p, started).await?,
+                COM_STMT_FETCH => self.fetch(p, started).await?,
+                COM_STMT_SEND_LONG_DATA => self.long_data(p),
+                COM_STMT_CLOSE => self.close_stmt(p).await,
+                COM_STMT_RESET => self.reset_stmt(p).await?,
+                COM_RESET_CONNECTION => self.reset_connection(p, started).await?,
+                other => {
+                    let e = MyError::new(
+                        1047,
+                        "08S01",
+                        format!(
+                            "switchyard: command {} is not supported",
+                            command_name(other)
+                        ),
+                        ErrorKind::ClientProtocol,
+                    );
+                    self.ctx.metrics.error(&self.ctx.name, e.kind);
+                    self.client.queue(&e.payload());
+                }
+            }
+        }
+    }
+
+    pub(super) fn local_ok(&mut self) {
+        self.client.queue(&ok_packet(0, 0, self.status, 0, ""));
+    }
+
+    /// Where a command of this class goes now.
+    pub(super) fn target_for(&self, class: Classification) -> Result<Decision, RouteError> {
+        let topo = self.topology();
+        if let Some(t) = self.txn {
+            return Ok(fixed(t, &topo, RouteReason::InTransaction));
+        }
+        if let Some((p, _)) = self.pinned {
+            return Ok(fixed(p, &topo, RouteReason::Pinned));
+        }
+        if !self.autocommit && !matches!(class.intent, Intent::SessionSet | Intent::TxnControl) {
+            // autocommit=0: every statement opens or continues a transaction.
+            return self.route(Want::Primary(RouteReason::InTransaction));
+        }
+        let reason = RouteReason::Class(class.reason);
+        let hint = class.hint;
+        let primary_forced =
+            hint == Some(Hint::Primary) || self.route_override == RouteOverride::Primary;
+        let replica_forced =
+            hint == Some(Hint::Replica) || self.route_override == RouteOverride::Replica;
+        let forced = if hint.is_some() {
+            RouteReason::Class(Reason::Hint)
+        } else {
+            RouteReason::Override
+        };
+        let want = match class.intent {
+            Intent::Read | Intent::Begin { read_only: true } => {
+                if primary_forced {
+                    Want::Primary(forced)
+                } else {
+                    Want::Replica(reason)
+                }
+            }
+            Intent::Write
+                if replica_forced
+                    && matches!(
+                        class.reason,
+                        Reason::WriteFunction | Reason::Unknown | Reason::ParseError
+                    ) =>
+            {
+                Want::Replica(forced)
+            }
+            Intent::Write | Intent::Pin | Intent::Begin { read_only: false } => {
+                Want::Primary(reason)
+            }
+            Intent::TxnControl | Intent::SessionSet | Intent::ProxyRoute(_) => {
+                if let Some(l) = self.last_used.filter(|&l| self.backends[l].is_some()) {
+                    return Ok(fixed(l, &topo, reason));
+                }
+                Want::Replica(reason)
+            }
+        };
+        self.route(want)
+    }
+}
+
+pub(super) fn fixed(server: usize, topo: &Topology, reason: RouteReason) -> Decision {
+    let route = match topo.servers.get(server).map(|s| s.role) {
+        Some(Role::Replica) => Route::Replica,
+        _ => Route::Primary,
+    };
+    Decision {
+        server,
+        route,
+        reason,
+    }
+}
+
+/// SQLSTATEs of server errors are relayed as given; the few we hold statically cover the rest.
+pub(super) fn static_state(s: &str) -> &'static str {
+    match s {
+        "28000" => "28000",
+        "42000" => "42000",
+        "08S01" => "08S01",
+        "08004" => "08004",
+        "42S02" => "42S02",
+        "23000" => "23000",
+        _ => "HY000",
+    }
+}
+
+#[path = "exec.rs"]
+mod exec;
