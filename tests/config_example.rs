@@ -54,7 +54,7 @@ fn example_config_loads_with_expected_values() {
     assert_eq!(c.limits.client_login_timeout, Duration::from_secs(15));
     assert_eq!(c.limits.session_replay_timeout, Duration::from_secs(5));
 
-    assert_eq!(c.clusters.len(), 1);
+    assert_eq!(c.clusters.len(), 2);
     let main = c.cluster("main").unwrap();
     assert_eq!(main.protocol, Protocol::Postgres);
     assert_eq!(main.listen, "127.0.0.1:6432".parse().unwrap());
@@ -192,4 +192,17 @@ fn several_problems_are_reported_together() {
 fn unreadable_file_is_an_error() {
     let err = load_file(Path::new("/nonexistent/switchyard.yaml")).unwrap_err();
     assert_problem(&err, "/nonexistent/switchyard.yaml", "cannot read");
+}
+
+#[test]
+fn example_has_a_mysql_cluster() {
+    let c = switchyard::config::load_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config.example.yaml"
+    )))
+    .unwrap();
+    let m = c.cluster("mysql").expect("mysql cluster");
+    assert_eq!(m.protocol, switchyard::config::Protocol::Mysql);
+    assert_eq!(m.servers.len(), 3);
+    assert_eq!(m.listen.port(), 6033);
 }
