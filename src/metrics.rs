@@ -36,6 +36,10 @@ pub enum RouteReason {
     Override,
     NoReplica,
     Replay,
+    /// read_your_writes/global: no replica caught up in time.
+    CausalFallback,
+    /// The session's consistency is `strong`.
+    Consistency,
 }
 
 impl RouteReason {
@@ -47,6 +51,8 @@ impl RouteReason {
             RouteReason::Override => "override",
             RouteReason::NoReplica => "no_replica_fallback",
             RouteReason::Replay => "session_replay",
+            RouteReason::CausalFallback => "causal_fallback",
+            RouteReason::Consistency => "consistency",
         }
     }
 }
@@ -94,8 +100,14 @@ pub struct Metrics {
     pub replica_lag_seconds: GaugeVec,
     pub replica_lag_bytes: GaugeVec,
     pub replica_lag_known: IntGaugeVec,
+    /// 1 for the server's current replication state, 0 for the others.
+    pub replica_state: IntGaugeVec,
+    pub replica_state_changes: IntCounterVec,
+    pub replica_lag_alert: IntGaugeVec,
     pub probes: IntCounterVec,
     pub topology_epoch: IntGaugeVec,
+    causal_waits: IntCounterVec,
+    causal_wait_seconds: HistogramVec,
     /// Cached per-(cluster, route, reason) counters so the hot path never formats labels.
     handles: Mutex<HashMap<(String, Route, RouteReason), IntCounter>>,
 }
@@ -151,7 +163,28 @@ impl Metrics {
             HistogramVec::new(hopts, &["cluster", "route"]).unwrap_or_else(|e| panic!("{e}"));
         r.register(Box::new(query_seconds.clone()))
             .unwrap_or_else(|e| panic!("{e}"));
+        let causal_wait_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "switchyard_causal_wait_seconds",
+                "Time reads waited for a replica to replay the position they must see.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["cluster"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(causal_wait_seconds.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let causal_waits = counter_vec(
+            &r,
+            "switchyard_causal_waits_total",
+            "Consistency checks of replicas before a read, by result (caught_up, timeout).",
+            &["cluster", "result"],
+        );
         Arc::new(Metrics {
+            causal_waits,
+            causal_wait_seconds,
             queries,
             query_seconds,
             clients: gauge_vec(
@@ -212,6 +245,25 @@ impl Metrics {
                 &r,
                 "switchyard_replica_lag_known",
                 "1 when the replica's lag was measured by the last probe.",
+                &["cluster", "server"],
+            ),
+            replica_state: gauge_vec(
+                &r,
+                "switchyard_replica_state",
+                "1 for the server's replication state (primary, healthy, lagging, unknown, broken, \
+                 down), 0 for the others. Only healthy replicas take reads.",
+                &["cluster", "server", "state"],
+            ),
+            replica_state_changes: counter_vec(
+                &r,
+                "switchyard_replica_state_changes_total",
+                "Replication state changes of the server (after lag hysteresis).",
+                &["cluster", "server"],
+            ),
+            replica_lag_alert: gauge_vec(
+                &r,
+                "switchyard_replica_lag_alert",
+                "1 while the replica's lag is over routing.lag_alert.",
                 &["cluster", "server"],
             ),
             probes: counter_vec(
@@ -278,6 +330,17 @@ impl Metrics {
                 .with_label_values(&[cluster, server]),
             self.replica_lag_bytes.with_label_values(&[cluster, server]),
         )
+    }
+
+    /// A read-your-writes / global wait: whether a replica caught up in time, and how long it took.
+    pub fn causal_wait(&self, cluster: &str, caught_up: bool, waited: std::time::Duration) {
+        let result = if caught_up { "caught_up" } else { "timeout" };
+        self.causal_waits
+            .with_label_values(&[cluster, result])
+            .inc();
+        self.causal_wait_seconds
+            .with_label_values(&[cluster])
+            .observe(waited.as_secs_f64());
     }
 
     /// Prometheus text exposition of every metric.

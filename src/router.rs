@@ -159,7 +159,7 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::classify::Reason;
-    use crate::topology::{Health, Lag, Role};
+    use crate::topology::{Health, Lag, ReplicaState, Role};
     use std::time::Duration;
 
     fn server(index: usize, role: Role, lag: Lag, weight: u32) -> ServerState {
@@ -174,6 +174,13 @@ mod tests {
             weight,
             checked_at: None,
             last_error: None,
+            state: if role == Role::Replica {
+                ReplicaState::Healthy
+            } else {
+                ReplicaState::Primary
+            },
+            state_reason: "test",
+            lag_alert: false,
         }
     }
 
@@ -190,9 +197,13 @@ mod tests {
             balance,
             max_replica_lag: Some(Duration::from_secs(10)),
             max_replica_lag_bytes: None,
+            lag_readmit_after: Duration::from_secs(5),
+            lag_alert: None,
             fallback,
             write_functions: vec![],
             classifier_cache_size: 0,
+            consistency: crate::config::Consistency::ReadYourWrites,
+            causal_timeout: std::time::Duration::from_millis(500),
         }
     }
 
@@ -273,6 +284,34 @@ mod tests {
             ),
             Err(RouteError::NoReplica)
         );
+    }
+
+    #[test]
+    fn only_replicas_in_state_healthy_take_reads() {
+        // Fresh lag, up and streaming, but the monitor's hysteresis has not (re)admitted them.
+        let mut servers = vec![server(0, Role::Primary, Lag::Unknown, 1)];
+        for (i, st) in [
+            ReplicaState::Lagging,
+            ReplicaState::Unknown,
+            ReplicaState::Broken,
+            ReplicaState::Down,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = server(i + 1, Role::Replica, FRESH, 1);
+            s.state = st;
+            servers.push(s);
+        }
+        let r = routing(Balance::RoundRobin, Fallback::Primary);
+        let b = Balancer::new(6);
+        let d = decide(Want::Replica(READ), &topo(servers.clone()), &r, &b, &[]).unwrap();
+        assert_eq!((d.server, d.route), (0, Route::Primary));
+        servers.push(server(5, Role::Replica, FRESH, 1));
+        for _ in 0..4 {
+            let d = decide(Want::Replica(READ), &topo(servers.clone()), &r, &b, &[]).unwrap();
+            assert_eq!((d.server, d.route), (5, Route::Replica));
+        }
     }
 
     #[test]

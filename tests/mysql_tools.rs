@@ -7,16 +7,28 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use support::mysql_cluster::shared_mysql;
+use support::proxy::{SHAAPP_PASSWORD, SHAAPP_USER};
 use support::Proxy;
 
 fn mariadb(port: u16, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    mariadb_as(port, "app", "app-secret", args, stdin)
+}
+
+/// Run the `mariadb` CLI (default options: TLS requested but not offered by the proxy) as `user`.
+fn mariadb_as(
+    port: u16,
+    user: &str,
+    password: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let mut child = Command::new("mariadb")
         .args([
             "--no-defaults",
             "-h127.0.0.1",
             &format!("-P{port}"),
-            "-uapp",
-            "-papp-secret",
+            &format!("-u{user}"),
+            &format!("-p{password}"),
             "--local-infile=1",
             "app",
         ])
@@ -74,6 +86,44 @@ fn mariadb_cli_command_script_and_local_infile() {
             "SELECT COUNT(*) FROM app.cli_script"
         ),
         "4"
+    );
+}
+
+#[test]
+fn mariadb_cli_caching_sha2_user_logs_in_twice_and_wrong_password_is_refused() {
+    let cluster = shared_mysql();
+    let (proxy, ports) = Proxy::start_for_mysql(cluster);
+    // First login (nothing cached: the proxy must not ask libmariadb for the full password, which
+    // it would send in cleartext), then a second one (cached: fast path).
+    for round in 1..=2 {
+        let (ok, out, err) = mariadb_as(
+            ports.listen,
+            SHAAPP_USER,
+            SHAAPP_PASSWORD,
+            &[
+                "-N",
+                "-B",
+                "-e",
+                "SELECT CURRENT_USER() LIKE 'app@%', 6 * 7",
+            ],
+            None,
+        );
+        assert!(ok, "login {round}: {err}\n{}", proxy.log());
+        assert_eq!(out.trim(), "1\t42", "login {round}");
+    }
+    let (ok, _, err) = mariadb_as(
+        ports.listen,
+        SHAAPP_USER,
+        "not-the-secret",
+        &["-e", "SELECT 1"],
+        None,
+    );
+    assert!(!ok);
+    assert!(err.contains("ERROR 1045 (28000)"), "{err}");
+    assert!(
+        !proxy.log().contains("not RSA-encrypted"),
+        "{}",
+        proxy.log()
     );
 }
 

@@ -31,6 +31,9 @@ fn server_json(s: &ServerState) -> Value {
         "lag_bytes": lag_bytes,
         "weight": s.weight,
         "last_error": s.last_error,
+        "state": s.state.as_str(),
+        "state_reason": s.state_reason,
+        "lag_alert": s.lag_alert,
     })
 }
 
@@ -72,7 +75,7 @@ pub fn readiness(snaps: &[ClusterSnapshot]) -> Result<Value, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::model::Role;
+    use crate::topology::model::{ReplicaState, Role};
 
     fn server(index: usize, role: Role, health: Health, lag: Lag) -> ServerState {
         ServerState {
@@ -86,6 +89,9 @@ mod tests {
             weight: 1,
             checked_at: None,
             last_error: None,
+            state: ReplicaState::Healthy,
+            state_reason: "lag_within_limits",
+            lag_alert: false,
         }
     }
 
@@ -139,6 +145,33 @@ mod tests {
         assert_eq!(s[2]["role"], "unknown");
         assert_eq!(s[2]["lag_bytes"], Value::Null);
         assert_eq!(s[2]["last_error"], "connect failed: refused");
+    }
+
+    #[test]
+    fn state_and_reason_per_server() {
+        let mut lagging = server(
+            1,
+            Role::Replica,
+            Health::Up,
+            Lag::Known {
+                seconds: 12.5,
+                bytes: None,
+            },
+        );
+        lagging.state = ReplicaState::Lagging;
+        lagging.state_reason = "lag_over_max_replica_lag";
+        lagging.lag_alert = true;
+        let v = clusters_json(&[topo(
+            "c",
+            vec![server(0, Role::Replica, Health::Up, Lag::Unknown), lagging],
+        )]);
+        let s = &v["clusters"][0]["servers"];
+        assert_eq!(s[0]["state"], "healthy");
+        assert_eq!(s[0]["state_reason"], "lag_within_limits");
+        assert_eq!(s[0]["lag_alert"], false);
+        assert_eq!(s[1]["state"], "lagging");
+        assert_eq!(s[1]["state_reason"], "lag_over_max_replica_lag");
+        assert_eq!(s[1]["lag_alert"], true);
     }
 
     #[test]

@@ -6,8 +6,12 @@
 //! - `/ready`: `200 {"ready":true}` when every cluster has a healthy primary, else
 //!   `503 {"ready":false,"reason":...,"clusters_without_primary":[...]}` (readiness).
 //! - `/api/clusters`: JSON `{"clusters":[{name, epoch, primary, servers:[{name, address, role,
-//!   health, replicating, lag_seconds, lag_bytes, weight, last_error}]}]}`; `lag_seconds` and
-//!   `lag_bytes` are `null` when unknown, `primary` is `null` when there is no unique healthy one.
+//!   health, replicating, lag_seconds, lag_bytes, weight, last_error, state, state_reason,
+//!   lag_alert}]}]}`; `lag_seconds` and `lag_bytes` are `null` when unknown, `primary` is `null`
+//!   when there is no unique healthy one. `state` is the replication state (`primary`, `healthy`,
+//!   `lagging`, `unknown`, `broken`, `down`; only `healthy` replicas take reads), `state_reason` a
+//!   token saying why (e.g. `lag_over_max_replica_lag`, `readmit_hold`), `lag_alert` whether the
+//!   lag is over `routing.lag_alert`.
 
 pub mod json;
 

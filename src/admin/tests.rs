@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::topology::model::{Health, Lag, Role, ServerState};
+use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerState};
 
 fn topo(primary_up: bool) -> Arc<Topology> {
     Arc::new(Topology {
@@ -27,6 +27,13 @@ fn topo(primary_up: bool) -> Arc<Topology> {
             weight: 1,
             checked_at: None,
             last_error: None,
+            state: if primary_up {
+                ReplicaState::Primary
+            } else {
+                ReplicaState::Down
+            },
+            state_reason: "test",
+            lag_alert: false,
         }],
     })
 }

@@ -315,6 +315,64 @@ impl MysqlConn {
         }
     }
 
+    /// Run one text query on an idle connection and return the first column of the first row
+    /// (`None` for NULL or no row), consuming the whole answer under `deadline`.
+    pub async fn query_value(
+        &mut self,
+        sql: &str,
+        deadline: Duration,
+    ) -> Result<Option<String>, MysqlBackendError> {
+        tokio::time::timeout(deadline, async {
+            let mut payload = Vec::with_capacity(sql.len() + 1);
+            payload.push(crate::wire::mysql::command::COM_QUERY);
+            payload.extend_from_slice(sql.as_bytes());
+            self.write_packet(0, &payload).await?;
+            let deprecate_eof = self.capabilities & caps::CLIENT_DEPRECATE_EOF != 0;
+            let mut tracker = ResponseTracker::new(Expect::ResultSet, self.capabilities);
+            let mut index = 0usize;
+            let mut columns = 0usize;
+            let mut value = None;
+            let mut failure = None;
+            loop {
+                let p = self.read_packet().await?;
+                if let Some(e) = parse_err(&p.payload) {
+                    failure.get_or_insert(e);
+                }
+                if index == 0 {
+                    let mut b: &[u8] = &p.payload;
+                    columns =
+                        crate::wire::mysql::packet::read_lenenc_int(&mut b).unwrap_or(0) as usize;
+                }
+                let first_row = if deprecate_eof {
+                    columns + 1
+                } else {
+                    columns + 2
+                };
+                if columns > 0 && index == first_row && p.payload.first() != Some(&0xFE) {
+                    let mut b: &[u8] = &p.payload;
+                    if b.first() != Some(&0xFB) {
+                        value = crate::wire::mysql::packet::read_lenenc_bytes(&mut b)
+                            .map(|v| String::from_utf8_lossy(v).into_owned());
+                    }
+                }
+                index += 1;
+                match tracker.feed(&p.payload) {
+                    Step::Done { .. } => break,
+                    Step::LocalInfile => {
+                        self.write_packet(p.seq.wrapping_add(1), &[]).await?;
+                    }
+                    Step::More => {}
+                }
+            }
+            match failure {
+                Some(e) => Err(MysqlBackendError::Server(e, Bytes::new())),
+                None => Ok(value),
+            }
+        })
+        .await
+        .map_err(|_| MysqlBackendError::Timeout(deadline))?
+    }
+
     pub async fn quit(mut self) {
         let _ = tokio::time::timeout(
             Duration::from_millis(200),

@@ -233,6 +233,44 @@ impl BackendConn {
         }
     }
 
+    /// Run one simple query on an idle connection and return the first column of the first row
+    /// (`None` for NULL or no row). Everything the server says is consumed, under `deadline`.
+    pub async fn query_value(
+        &mut self,
+        sql: &str,
+        deadline: Duration,
+    ) -> Result<Option<String>, BackendError> {
+        tokio::time::timeout(deadline, async {
+            self.stream.write_all(&msg::query(sql)).await?;
+            let mut value = None;
+            let mut failure = None;
+            let mut first_row = true;
+            loop {
+                let f = self.read_frame().await?;
+                match f.tag {
+                    b'D' if first_row => {
+                        first_row = false;
+                        value = data_row_first(f.body());
+                    }
+                    b'E' => {
+                        failure = Some(BackendError::Server(
+                            msg::error_fields(f.body()),
+                            f.raw.clone(),
+                        ))
+                    }
+                    b'Z' => break,
+                    _ => {}
+                }
+            }
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(value),
+            }
+        })
+        .await
+        .map_err(|_| BackendError::Timeout(deadline))?
+    }
+
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), BackendError> {
         self.stream.write_all(data).await?;
         Ok(())
@@ -246,6 +284,21 @@ impl BackendConn {
         )
         .await;
     }
+}
+
+/// First column of a DataRow body as text (`None` for NULL or a malformed row).
+fn data_row_first(body: &[u8]) -> Option<String> {
+    let mut b = body;
+    let n = crate::wire::pg::frame::read_i16(&mut b)?;
+    if n < 1 {
+        return None;
+    }
+    let len = crate::wire::pg::frame::read_i32(&mut b)?;
+    if len < 0 {
+        return None;
+    }
+    let v = b.get(..len as usize)?;
+    Some(String::from_utf8_lossy(v).into_owned())
 }
 
 /// Send a CancelRequest for (pid, secret) to the server at `addr`.

@@ -96,6 +96,22 @@ pub enum Fallback {
     Error,
 }
 
+/// Read consistency (routing.md): which replicas a read may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// Any healthy replica within the lag limits.
+    Eventual,
+    /// After this session wrote, only a replica that has replayed the session's writes (waiting up to
+    /// `causal_timeout` for one), else the primary.
+    #[default]
+    ReadYourWrites,
+    /// Every read waits for a replica that has replayed everything the primary had committed when
+    /// the read arrived (covers writes made on other connections), else the primary.
+    Global,
+    /// Every read on the primary.
+    Strong,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingConfig {
     pub balance: Balance,
@@ -103,11 +119,21 @@ pub struct RoutingConfig {
     pub max_replica_lag: Option<Duration>,
     /// Replicas lagging more than this many WAL bytes get no reads. `None` = no byte limit.
     pub max_replica_lag_bytes: Option<u64>,
+    /// A replica that left the read set for lag (or unknown/broken replication) comes back only
+    /// after its lag has stayed within the limits this long (default 5s; zero = at once).
+    pub lag_readmit_after: Duration,
+    /// Lag (seconds) over which a warning is logged once and `switchyard_replica_lag_alert` is 1.
+    /// `None` = no alert. Default 30s.
+    pub lag_alert: Option<Duration>,
     pub fallback: Fallback,
     /// Extra function names (lower case, schema-less) that write: calls route to the primary.
     pub write_functions: Vec<String>,
     /// Number of classification results cached by statement text (0 = no cache).
     pub classifier_cache_size: usize,
+    /// Default read consistency of the cluster's sessions.
+    pub consistency: Consistency,
+    /// How long a read may wait for a replica to catch up before it goes to the primary.
+    pub causal_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -122,11 +122,33 @@ pub struct RawRouting {
     /// Missing, `null` or `"off"` = no limit.
     #[serde(default)]
     pub max_replica_lag_bytes: Scalar,
+    /// Missing = 5s.
+    #[serde(default)]
+    pub lag_readmit_after: Scalar,
+    /// Missing = 30s; `null`/`"off"` = no alert.
+    #[serde(default)]
+    pub lag_alert: Scalar,
     #[serde(default)]
     pub fallback: RawFallback,
     #[serde(default)]
     pub write_functions: Vec<String>,
     pub classifier_cache_size: Option<usize>,
+    #[serde(default)]
+    pub consistency: RawConsistency,
+    /// Missing = 500ms.
+    #[serde(default)]
+    pub causal_timeout: Scalar,
+}
+
+/// Read consistency level.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawConsistency {
+    Eventual,
+    #[default]
+    ReadYourWrites,
+    Global,
+    Strong,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -525,3 +525,61 @@ users:
     assert_eq!(c.clusters[1].monitor.user, "postgres");
     assert_eq!(c.clusters[1].monitor.interval, Duration::from_secs(2));
 }
+
+#[test]
+fn lag_hysteresis_keys() {
+    let c = load_str_with_env(&minimal("", ""), &no_env).unwrap();
+    let r = &c.clusters[0].routing;
+    assert_eq!(r.lag_readmit_after, Duration::from_secs(5));
+    assert_eq!(r.lag_alert, Some(Duration::from_secs(30)));
+
+    let c = load_str_with_env(
+        &minimal(
+            "    routing: { max_replica_lag: 1s, lag_readmit_after: 2500ms, lag_alert: 1m }",
+            "",
+        ),
+        &no_env,
+    )
+    .unwrap();
+    let r = &c.clusters[0].routing;
+    assert_eq!(r.max_replica_lag, Some(Duration::from_secs(1)));
+    assert_eq!(r.lag_readmit_after, Duration::from_millis(2500));
+    assert_eq!(r.lag_alert, Some(Duration::from_secs(60)));
+
+    for off in ["\"off\"", "null"] {
+        let c = load_str_with_env(
+            &minimal(
+                &format!("    routing: {{ lag_readmit_after: 0s, lag_alert: {off} }}"),
+                "",
+            ),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.clusters[0].routing.lag_readmit_after, Duration::ZERO);
+        assert_eq!(c.clusters[0].routing.lag_alert, None);
+    }
+}
+
+#[test]
+fn bad_lag_hysteresis_keys() {
+    for (value, needle) in [
+        ("\"-1s\"", "invalid duration"),
+        ("5", "no unit"),
+        ("\"off\"", "cannot be off"),
+        ("null", "cannot be off"),
+    ] {
+        let p = errors(&minimal(
+            &format!("    routing: {{ lag_readmit_after: {value} }}"),
+            "",
+        ));
+        assert!(
+            has(&p, "clusters[0].routing.lag_readmit_after", needle),
+            "{value}: {p:?}"
+        );
+    }
+    let p = errors(&minimal("    routing: { lag_alert: soon }", ""));
+    assert!(
+        has(&p, "clusters[0].routing.lag_alert", "invalid duration"),
+        "{p:?}"
+    );
+}

@@ -119,6 +119,8 @@ const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
 const MIN_MESSAGE_SIZE: u64 = 1 << 10;
 const MAX_MESSAGE_SIZE: u64 = 1 << 30;
 const MIN_MONITOR_INTERVAL: Duration = Duration::from_millis(50);
+const DEFAULT_READMIT_AFTER: Duration = Duration::from_secs(5);
+const DEFAULT_LAG_ALERT: Duration = Duration::from_secs(30);
 
 /// Accumulates problems while building a (possibly invalid) model; the model is only returned when
 /// no problem was recorded.
@@ -364,6 +366,27 @@ impl Validator {
             s if s.is_off() => None,
             s => Some(self.size(&bytes_path, s, 0)),
         };
+        let causal_path = format!("{path}.causal_timeout");
+        let causal_timeout = match &raw.causal_timeout {
+            Scalar::Missing => Duration::from_millis(500),
+            s => self.duration(&causal_path, s, Duration::ZERO),
+        };
+        let readmit_path = format!("{path}.lag_readmit_after");
+        let lag_readmit_after = if raw.lag_readmit_after.is_off() {
+            self.problem(
+                &readmit_path,
+                "cannot be off: write a duration (\"0s\" readmits at once)",
+            );
+            Duration::ZERO
+        } else {
+            self.duration(&readmit_path, &raw.lag_readmit_after, DEFAULT_READMIT_AFTER)
+        };
+        let alert_path = format!("{path}.lag_alert");
+        let lag_alert = match &raw.lag_alert {
+            Scalar::Missing => Some(DEFAULT_LAG_ALERT),
+            s if s.is_off() => None,
+            s => Some(self.duration(&alert_path, s, DEFAULT_LAG_ALERT)),
+        };
         let mut write_functions: Vec<String> = Vec::new();
         for (i, f) in raw.write_functions.iter().enumerate() {
             match normalize_function_name(f) {
@@ -386,12 +409,21 @@ impl Validator {
             },
             max_replica_lag,
             max_replica_lag_bytes,
+            lag_readmit_after,
+            lag_alert,
             fallback: match raw.fallback {
                 RawFallback::Primary => Fallback::Primary,
                 RawFallback::Error => Fallback::Error,
             },
             write_functions,
             classifier_cache_size: raw.classifier_cache_size.unwrap_or(10_000),
+            consistency: match raw.consistency {
+                RawConsistency::Eventual => Consistency::Eventual,
+                RawConsistency::ReadYourWrites => Consistency::ReadYourWrites,
+                RawConsistency::Global => Consistency::Global,
+                RawConsistency::Strong => Consistency::Strong,
+            },
+            causal_timeout,
         }
     }
 

@@ -10,6 +10,10 @@
 //! - A replica's lag is `Known` only when its latest probe succeeded, is at most three intervals
 //!   old (three probe timeouts if the timeout is longer) and PostgreSQL reported the seconds; lag bytes additionally need the primary's current
 //!   LSN from the same round. Otherwise `Lag::Unknown`, never zero.
+//! - Each server's replication state (`primary`, `healthy`, `lagging`, `unknown`, `broken`,
+//!   `down`) comes from [`replica_state::Tracker`](crate::topology::replica_state::Tracker), fed
+//!   one reading per round: lagging at once over a limit, healthy again only after
+//!   `routing.lag_readmit_after` within the limits.
 //! - The epoch bumps when the set of (server, role) changes; a snapshot is published only when
 //!   something other than the probe timestamps changed.
 
@@ -17,8 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::ClusterConfig;
-use crate::topology::model::{Health, Lag, Role, ServerState, Topology};
+use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerState, Topology};
 use crate::topology::probe_pg::ProbeResult;
+use crate::topology::replica_state::{reason, AlertChange, LagPolicy, Reading, Tracker};
 
 /// How many intervals a successful probe stays fresh enough to vouch for a replica's lag.
 pub const STALE_INTERVALS: u32 = 3;
@@ -59,6 +64,20 @@ pub enum Event {
     Epoch {
         epoch: u64,
     },
+    /// The replication state changed (counted in `switchyard_replica_state_changes_total`).
+    State {
+        server: String,
+        from: ReplicaState,
+        to: ReplicaState,
+        reason: &'static str,
+        lag: Lag,
+    },
+    /// The lag crossed `routing.lag_alert` (`raised`) or stayed under it long enough (cleared).
+    LagAlert {
+        server: String,
+        raised: bool,
+        lag: Lag,
+    },
 }
 
 /// What one round changed.
@@ -84,6 +103,8 @@ struct Track {
     last: Option<Observation>,
     /// Finish time of the latest successful probe.
     last_ok_at: Option<Instant>,
+    /// Replication state with its hysteresis.
+    repl: Tracker,
 }
 
 /// The monitor's memory for one cluster.
@@ -93,6 +114,7 @@ pub struct ClusterState {
     healthy_after: u32,
     unhealthy_after: u32,
     stale_after: Duration,
+    policy: LagPolicy,
     tracks: Vec<Track>,
     epoch: u64,
     current: Arc<Topology>,
@@ -115,6 +137,7 @@ impl ClusterState {
                 probed_role: Role::Unknown,
                 last: None,
                 last_ok_at: None,
+                repl: Tracker::new(),
             })
             .collect();
         let mut st = ClusterState {
@@ -127,6 +150,7 @@ impl ClusterState {
                 .interval
                 .max(mon.timeout)
                 .saturating_mul(STALE_INTERVALS),
+            policy: LagPolicy::from_cluster(cluster),
             tracks,
             epoch: 0,
             current: Arc::new(Topology {
@@ -135,7 +159,8 @@ impl ClusterState {
                 servers: Vec::new(),
             }),
         };
-        let servers = st.build_servers(Instant::now(), None);
+        let measured = st.measure(Instant::now(), None);
+        let servers = st.build_servers(measured);
         st.current = Arc::new(Topology {
             cluster: st.cluster.clone(),
             epoch: 0,
@@ -193,7 +218,27 @@ impl ClusterState {
         }
 
         let primary_lsn = self.round_primary_lsn(&this_round);
-        let servers = self.build_servers(now, Some((&this_round, primary_lsn)));
+        let measured = self.measure(now, Some((&this_round, primary_lsn)));
+        for (t, m) in self.tracks.iter_mut().zip(&measured) {
+            let step = t.repl.update(&m.reading, &self.policy, now);
+            if let Some(tr) = step.transition {
+                events.push(Event::State {
+                    server: t.name.clone(),
+                    from: tr.from,
+                    to: tr.to,
+                    reason: tr.reason,
+                    lag: m.lag,
+                });
+            }
+            if let Some(a) = step.alert {
+                events.push(Event::LagAlert {
+                    server: t.name.clone(),
+                    raised: matches!(a, AlertChange::Raised { .. }),
+                    lag: m.lag,
+                });
+            }
+        }
+        let servers = self.build_servers(measured);
         for (old, new) in self.current.servers.iter().zip(&servers) {
             if old.role != new.role {
                 events.push(Event::Role {
@@ -247,12 +292,8 @@ impl ClusterState {
         found.flatten()
     }
 
-    /// Server states from the tracks. `round` is `None` for the initial snapshot.
-    fn build_servers(
-        &self,
-        now: Instant,
-        round: Option<(&[bool], Option<u64>)>,
-    ) -> Vec<ServerState> {
+    /// This round's measurements per track. `round` is `None` for the initial snapshot.
+    fn measure(&self, now: Instant, round: Option<(&[bool], Option<u64>)>) -> Vec<Measured> {
         self.tracks
             .iter()
             .enumerate()
@@ -269,22 +310,45 @@ impl ClusterState {
                 };
                 let in_round = round.is_some_and(|(fresh, _)| fresh.get(index) == Some(&true));
                 let primary_lsn = round.and_then(|(_, lsn)| lsn);
-                let (replicating, lag) = match last_ok {
-                    Some(r) if up && role == Role::Replica => {
+                let (replicating, lag, reading) = match (up, role, last_ok) {
+                    (false, _, _) => (false, Lag::Unknown, Reading::Down(down_reason(t))),
+                    (true, Role::Primary, _) => (false, Lag::Unknown, Reading::Primary),
+                    (true, Role::Unknown, _) => (false, Lag::Unknown, Reading::RoleUnknown),
+                    (true, Role::Replica, None) => (false, Lag::Unknown, Reading::Stale),
+                    (true, Role::Replica, Some(r)) => {
+                        let bytes = match (in_round, primary_lsn, r.lsn) {
+                            (true, Some(p), Some(l)) => Some(p.saturating_sub(l)),
+                            _ => None,
+                        };
                         let lag = match r.lag_seconds {
-                            Some(seconds) => Lag::Known {
-                                seconds,
-                                bytes: match (in_round, primary_lsn, r.lsn) {
-                                    (true, Some(p), Some(l)) => Some(p.saturating_sub(l)),
-                                    _ => None,
-                                },
-                            },
+                            Some(seconds) => Lag::Known { seconds, bytes },
                             None => Lag::Unknown,
                         };
-                        (r.streaming, lag)
+                        let reading = Reading::Replica {
+                            streaming: r.streaming,
+                            seconds: r.lag_seconds,
+                            bytes,
+                        };
+                        (r.streaming, lag, reading)
                     }
-                    _ => (false, Lag::Unknown),
                 };
+                Measured {
+                    role,
+                    replicating,
+                    lag,
+                    reading,
+                }
+            })
+            .collect()
+    }
+
+    /// Server states from the tracks and this round's measurements.
+    fn build_servers(&self, measured: Vec<Measured>) -> Vec<ServerState> {
+        self.tracks
+            .iter()
+            .zip(measured)
+            .enumerate()
+            .map(|(index, (t, m))| {
                 let last_error = match &t.last {
                     Some(Observation { result: Err(e), .. }) => Some(e.clone()),
                     _ => None,
@@ -293,16 +357,38 @@ impl ClusterState {
                     index,
                     name: t.name.clone(),
                     address: t.address.clone(),
-                    role,
+                    role: m.role,
                     health: t.health,
-                    replicating,
-                    lag,
+                    replicating: m.replicating,
+                    lag: m.lag,
                     weight: t.weight,
                     checked_at: t.last_ok_at,
                     last_error,
+                    state: t.repl.state(),
+                    state_reason: t.repl.reason(),
+                    lag_alert: t.repl.alert(),
                 }
             })
             .collect()
+    }
+}
+
+/// One server's measurement in one round.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    role: Role,
+    replicating: bool,
+    lag: Lag,
+    reading: Reading,
+}
+
+/// Why a Down server is down: never answered, answering again but not for `healthy_after` yet,
+/// or failing.
+fn down_reason(t: &Track) -> &'static str {
+    match (&t.last, t.last_ok_at) {
+        (_, None) => reason::NOT_PROBED_YET,
+        (Some(Observation { result: Ok(_), .. }), Some(_)) => reason::WAITING_HEALTHY_AFTER,
+        _ => reason::PROBE_FAILING,
     }
 }
 
@@ -321,6 +407,9 @@ fn same_ignoring_time(a: &Topology, b: &Topology) -> bool {
                 && x.lag == y.lag
                 && x.weight == y.weight
                 && x.last_error == y.last_error
+                && x.state == y.state
+                && x.state_reason == y.state_reason
+                && x.lag_alert == y.lag_alert
         })
 }
 

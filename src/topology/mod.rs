@@ -5,5 +5,6 @@ pub mod model;
 pub mod monitor;
 pub mod probe_mysql;
 pub mod probe_pg;
+pub mod replica_state;
 
-pub use model::{Health, Lag, Role, ServerState, Topology};
+pub use model::{Health, Lag, ReplicaState, Role, ServerState, Topology};

@@ -27,6 +27,48 @@ pub enum Health {
     Down,
 }
 
+/// What a server is good for right now, as the monitor's lag hysteresis decided it (see
+/// [`crate::topology::replica_state`]). Only `Healthy` replicas take reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplicaState {
+    /// The server is up and is the primary.
+    Primary,
+    /// Replica that streams and whose lag is within the limits (after the readmission hold).
+    Healthy,
+    /// Replica over a lag limit, or back under it but not yet for `lag_readmit_after`.
+    Lagging,
+    /// No fresh lag measurement (stale or failed probe, NULL lag, role undecided).
+    Unknown,
+    /// Replication stopped or erroring (WAL receiver not streaming, IO/SQL thread stopped,
+    /// NULL `Seconds_Behind_Master`).
+    Broken,
+    /// The server is down (health hysteresis), or not probed successfully yet.
+    Down,
+}
+
+impl ReplicaState {
+    /// Every state, in the order metrics list them.
+    pub const ALL: [ReplicaState; 6] = [
+        ReplicaState::Primary,
+        ReplicaState::Healthy,
+        ReplicaState::Lagging,
+        ReplicaState::Unknown,
+        ReplicaState::Broken,
+        ReplicaState::Down,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicaState::Primary => "primary",
+            ReplicaState::Healthy => "healthy",
+            ReplicaState::Lagging => "lagging",
+            ReplicaState::Unknown => "unknown",
+            ReplicaState::Broken => "broken",
+            ReplicaState::Down => "down",
+        }
+    }
+}
+
 /// Replication lag of a replica. `Unknown` is neither zero nor infinite: it is not a read candidate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Lag {
@@ -50,6 +92,12 @@ pub struct ServerState {
     pub checked_at: Option<Instant>,
     /// Last probe error, if any.
     pub last_error: Option<String>,
+    /// Replication state after lag hysteresis; only `Healthy` replicas are read candidates.
+    pub state: ReplicaState,
+    /// Why the server is in `state` (a fixed token, e.g. `lag_over_max_replica_lag`).
+    pub state_reason: &'static str,
+    /// The replica's lag is over `routing.lag_alert` (with the same hold before it clears).
+    pub lag_alert: bool,
 }
 
 /// One cluster's topology at one moment. Published whole, never mutated.
@@ -75,14 +123,22 @@ impl Topology {
         Some(first)
     }
 
-    /// Replicas that may take reads: up, replicating, lag known and within limits.
+    /// Replicas that may take reads: up, role replica, in state `Healthy`, and within the given
+    /// limits. The monitor sets `Healthy` only for a streaming replica whose known lag has stayed
+    /// within the cluster's `max_replica_lag` / `max_replica_lag_bytes` for `lag_readmit_after`
+    /// (hysteresis), so with the cluster's own limits the second check never removes anyone; a
+    /// caller may pass tighter limits. Unknown lag is never a candidate.
     pub fn read_candidates(
         &self,
         max_lag: Option<Duration>,
         max_lag_bytes: Option<u64>,
     ) -> impl Iterator<Item = &ServerState> {
         self.servers.iter().filter(move |s| {
-            if s.role != Role::Replica || s.health != Health::Up || !s.replicating {
+            if s.role != Role::Replica
+                || s.health != Health::Up
+                || !s.replicating
+                || s.state != ReplicaState::Healthy
+            {
                 return false;
             }
             match s.lag {

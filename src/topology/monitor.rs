@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ClusterConfig, Protocol};
 use crate::metrics::Metrics;
 use crate::topology::hysteresis::{ClusterState, Event, Observation};
-use crate::topology::model::{Health, Lag, Role, Topology};
+use crate::topology::model::{Health, Lag, ReplicaState, Role, Topology};
 use crate::topology::probe_mysql::MysqlProber;
 use crate::topology::probe_pg::{PgProber, ProbeError, ProbeResult};
 
@@ -164,6 +164,12 @@ impl<P: Prober> Monitor<P> {
         let snapshot = self.state.snapshot();
         for ev in &update.events {
             log_event(&self.cluster, ev, &snapshot);
+            if let Event::State { server, .. } = ev {
+                self.metrics
+                    .replica_state_changes
+                    .with_label_values(&[self.cluster.as_str(), server.as_str()])
+                    .inc();
+            }
         }
         if let Some(t) = update.published {
             self.tx.send_replace(t);
@@ -199,6 +205,53 @@ fn log_event(cluster: &str, ev: &Event, snap: &Topology) {
             let primary = snap.primary().map(|p| p.name.as_str()).unwrap_or("none");
             tracing::info!(cluster, epoch, primary, "topology changed");
         }
+        Event::State {
+            server,
+            from,
+            to,
+            reason,
+            lag,
+        } => {
+            let lag = lag_text(*lag);
+            let left_read_set = *from == ReplicaState::Healthy
+                && matches!(
+                    to,
+                    ReplicaState::Lagging | ReplicaState::Unknown | ReplicaState::Broken
+                );
+            let (from, to) = (from.as_str(), to.as_str());
+            if left_read_set {
+                tracing::warn!(cluster, server = %server, from, to, reason, lag = %lag, "replica left the read set");
+            } else {
+                tracing::info!(cluster, server = %server, from, to, reason, lag = %lag, "replica state");
+            }
+        }
+        Event::LagAlert {
+            server,
+            raised,
+            lag,
+        } => {
+            let lag = lag_text(*lag);
+            if *raised {
+                tracing::warn!(cluster, server = %server, lag = %lag, "replica lag over lag_alert");
+            } else {
+                tracing::info!(cluster, server = %server, lag = %lag, "replica lag back under lag_alert");
+            }
+        }
+    }
+}
+
+/// A lag for log lines: `1.25s`, `1.25s/4096B` or `unknown`.
+fn lag_text(lag: Lag) -> String {
+    match lag {
+        Lag::Known {
+            seconds,
+            bytes: Some(b),
+        } => format!("{seconds:.3}s/{b}B"),
+        Lag::Known {
+            seconds,
+            bytes: None,
+        } => format!("{seconds:.3}s"),
+        Lag::Unknown => "unknown".to_owned(),
     }
 }
 
@@ -221,7 +274,19 @@ pub fn record_metrics(metrics: &Metrics, topo: &Topology) {
                 .with_label_values(&[cluster, server, role.as_str()])
                 .set(i64::from(s.role == role));
         }
+        for st in ReplicaState::ALL {
+            metrics
+                .replica_state
+                .with_label_values(&[cluster, server, st.as_str()])
+                .set(i64::from(s.state == st));
+        }
         let labels = [cluster, server];
+        // Touch the counter so every server shows it from the start, at 0.
+        let _ = metrics.replica_state_changes.with_label_values(&labels);
+        metrics
+            .replica_lag_alert
+            .with_label_values(&labels)
+            .set(i64::from(s.lag_alert));
         match (s.role, s.lag) {
             (Role::Replica, Lag::Known { seconds, bytes }) => {
                 metrics

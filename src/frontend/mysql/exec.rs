@@ -227,6 +227,16 @@ impl Relay {
                     return Ok(None);
                 }
             };
+            let d = match self.causal_route(d, class).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(cluster = %self.ctx.name, error = %e, "causal wait failed; using the primary");
+                    match self.route(Want::Primary(RouteReason::CausalFallback)) {
+                        Ok(p) => p,
+                        Err(_) => d,
+                    }
+                }
+            };
             let server = d.server;
             if let Err(e) = self.ensure_ready(server).await {
                 if let MysqlBackendError::Server(info, _) = &e {
@@ -343,6 +353,86 @@ impl Relay {
         Ok(None)
     }
 
+    /// Apply the session's read consistency to a replica decision (MariaDB GTIDs:
+    /// `@@gtid_binlog_pos` on the primary, `MASTER_GTID_WAIT` on the replica).
+    async fn causal_route(
+        &mut self,
+        d: Decision,
+        class: Classification,
+    ) -> Result<Decision, MysqlBackendError> {
+        let is_read = matches!(
+            class.intent,
+            Intent::Read | Intent::Begin { read_only: true }
+        );
+        if d.route != Route::Replica || !is_read || self.txn.is_some() {
+            return Ok(d);
+        }
+        let fallback = |me: &Self, reason| me.route(Want::Primary(reason)).unwrap_or(d);
+        let deadline = self.ctx.limits.session_replay_timeout;
+        let target = match self.consistency {
+            Consistency::Eventual => return Ok(d),
+            Consistency::Strong => return Ok(fallback(self, RouteReason::Consistency)),
+            Consistency::ReadYourWrites if !self.wrote => match &self.causal_gtid {
+                Some(g) => g.clone(),
+                None => return Ok(d),
+            },
+            _ => {
+                let Some(p) = self.topology().primary().map(|p| p.index) else {
+                    return Ok(fallback(self, RouteReason::CausalFallback));
+                };
+                self.ensure_ready(p).await?;
+                let Some(b) = self.backends[p].as_mut() else {
+                    return Ok(fallback(self, RouteReason::CausalFallback));
+                };
+                let g = b
+                    .conn
+                    .query_value("SELECT @@gtid_binlog_pos", deadline)
+                    .await?
+                    .unwrap_or_default();
+                self.wrote = false;
+                self.causal_gtid = Some(g.clone());
+                g
+            }
+        };
+        if target.is_empty() {
+            return Ok(d);
+        }
+        if self.backends[d.server]
+            .as_ref()
+            .and_then(|b| b.replayed_gtid.as_deref())
+            == Some(target.as_str())
+        {
+            return Ok(d);
+        }
+        self.ensure_ready(d.server).await?;
+        let limit = self.ctx.config.routing.causal_timeout;
+        let started = Instant::now();
+        let safe: String = target
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == '-' || *c == ',')
+            .collect();
+        let sql = format!(
+            "SELECT MASTER_GTID_WAIT('{safe}', {:.3})",
+            limit.as_secs_f64()
+        );
+        let Some(b) = self.backends[d.server].as_mut() else {
+            return Ok(fallback(self, RouteReason::CausalFallback));
+        };
+        let v = b.conn.query_value(&sql, deadline + limit).await?;
+        let ok = v.as_deref() == Some("0");
+        if ok {
+            b.replayed_gtid = Some(target);
+        }
+        self.ctx
+            .metrics
+            .causal_wait(&self.ctx.name, ok, started.elapsed());
+        if ok {
+            Ok(d)
+        } else {
+            Ok(fallback(self, RouteReason::CausalFallback))
+        }
+    }
+
     /// Bookkeeping after a complete answer: transaction and autocommit state, session history,
     /// pins, metrics.
     fn after(
@@ -360,6 +450,16 @@ impl Relay {
             self.txn = (s & status::IN_TRANS != 0).then_some(server);
         }
         self.last_used = Some(server);
+        if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
+            self.wrote = true;
+        }
+        if let Some(c) = command_payload(sent).and_then(|p| {
+            crate::frontend::pg::relay::consistency_setting(&String::from_utf8_lossy(&p))
+        }) {
+            if class.intent == Intent::SessionSet && !a.saw_err {
+                self.consistency = c;
+            }
+        }
         if !a.saw_err {
             match class.intent {
                 Intent::SessionSet => {

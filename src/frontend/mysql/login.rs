@@ -13,7 +13,10 @@ use crate::backend::mysql::PROXY_CAPS;
 use crate::config::{ClientSecret, MysqlAuth};
 use crate::frontend::pg::login::{UserAuth, UserDirectory};
 use crate::metrics::ErrorKind;
-use crate::wire::mysql::auth::{native_verify, sha2_verify, RsaKeys};
+use crate::wire::mysql::auth::{
+    native_verify, sha2_verify, RsaKeys, SHA2_FAST_AUTH_SUCCESS, SHA2_PERFORM_FULL_AUTH,
+    SHA2_REQUEST_PUBLIC_KEY,
+};
 use crate::wire::mysql::handshake::{
     auth_more_data, auth_switch_request, is_ssl_request, HandshakeResponse, HandshakeV10,
 };
@@ -144,16 +147,17 @@ pub async fn login(
                 false
             } else {
                 let name = resp.username.clone();
-                if shared.sha2_cache.lock().contains(&name) {
-                    client.queue(&auth_more_data(&[0x03]));
+                let cached = shared.sha2_cache.lock().contains(&name);
+                let ok = if cached || leaks_password_on_full_auth(&resp) {
+                    client.queue(&auth_more_data(&[SHA2_FAST_AUTH_SUCCESS]));
                     true
                 } else {
-                    let ok = full_sha2(client, shared, pw, &scramble).await?;
-                    if ok {
-                        shared.sha2_cache.lock().insert(name);
-                    }
-                    ok
+                    full_sha2(client, shared, pw, &scramble).await?
+                };
+                if ok && !cached {
+                    shared.sha2_cache.lock().insert(name);
                 }
+                ok
             }
         }
         _ => false,
@@ -178,28 +182,51 @@ pub async fn login(
     }
 }
 
+/// Whether the client would answer "perform full authentication" with its password in cleartext
+/// on this plain-TCP session. libmariadb (MariaDB Connector/C 3.x, used by the `mariadb` CLI)
+/// does so whenever TLS was merely *requested* — the CLI's default — even though we offer no TLS
+/// and it did not set CLIENT_SSL; only with TLS switched off (`--skip-ssl`) does it use the RSA
+/// exchange. Asking such a client for the full password would put it on the wire unencrypted
+/// (and it could never be accepted), so it is authenticated by its scramble alone. That is as
+/// strong as full authentication here: the proxy holds the plain password, so a correct
+/// caching_sha2 scramble proves the client knows it (MySQL needs the full exchange only because
+/// it stores a salted hash it cannot check a scramble against).
+fn leaks_password_on_full_auth(resp: &HandshakeResponse) -> bool {
+    resp.capabilities & caps::CLIENT_SSL == 0
+        && resp
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "_client_name" && v.eq_ignore_ascii_case("libmariadb"))
+}
+
 /// caching_sha2_password full authentication without TLS: the client asks for our public key and
-/// sends the password encrypted with it.
+/// sends the password encrypted with it. Anything but an RSA ciphertext of our key's size (such
+/// as a cleartext password) is refused.
 async fn full_sha2(
     client: &mut MyClient,
     shared: &MysqlShared,
     password: &str,
     scramble: &[u8],
 ) -> Result<bool, MyError> {
-    client.queue(&auth_more_data(&[0x04]));
+    client.queue(&auth_more_data(&[SHA2_PERFORM_FULL_AUTH]));
     client.flush().await?;
     let mut p = client.read_packet().await?;
-    if p.payload.as_ref() == [0x02] {
-        let Some(keys) = shared.keys().await else {
-            return Ok(false);
-        };
+    let Some(keys) = shared.keys().await else {
+        return Ok(false);
+    };
+    if p.payload.as_ref() == [SHA2_REQUEST_PUBLIC_KEY] {
         client.queue(&auth_more_data(keys.public_pem().as_bytes()));
         client.flush().await?;
         p = client.read_packet().await?;
     }
-    let Some(keys) = shared.keys().await else {
+    if p.payload.len() != keys.ciphertext_len() {
+        tracing::warn!(
+            len = p.payload.len(),
+            "caching_sha2 full authentication answer is not RSA-encrypted; a password sent in \
+             cleartext over plain TCP is never accepted"
+        );
         return Ok(false);
-    };
+    }
     Ok(match keys.decrypt_password(&p.payload, scramble) {
         Some(pw) => pw == password.as_bytes(),
         None => false,

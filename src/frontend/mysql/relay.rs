@@ -12,6 +12,7 @@ use super::login::{login, MyLogin};
 use super::stmt::{ServerStmts, StmtRegistry};
 use crate::backend::mysql::{MysqlBackendError, MysqlConn, MysqlLogin};
 use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
+use crate::config::Consistency;
 use crate::frontend::pg::ClusterCtx;
 use crate::metrics::{ErrorKind, Route, RouteReason};
 use crate::router::{decide, Decision, RouteError, Want};
@@ -24,6 +25,8 @@ pub(super) struct MyBackend {
     pub conn: MysqlConn,
     pub applied: usize,
     pub stmts: ServerStmts,
+    /// A GTID position this server is known to have applied (from a causal wait).
+    pub replayed_gtid: Option<String>,
 }
 
 /// A session-state command replayed on every server the session uses.
@@ -49,6 +52,11 @@ pub(super) struct Relay {
     pub cursors: HashMap<u32, usize>,
     pub excluded: Vec<usize>,
     pub database: Option<String>,
+    pub consistency: Consistency,
+    /// The session wrote on the primary since its last causal wait.
+    pub wrote: bool,
+    /// The primary GTID position the session's reads must see (read_your_writes).
+    pub causal_gtid: Option<String>,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -93,6 +101,9 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         cursors: HashMap::new(),
         excluded: Vec::new(),
         database,
+        consistency: ctx.config.routing.consistency,
+        wrote: false,
+        causal_gtid: None,
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,
@@ -238,6 +249,7 @@ impl Relay {
             conn,
             applied: 0,
             stmts: ServerStmts::default(),
+            replayed_gtid: None,
         });
         Ok(())
     }

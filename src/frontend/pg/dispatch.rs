@@ -6,6 +6,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::*;
+use crate::config::Consistency;
 
 impl Relay {
     pub(super) async fn dispatch(
@@ -35,6 +36,21 @@ impl Relay {
                         &info,
                         ClientError::error(code, e.to_string(), ErrorKind::NoServer),
                     );
+                }
+            };
+            let d = match self.causal_route(d, &info).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(cluster = %self.ctx.name, error = %e, "causal check failed; using the primary");
+                    match self.route(Want::Primary(RouteReason::CausalFallback)) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            return self.batch_error(
+                                &info,
+                                ClientError::error("57P03", e.to_string(), ErrorKind::NoServer),
+                            );
+                        }
+                    }
                 }
             };
             match self.send(d, &frames, &info).await {
@@ -84,24 +100,33 @@ impl Relay {
     }
 
     /// Answer a batch with an error of our own, as a server would.
-    fn batch_error(&mut self, info: &BatchInfo, e: ClientError) -> Result<(), ClientError> {
-        self.ctx.metrics.error(&self.ctx.name, e.kind);
-        tracing::info!(cluster = %self.ctx.name, code = e.code, "request refused: {}", e.message);
-        self.client.queue(&e.to_message());
-        for _ in 0..info.syncs {
-            self.client.queue(&msg::ready_for_query(self.status));
-        }
-        Ok(())
-    }
-
-    /// Make `server` ready (connected, alive, session state applied) and write the batch to it.
-    async fn send(
+    /// Apply the session's read consistency to a replica decision.
+    async fn causal_route(
         &mut self,
         d: Decision,
-        frames: &[Frame],
         info: &BatchInfo,
-    ) -> Result<(), BackendError> {
-        let server = d.server;
+    ) -> Result<Decision, BackendError> {
+        let is_read = info
+            .class
+            .is_some_and(|c| matches!(c.intent, Intent::Read | Intent::Begin { read_only: true }));
+        if d.route != Route::Replica || !is_read || self.txn.is_some() || self.bound.is_some() {
+            return Ok(d);
+        }
+        if self.consistency == Consistency::Strong {
+            return self
+                .route(Want::Primary(RouteReason::Consistency))
+                .or(Ok(d));
+        }
+        if self.causal_ok(d.server).await? {
+            return Ok(d);
+        }
+        Ok(self
+            .route(Want::Primary(RouteReason::CausalFallback))
+            .unwrap_or(d))
+    }
+
+    /// Make `server` usable now: alive (or reconnected), session settings replayed.
+    async fn ready(&mut self, server: usize) -> Result<(), BackendError> {
         let fresh = self.backends[server].is_none();
         if !fresh && self.bound != Some(server) {
             let alive = match self.backends[server].as_mut() {
@@ -126,6 +151,89 @@ impl Relay {
             self.connect(server).await?;
         }
         self.replay(server).await?;
+        Ok(())
+    }
+
+    /// Read-your-writes / global consistency: may this read run on replica `server`?
+    /// Learns the primary's current WAL position (once per write for read_your_writes, per read for
+    /// global) and waits up to `causal_timeout` for the replica to replay it.
+    pub(super) async fn causal_ok(&mut self, server: usize) -> Result<bool, BackendError> {
+        let deadline = self.ctx.limits.session_replay_timeout;
+        let target = match (self.consistency, self.causal_lsn) {
+            (Consistency::ReadYourWrites, Some(lsn)) if !self.wrote => lsn,
+            (Consistency::ReadYourWrites, _) if !self.wrote => return Ok(true),
+            (Consistency::Eventual, _) => return Ok(true),
+            (Consistency::Strong, _) => return Ok(false),
+            _ => {
+                let Some(p) = self.topology().primary().map(|p| p.index) else {
+                    return Ok(false);
+                };
+                self.ready(p).await?;
+                let Some(be) = self.backends[p].as_mut() else {
+                    return Ok(false);
+                };
+                let v = be
+                    .conn
+                    .query_value("SELECT pg_current_wal_lsn()", deadline)
+                    .await?;
+                let lsn = v.as_deref().and_then(parse_lsn).unwrap_or(u64::MAX);
+                self.wrote = false;
+                self.causal_lsn = Some(lsn);
+                lsn
+            }
+        };
+        if self.backends[server]
+            .as_ref()
+            .is_some_and(|b| b.replayed >= target)
+        {
+            return Ok(true);
+        }
+        self.ready(server).await?;
+        let started = Instant::now();
+        let limit = self.ctx.config.routing.causal_timeout;
+        let hex = format!("{:X}/{:X}", target >> 32, target & 0xffff_ffff);
+        let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{hex}'::pg_lsn");
+        loop {
+            let Some(be) = self.backends[server].as_mut() else {
+                return Ok(false);
+            };
+            let v = be.conn.query_value(&sql, deadline).await?;
+            if v.as_deref() == Some("t") {
+                be.replayed = be.replayed.max(target);
+                self.ctx
+                    .metrics
+                    .causal_wait(&self.ctx.name, true, started.elapsed());
+                return Ok(true);
+            }
+            if started.elapsed() >= limit {
+                self.ctx
+                    .metrics
+                    .causal_wait(&self.ctx.name, false, started.elapsed());
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+
+    fn batch_error(&mut self, info: &BatchInfo, e: ClientError) -> Result<(), ClientError> {
+        self.ctx.metrics.error(&self.ctx.name, e.kind);
+        tracing::info!(cluster = %self.ctx.name, code = e.code, "request refused: {}", e.message);
+        self.client.queue(&e.to_message());
+        for _ in 0..info.syncs {
+            self.client.queue(&msg::ready_for_query(self.status));
+        }
+        Ok(())
+    }
+
+    /// Make `server` ready (connected, alive, session state applied) and write the batch to it.
+    async fn send(
+        &mut self,
+        d: Decision,
+        frames: &[Frame],
+        info: &BatchInfo,
+    ) -> Result<(), BackendError> {
+        let server = d.server;
+        self.ready(server).await?;
         let Some(be) = self.backends[server].as_mut() else {
             return Err(BackendError::Closed);
         };
@@ -183,6 +291,23 @@ impl Relay {
                 started: Instant::now(),
                 retry,
             }),
+        }
+        if d.route == Route::Primary
+            && info.class.is_some_and(|c| {
+                !matches!(
+                    c.intent,
+                    Intent::Read | Intent::SessionSet | Intent::ProxyRoute(_)
+                )
+            })
+        {
+            self.wrote = true;
+        }
+        if let Some(c) = info
+            .session_texts
+            .iter()
+            .find_map(|t| consistency_setting(t))
+        {
+            self.consistency = c;
         }
         self.unsynced = info.unsynced;
         self.bound = Some(server);

@@ -13,8 +13,10 @@ use super::session::{ClientConn, ClientError, ClusterCtx};
 use super::state::{self, analyse, BackendState, BatchInfo, Prepared};
 use crate::backend::pg::{BackendConn, BackendError, Login};
 use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
+use crate::config::Consistency;
 use crate::metrics::{ErrorKind, Route, RouteReason};
 use crate::router::{decide, Decision, RouteError, Want};
+use crate::topology::probe_pg::parse_lsn;
 use crate::topology::Topology;
 use crate::wire::pg::frame::Frame;
 use crate::wire::pg::msg;
@@ -28,6 +30,8 @@ const CLIENT_FLUSH_BYTES: usize = 64 << 10;
 struct Backend {
     conn: BackendConn,
     state: BackendState,
+    /// A WAL position this server is known to have replayed (from a causal check).
+    replayed: u64,
 }
 
 /// One dispatched batch awaiting its answers.
@@ -73,6 +77,12 @@ pub struct Relay {
     /// Metric handles this session already looked up (the hot path then only increments).
     counters: HashMap<(Route, RouteReason), prometheus::IntCounter>,
     histograms: HashMap<Route, prometheus::Histogram>,
+    /// Read consistency of this session (cluster default, startup option or SET).
+    consistency: Consistency,
+    /// The session wrote on the primary since its last causal check.
+    wrote: bool,
+    /// The primary WAL position the session's reads must see (read_your_writes).
+    causal_lsn: Option<u64>,
 }
 
 impl Relay {
@@ -84,6 +94,10 @@ impl Relay {
     ) -> Self {
         let (cancel_key, cancel_slot) = ctx.cancels.register();
         let servers = ctx.config.servers.len();
+        let consistency = startup
+            .get("options")
+            .and_then(consistency_setting)
+            .unwrap_or(ctx.config.routing.consistency);
         let mut params = startup.params;
         if !params.iter().any(|(k, _)| k == "database") {
             params.push(("database".into(), user.config.name.clone()));
@@ -113,6 +127,9 @@ impl Relay {
             cancel_slot,
             counters: HashMap::new(),
             histograms: HashMap::new(),
+            consistency,
+            wrote: false,
+            causal_lsn: None,
         }
     }
 
@@ -270,6 +287,7 @@ impl Relay {
         self.backends[server] = Some(Backend {
             conn,
             state: BackendState::default(),
+            replayed: 0,
         });
         Ok(())
     }
@@ -513,3 +531,61 @@ fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<Rout
 
 #[path = "dispatch.rs"]
 mod dispatch;
+
+/// A `switchyard.consistency` setting inside a SET text or a startup `options` string
+/// (`-c switchyard.consistency=strong`).
+pub fn consistency_setting(text: &str) -> Option<Consistency> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower
+        .find("switchyard.consistency")
+        .or_else(|| lower.find("switchyard_consistency"))?
+        + "switchyard.consistency".len();
+    let rest = lower[at..].trim_start();
+    let rest = rest
+        .strip_prefix('=')
+        .or_else(|| rest.strip_prefix("to "))
+        .unwrap_or(rest)
+        .trim_start();
+    let word: String = rest
+        .trim_start_matches(['\'', '"'])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    match word.as_str() {
+        "eventual" => Some(Consistency::Eventual),
+        "read_your_writes" => Some(Consistency::ReadYourWrites),
+        "global" => Some(Consistency::Global),
+        "strong" => Some(Consistency::Strong),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod consistency_tests {
+    use super::*;
+
+    #[test]
+    fn consistency_settings_are_read() {
+        assert_eq!(
+            consistency_setting("SET switchyard.consistency = strong"),
+            Some(Consistency::Strong)
+        );
+        assert_eq!(
+            consistency_setting("set switchyard.consistency to 'global';"),
+            Some(Consistency::Global)
+        );
+        assert_eq!(
+            consistency_setting("-c switchyard.consistency=eventual"),
+            Some(Consistency::Eventual)
+        );
+        assert_eq!(
+            consistency_setting("SET @switchyard_consistency = 'strong'"),
+            Some(Consistency::Strong)
+        );
+        assert_eq!(consistency_setting("SET search_path = x"), None);
+        assert_eq!(
+            consistency_setting("SET switchyard.consistency = bogus"),
+            None
+        );
+    }
+}

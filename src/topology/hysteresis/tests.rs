@@ -7,6 +7,7 @@ use crate::config::{
     Balance, ClusterConfig, Fallback, MonitorConfig, Protocol, RoleHint, RoutingConfig,
     ServerConfig,
 };
+use crate::topology::model::ReplicaState;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -28,9 +29,13 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
             balance: Balance::RoundRobin,
             max_replica_lag: None,
             max_replica_lag_bytes: None,
+            lag_readmit_after: Duration::from_secs(5),
+            lag_alert: None,
             fallback: Fallback::Primary,
             write_functions: vec![],
             classifier_cache_size: 0,
+            consistency: crate::config::Consistency::ReadYourWrites,
+            causal_timeout: std::time::Duration::from_millis(500),
         },
         monitor: MonitorConfig {
             interval: INTERVAL,
@@ -438,4 +443,160 @@ fn slow_round_does_not_make_early_probes_stale() {
         landed,
     );
     assert!(matches!(st.snapshot().servers[1].lag, Lag::Known { .. }));
+}
+
+/// A 3-server state with `max_replica_lag: 1s`, `lag_readmit_after: 3s` (3 rounds), alert at 5s.
+fn lag_script() -> Script {
+    let mut c = cluster(3, 1, 2);
+    c.routing.max_replica_lag = Some(Duration::from_secs(1));
+    c.routing.lag_readmit_after = INTERVAL * 3;
+    c.routing.lag_alert = Some(Duration::from_secs(5));
+    Script {
+        st: ClusterState::new(&c),
+        now: Instant::now(),
+    }
+}
+
+fn state_changes(u: &RoundUpdate, server: &str) -> Vec<(ReplicaState, ReplicaState)> {
+    u.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::State {
+                server: s,
+                from,
+                to,
+                ..
+            } if s == server => Some((*from, *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn candidates(s: &Script) -> Vec<usize> {
+    let t = s.st.snapshot();
+    t.read_candidates(Some(Duration::from_secs(1)), None)
+        .map(|c| c.index)
+        .collect()
+}
+
+#[test]
+fn initial_states_are_down_then_primary_and_healthy() {
+    let mut s = lag_script();
+    assert!(s
+        .st
+        .snapshot()
+        .servers
+        .iter()
+        .all(|x| x.state == ReplicaState::Down && x.state_reason == "not_probed_yet"));
+    let u = s.round(vec![
+        Ok(primary(100)),
+        Ok(replica(100, Some(0.0))),
+        Ok(replica(100, Some(0.2))),
+    ]);
+    assert_eq!(
+        state_changes(&u, "s0"),
+        vec![(ReplicaState::Down, ReplicaState::Primary)]
+    );
+    assert_eq!(s.server(1).state, ReplicaState::Healthy);
+    assert_eq!(s.server(1).state_reason, "lag_within_limits");
+    assert_eq!(candidates(&s), vec![1, 2]);
+}
+
+#[test]
+fn lagging_replica_leaves_at_once_and_returns_after_the_hold() {
+    let mut s = lag_script();
+    let ok = |lag: f64| {
+        vec![
+            Ok(primary(100)),
+            Ok(replica(100, Some(lag))),
+            Ok(replica(100, Some(0.0))),
+        ]
+    };
+    s.round(ok(0.0));
+    let u = s.round(ok(2.5));
+    assert_eq!(
+        state_changes(&u, "s1"),
+        vec![(ReplicaState::Healthy, ReplicaState::Lagging)]
+    );
+    let t = u.published.unwrap();
+    assert_eq!(t.servers[1].state, ReplicaState::Lagging);
+    assert_eq!(t.servers[1].state_reason, "lag_over_max_replica_lag");
+    assert_eq!(candidates(&s), vec![2]);
+    // Oscillating around the limit: stays out, no more changes, yet snapshots follow the lag.
+    let mut changes = 0;
+    for i in 0..12 {
+        let u = s.round(ok(if i % 2 == 0 { 0.5 } else { 1.5 }));
+        changes += state_changes(&u, "s1").len();
+        assert_eq!(candidates(&s), vec![2], "round {i}");
+    }
+    assert_eq!(changes, 0);
+    // Under the limit for good: readmit_hold for 3 rounds, then healthy.
+    for i in 0..3 {
+        s.round(ok(0.1));
+        assert_eq!(s.server(1).state, ReplicaState::Lagging, "round {i}");
+        assert_eq!(s.server(1).state_reason, "readmit_hold");
+        assert_eq!(candidates(&s), vec![2]);
+    }
+    let u = s.round(ok(0.1));
+    assert_eq!(
+        state_changes(&u, "s1"),
+        vec![(ReplicaState::Lagging, ReplicaState::Healthy)]
+    );
+    assert_eq!(candidates(&s), vec![1, 2]);
+}
+
+#[test]
+fn failing_probes_make_unknown_then_down_and_no_candidate() {
+    let mut s = lag_script();
+    s.round(vec![
+        Ok(primary(100)),
+        Ok(replica(100, Some(0.0))),
+        Ok(replica(100, Some(0.0))),
+    ]);
+    // One failed probe (unhealthy_after = 2): still up, but no fresh lag.
+    s.round(vec![
+        Ok(primary(100)),
+        Err("connect failed: refused"),
+        Ok(replica(100, Some(0.0))),
+    ]);
+    assert_eq!(s.server(1).health, Health::Up);
+    assert_eq!(s.server(1).state, ReplicaState::Unknown);
+    assert_eq!(s.server(1).state_reason, "no_fresh_measurement");
+    assert_eq!(candidates(&s), vec![2]);
+    s.round(vec![
+        Ok(primary(100)),
+        Err("connect failed: refused"),
+        Ok(replica(100, Some(0.0))),
+    ]);
+    assert_eq!(s.server(1).state, ReplicaState::Down);
+    assert_eq!(s.server(1).state_reason, "probe_failing");
+    assert_eq!(candidates(&s), vec![2]);
+}
+
+#[test]
+fn broken_replication_and_lag_alert_events() {
+    let mut s = lag_script();
+    let mut stopped = replica(100, Some(0.0));
+    stopped.streaming = false;
+    s.round(vec![
+        Ok(primary(100)),
+        Ok(stopped),
+        Ok(replica(100, Some(0.0))),
+    ]);
+    assert_eq!(s.server(1).state, ReplicaState::Broken);
+    assert_eq!(s.server(1).state_reason, "wal_receiver_not_streaming");
+    let u = s.round(vec![
+        Ok(primary(100)),
+        Ok(replica(100, Some(0.0))),
+        Ok(replica(100, Some(7.0))),
+    ]);
+    assert!(u.events.iter().any(|e| matches!(
+        e,
+        Event::LagAlert { server, raised: true, .. } if server == "s2"
+    )));
+    assert!(s.server(2).lag_alert);
+    assert_eq!(s.server(2).state, ReplicaState::Lagging);
+    // The broken replica streams again, but waits out the hold.
+    assert_eq!(s.server(1).state, ReplicaState::Broken);
+    assert_eq!(s.server(1).state_reason, "readmit_hold");
 }

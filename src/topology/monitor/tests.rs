@@ -26,9 +26,13 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
             balance: Balance::RoundRobin,
             max_replica_lag: None,
             max_replica_lag_bytes: None,
+            lag_readmit_after: Duration::from_secs(5),
+            lag_alert: None,
             fallback: Fallback::Primary,
             write_functions: vec![],
             classifier_cache_size: 0,
+            consistency: crate::config::Consistency::ReadYourWrites,
+            causal_timeout: std::time::Duration::from_millis(500),
         },
         monitor: MonitorConfig {
             interval: Duration::from_millis(20),
@@ -263,4 +267,63 @@ async fn join_all_keeps_order_and_runs_concurrently() {
     assert!(started.elapsed() < Duration::from_millis(55));
     let empty: Vec<std::future::Ready<u8>> = vec![];
     assert!(join_all(empty).await.is_empty());
+}
+
+#[tokio::test]
+async fn replica_state_metrics_and_change_counter() {
+    let mut c = cluster(2, Protocol::Postgres);
+    c.routing.max_replica_lag = Some(Duration::from_secs(1));
+    c.routing.lag_alert = Some(Duration::from_secs(2));
+    let (p0, _) = Scripted::new(vec![Ok(primary(10))]);
+    let (p1, _) = Scripted::new(vec![
+        Ok(replica(10, 0.0)),
+        Ok(replica(10, 0.0)),
+        Ok(replica(10, 3.0)),
+    ]);
+    let metrics = Metrics::new();
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut rx = spawn_with(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
+    let text = metrics.render();
+    assert!(
+        text.contains("switchyard_replica_state{cluster=\"c1\",server=\"db1\",state=\"down\"} 1")
+    );
+    assert!(
+        text.contains("switchyard_replica_state_changes_total{cluster=\"c1\",server=\"db1\"} 0")
+    );
+    let t = tokio::time::timeout(
+        Duration::from_secs(5),
+        rx.wait_for(|t| t.servers[1].state == ReplicaState::Lagging),
+    )
+    .await
+    .expect("replica goes lagging")
+    .expect("monitor alive")
+    .clone();
+    assert_eq!(t.servers[1].state_reason, "lag_over_max_replica_lag");
+    assert!(t.servers[1].lag_alert);
+    // Let the last scripted result repeat: no further changes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = metrics.render();
+    for (state, v) in [("lagging", 1), ("healthy", 0), ("down", 0), ("primary", 0)] {
+        let line = format!(
+            "switchyard_replica_state{{cluster=\"c1\",server=\"db1\",state=\"{state}\"}} {v}"
+        );
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    assert!(text
+        .contains("switchyard_replica_state{cluster=\"c1\",server=\"db0\",state=\"primary\"} 1"));
+    // down -> healthy -> lagging.
+    assert!(
+        text.contains("switchyard_replica_state_changes_total{cluster=\"c1\",server=\"db1\"} 2")
+    );
+    assert!(
+        text.contains("switchyard_replica_state_changes_total{cluster=\"c1\",server=\"db0\"} 1")
+    );
+    assert!(text.contains("switchyard_replica_lag_alert{cluster=\"c1\",server=\"db1\"} 1"));
+    assert!(text.contains("switchyard_replica_lag_alert{cluster=\"c1\",server=\"db0\"} 0"));
+    cancel.cancel();
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(2), tracker.wait())
+        .await
+        .unwrap();
 }

@@ -5,6 +5,7 @@ use rand::Rng;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
 use rsa::rand_core::OsRng;
+use rsa::traits::PublicKeyParts;
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -135,6 +136,12 @@ impl RsaKeys {
     /// the server sends in AuthMoreData when the client asks for it.
     pub fn public_pem(&self) -> String {
         self.public_pem.clone()
+    }
+
+    /// Length in bytes of every ciphertext made with this key (the modulus size). A full-auth
+    /// answer of any other length is not RSA-encrypted (e.g. a cleartext password).
+    pub fn ciphertext_len(&self) -> usize {
+        self.private.size()
     }
 
     /// Recover the password from a client's RSA-OAEP(SHA-1) ciphertext: decrypt, XOR with the

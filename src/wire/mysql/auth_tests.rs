@@ -70,6 +70,7 @@ fn rsa_exchange_roundtrip() {
     ] {
         let ct = encrypt_password(pw, &scramble, &pem).unwrap();
         assert_eq!(ct.len(), 128);
+        assert_eq!(ct.len(), keys.ciphertext_len());
         assert_eq!(keys.decrypt_password(&ct, &scramble).unwrap(), pw);
         // A different scramble yields a different password.
         let other = random_scramble();
@@ -100,5 +101,6 @@ fn generate_full_size_key() {
     let keys = RsaKeys::generate().unwrap();
     let ct = encrypt_password(b"pw", SCR, &keys.public_pem()).unwrap();
     assert_eq!(ct.len(), 256);
+    assert_eq!(keys.ciphertext_len(), 256);
     assert_eq!(keys.decrypt_password(&ct, SCR).unwrap(), b"pw");
 }
