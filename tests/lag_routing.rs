@@ -1,0 +1,322 @@
+//! End-to-end: lag-aware routing with hysteresis on a real PostgreSQL cluster (own clusters:
+//! replay is paused and replicas are stopped). Run with `--nocapture` to see the timings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::pg_cluster::{APP_PASSWORD, APP_USER, SUPERUSER_PASSWORD};
+use support::{pg_conn_str, PgCluster, Proxy};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// The tests measure timings: run them one at a time on this 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const MAX_LAG: Duration = Duration::from_secs(1);
+const READMIT_AFTER: Duration = Duration::from_secs(2);
+/// Slack for the moment we note versus the moment the server acted (psql exit, probe timing).
+const SLACK: Duration = Duration::from_millis(150);
+
+/// The standard test config with `max_replica_lag: 1s, lag_readmit_after: 2s`.
+fn start_proxy(cluster: &PgCluster) -> (Proxy, u16) {
+    let (yaml, ports) = Proxy::pg_config(cluster);
+    assert!(yaml.contains("max_replica_lag: 30s"), "{yaml}");
+    let yaml = yaml.replace(
+        "max_replica_lag: 30s",
+        "max_replica_lag: 1s, lag_readmit_after: 2s",
+    );
+    (Proxy::start(&yaml), ports.listen)
+}
+
+async fn connect(port: u16, user: &str, password: &str, db: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(&pg_conn_str(port, user, password, db), NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+async fn port_of(c: &Client) -> u16 {
+    let rows = c
+        .simple_query("SELECT inet_server_port()")
+        .await
+        .expect("read must not fail");
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// `(state, state_reason)` of server `name` in `/api/clusters`.
+fn state_of(proxy: &Proxy, name: &str) -> (String, String) {
+    let (status, body) = proxy.http_get("/api/clusters");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let servers = v
+        .pointer("/clusters/0/servers")
+        .and_then(|s| s.as_array())
+        .unwrap();
+    let s = servers
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no server {name} in {body}"));
+    let text = |k: &str| {
+        s[k].as_str()
+            .unwrap_or_else(|| panic!("{k} in {s}"))
+            .to_owned()
+    };
+    (text("state"), text("state_reason"))
+}
+
+/// `switchyard_replica_state_changes_total` of server `name`.
+fn state_changes(proxy: &Proxy, name: &str) -> u64 {
+    let m = proxy.metrics();
+    let prefix =
+        format!("switchyard_replica_state_changes_total{{cluster=\"main\",server=\"{name}\"}} ");
+    m.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{m}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Polls `/api/clusters` until `pred(state, reason)` holds for `name`; returns when it did.
+async fn wait_state(
+    proxy: &Proxy,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&str, &str) -> bool,
+) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (state, reason) = state_of(proxy, name);
+        if pred(&state, &reason) {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {name} is {state} ({reason})\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run reads until `pred(ports seen in the last 6 reads)` holds, failing on any client error.
+async fn reads_until(c: &Client, what: &str, pred: impl Fn(&BTreeSet<u16>) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = BTreeSet::new();
+        for _ in 0..6 {
+            seen.insert(port_of(c).await);
+        }
+        if pred(&seen) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: last ports {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Inserts a row on the primary every 100 ms until `stop` is set; returns the rows written.
+fn spawn_writer(primary: u16, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let c = connect(primary, "postgres", SUPERUSER_PASSWORD, "app").await;
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            c.simple_query("INSERT INTO ticks DEFAULT VALUES")
+                .await
+                .expect("insert on the primary");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        n
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_replay_takes_a_replica_out_and_it_returns_only_after_the_hold() {
+    let _serial = SERIAL.lock().await;
+    let cluster = PgCluster::start();
+    let primary = cluster.primary_port();
+    let [r1, r2] = cluster.replica_ports();
+    cluster.psql(
+        primary,
+        "app",
+        "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
+    );
+    let (proxy, listen) = start_proxy(&cluster);
+    for name in ["replica1", "replica2"] {
+        wait_state(&proxy, name, "startup", |s, _| s == "healthy").await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(primary, stop.clone());
+    let c = connect(listen, APP_USER, APP_PASSWORD, "app").await;
+    reads_until(&c, "both replicas in use", |s| {
+        s.contains(&r1) && s.contains(&r2)
+    })
+    .await;
+    let changes_before = state_changes(&proxy, "replica1");
+
+    // Pause replay on replica1: its lag grows with every write until it is over 1s.
+    cluster.psql(r1, "postgres", "SELECT pg_wal_replay_pause()");
+    let paused = Instant::now();
+    let mut last_read_on_r1 = None;
+    let deadline = paused + Duration::from_secs(20);
+    let left = loop {
+        if port_of(&c).await == r1 {
+            last_read_on_r1 = Some(Instant::now());
+        }
+        let (state, reason) = state_of(&proxy, "replica1");
+        if state == "lagging" {
+            assert_eq!(reason, "lag_over_max_replica_lag");
+            break Instant::now();
+        }
+        assert_eq!(state, "healthy", "replica1 went {state} ({reason})");
+        assert!(Instant::now() < deadline, "replica1 never lagged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let left_after = left - paused;
+    assert!(
+        left_after >= MAX_LAG - SLACK,
+        "left after {left_after:?}, before its lag could reach 1s"
+    );
+
+    // While paused: every read lands on replica2, and replica1 stays out (no flapping).
+    let out_until = Instant::now() + Duration::from_secs(3);
+    let mut reads = 0;
+    while Instant::now() < out_until {
+        assert_eq!(port_of(&c).await, r2, "read on a lagging replica");
+        assert_eq!(state_of(&proxy, "replica1").0, "lagging");
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reads > 10);
+    let m = proxy.metrics();
+    assert!(
+        m.contains(
+            "switchyard_replica_state{cluster=\"main\",server=\"replica1\",state=\"lagging\"} 1"
+        ),
+        "{m}"
+    );
+    assert!(m.contains("switchyard_replica_lag_seconds{cluster=\"main\",server=\"replica1\"}"));
+
+    // Resume: lag drops at once, but replica1 is readmitted only after 2s within the limit.
+    cluster.psql(r1, "postgres", "SELECT pg_wal_replay_resume()");
+    let resumed = Instant::now();
+    let mut saw_hold = false;
+    let mut first_read_on_r1 = None;
+    let mut healthy_at = None;
+    let deadline = resumed + Duration::from_secs(20);
+    while first_read_on_r1.is_none() || healthy_at.is_none() {
+        let (state, reason) = state_of(&proxy, "replica1");
+        if state == "healthy" {
+            healthy_at.get_or_insert_with(Instant::now);
+        } else {
+            assert_eq!(state, "lagging", "replica1 went {state} ({reason})");
+            saw_hold |= reason == "readmit_hold";
+        }
+        if port_of(&c).await == r1 {
+            first_read_on_r1.get_or_insert_with(Instant::now);
+        }
+        assert!(Instant::now() < deadline, "replica1 never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let returned_after = healthy_at.unwrap() - resumed;
+    let first_read_after = first_read_on_r1.unwrap() - resumed;
+    assert!(saw_hold, "no readmit_hold state seen");
+    assert!(
+        returned_after >= READMIT_AFTER - SLACK,
+        "healthy again {returned_after:?} after resume"
+    );
+    assert!(
+        first_read_after >= READMIT_AFTER - SLACK,
+        "read on replica1 {first_read_after:?} after resume"
+    );
+    assert!(returned_after < Duration::from_secs(10));
+
+    stop.store(true, Ordering::Relaxed);
+    let rows = writer.await.unwrap();
+    let changes = state_changes(&proxy, "replica1");
+    let changes_r2 = state_changes(&proxy, "replica2");
+    eprintln!(
+        "lag_routing: {rows} rows written; replica1 left the read set {left_after:?} after \
+         pg_wal_replay_pause (last read on it {:?} after), healthy again {returned_after:?} after \
+         pg_wal_replay_resume (first read on it {first_read_after:?} after); state changes: \
+         replica1 {changes} (before the pause {changes_before}), replica2 {changes_r2}",
+        last_read_on_r1.map(|t| t.saturating_duration_since(paused))
+    );
+    // down -> healthy at startup, healthy -> lagging, lagging -> healthy.
+    assert!(changes <= 4, "replica1 changed state {changes} times");
+    assert!(changes - changes_before >= 2);
+    assert!(changes_r2 <= 3, "replica2 changed state {changes_r2} times");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_the_monitor_cannot_query_gets_no_reads() {
+    let _serial = SERIAL.lock().await;
+    let cluster = PgCluster::start();
+    let [r1, r2] = cluster.replica_ports();
+    let (proxy, listen) = start_proxy(&cluster);
+    for name in ["replica1", "replica2"] {
+        wait_state(&proxy, name, "startup", |s, _| s == "healthy").await;
+    }
+    let c = connect(listen, APP_USER, APP_PASSWORD, "app").await;
+    reads_until(&c, "both replicas in use", |s| {
+        s.contains(&r1) && s.contains(&r2)
+    })
+    .await;
+
+    cluster.stop_replica(0);
+    let stopped = Instant::now();
+    let mut seen = BTreeSet::new();
+    let down = loop {
+        assert_ne!(port_of(&c).await, r1, "read on a stopped replica");
+        let (state, reason) = state_of(&proxy, "replica1");
+        seen.insert(state.clone());
+        if state == "down" {
+            assert_eq!(reason, "probe_failing");
+            break Instant::now();
+        }
+        assert!(
+            state == "healthy" || state == "unknown",
+            "replica1 went {state} ({reason})"
+        );
+        assert!(
+            stopped.elapsed() < Duration::from_secs(20),
+            "never down: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for _ in 0..20 {
+        assert_eq!(port_of(&c).await, r2);
+    }
+    let (status, body) = proxy.http_get("/api/clusters");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"last_error\":\"connect failed"), "{body}");
+
+    // Back: streaming again, readmitted only after the hold.
+    cluster.start_replica(0);
+    let started = Instant::now();
+    let up = wait_state(&proxy, "replica1", "back up", |s, _| s != "down").await;
+    let healthy = wait_state(&proxy, "replica1", "healthy again", |s, _| s == "healthy").await;
+    reads_until(&c, "replica1 rejoins", |s| s.contains(&r1)).await;
+    let changes = state_changes(&proxy, "replica1");
+    eprintln!(
+        "lag_routing: replica1 down {:?} after stop (states seen {seen:?}); up {:?} after \
+         start, healthy {:?} after that; state changes {changes}",
+        down - stopped,
+        up - started,
+        healthy - up
+    );
+    assert!(healthy - up >= READMIT_AFTER - Duration::from_millis(300));
+    // down -> healthy -> (unknown ->) down -> lagging (hold) -> healthy.
+    assert!(changes <= 5, "replica1 changed state {changes} times");
+}
