@@ -3,6 +3,7 @@
 pub mod model;
 pub mod raw;
 pub mod validate;
+pub mod values;
 
 pub use model::*;
 pub use validate::{load_file, load_str, ConfigError};

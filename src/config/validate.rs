@@ -125,12 +125,12 @@ const DEFAULT_LAG_ALERT: Duration = Duration::from_secs(30);
 /// Accumulates problems while building a (possibly invalid) model; the model is only returned when
 /// no problem was recorded.
 #[derive(Default)]
-struct Validator {
+pub(super) struct Validator {
     problems: Vec<Problem>,
 }
 
 impl Validator {
-    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -353,123 +353,6 @@ impl Validator {
         }
     }
 
-    fn routing(&mut self, path: &str, raw: RawRouting) -> RoutingConfig {
-        let lag_path = format!("{path}.max_replica_lag");
-        let max_replica_lag = match &raw.max_replica_lag {
-            Scalar::Missing => Some(Duration::from_secs(10)),
-            s if s.is_off() => None,
-            s => Some(self.duration(&lag_path, s, Duration::ZERO)),
-        };
-        let bytes_path = format!("{path}.max_replica_lag_bytes");
-        let max_replica_lag_bytes = match &raw.max_replica_lag_bytes {
-            Scalar::Missing => None,
-            s if s.is_off() => None,
-            s => Some(self.size(&bytes_path, s, 0)),
-        };
-        let causal_path = format!("{path}.causal_timeout");
-        let causal_timeout = match &raw.causal_timeout {
-            Scalar::Missing => Duration::from_millis(500),
-            s => self.duration(&causal_path, s, Duration::ZERO),
-        };
-        let readmit_path = format!("{path}.lag_readmit_after");
-        let lag_readmit_after = if raw.lag_readmit_after.is_off() {
-            self.problem(
-                &readmit_path,
-                "cannot be off: write a duration (\"0s\" readmits at once)",
-            );
-            Duration::ZERO
-        } else {
-            self.duration(&readmit_path, &raw.lag_readmit_after, DEFAULT_READMIT_AFTER)
-        };
-        let alert_path = format!("{path}.lag_alert");
-        let lag_alert = match &raw.lag_alert {
-            Scalar::Missing => Some(DEFAULT_LAG_ALERT),
-            s if s.is_off() => None,
-            s => Some(self.duration(&alert_path, s, DEFAULT_LAG_ALERT)),
-        };
-        let mut write_functions: Vec<String> = Vec::new();
-        for (i, f) in raw.write_functions.iter().enumerate() {
-            match normalize_function_name(f) {
-                Some(n) => {
-                    if !write_functions.contains(&n) {
-                        write_functions.push(n);
-                    }
-                }
-                None => self.problem(
-                    format!("{path}.write_functions[{i}]"),
-                    format!("{f:?} is not a function name (write e.g. \"my_schema.bump_counter\")"),
-                ),
-            }
-        }
-        RoutingConfig {
-            balance: match raw.balance {
-                RawBalance::RoundRobin => Balance::RoundRobin,
-                RawBalance::LeastConnections => Balance::LeastConnections,
-                RawBalance::Random => Balance::Random,
-            },
-            max_replica_lag,
-            max_replica_lag_bytes,
-            lag_readmit_after,
-            lag_alert,
-            fallback: match raw.fallback {
-                RawFallback::Primary => Fallback::Primary,
-                RawFallback::Error => Fallback::Error,
-            },
-            write_functions,
-            classifier_cache_size: raw.classifier_cache_size.unwrap_or(10_000),
-            consistency: match raw.consistency {
-                RawConsistency::Eventual => Consistency::Eventual,
-                RawConsistency::ReadYourWrites => Consistency::ReadYourWrites,
-                RawConsistency::Global => Consistency::Global,
-                RawConsistency::Strong => Consistency::Strong,
-            },
-            causal_timeout,
-        }
-    }
-
-    fn monitor(&mut self, path: &str, raw: RawMonitor) -> MonitorConfig {
-        let interval = self.duration(
-            &format!("{path}.interval"),
-            &raw.interval,
-            Duration::from_secs(1),
-        );
-        if interval < MIN_MONITOR_INTERVAL {
-            self.problem(
-                format!("{path}.interval"),
-                format!("{interval:?} is too small (at least 50ms)"),
-            );
-        }
-        let timeout = self.positive_duration(
-            &format!("{path}.timeout"),
-            &raw.timeout,
-            Duration::from_secs(2),
-        );
-        let healthy_after = raw.healthy_after.unwrap_or(2);
-        if healthy_after == 0 {
-            self.problem(format!("{path}.healthy_after"), "must be at least 1");
-        }
-        let unhealthy_after = raw.unhealthy_after.unwrap_or(3);
-        if unhealthy_after == 0 {
-            self.problem(format!("{path}.unhealthy_after"), "must be at least 1");
-        }
-        let user = match raw.user {
-            Some(u) if !u.is_empty() => u,
-            _ => {
-                self.problem(format!("{path}.user"), "required (a non-empty user name)");
-                String::new()
-            }
-        };
-        MonitorConfig {
-            interval,
-            timeout,
-            healthy_after,
-            unhealthy_after,
-            user,
-            password: raw.password.unwrap_or_default(),
-            database: raw.database.unwrap_or_else(|| "postgres".to_owned()),
-        }
-    }
-
     fn user(&mut self, path: &str, raw: RawUser, clusters: &HashSet<&str>) -> UserConfig {
         let name = match raw.name {
             Some(n) if !n.is_empty() => n,
@@ -602,7 +485,7 @@ impl Validator {
         }
     }
 
-    fn duration(&mut self, path: &str, value: &Scalar, default: Duration) -> Duration {
+    pub(super) fn duration(&mut self, path: &str, value: &Scalar, default: Duration) -> Duration {
         let result = match value {
             Scalar::Missing => return default,
             Scalar::Str(s) => parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}")),
@@ -620,7 +503,12 @@ impl Validator {
         })
     }
 
-    fn positive_duration(&mut self, path: &str, value: &Scalar, default: Duration) -> Duration {
+    pub(super) fn positive_duration(
+        &mut self,
+        path: &str,
+        value: &Scalar,
+        default: Duration,
+    ) -> Duration {
         let d = self.duration(path, value, default);
         if d.is_zero() {
             self.problem(path, "must be greater than zero");
@@ -628,7 +516,7 @@ impl Validator {
         d
     }
 
-    fn size(&mut self, path: &str, value: &Scalar, default: u64) -> u64 {
+    pub(super) fn size(&mut self, path: &str, value: &Scalar, default: u64) -> u64 {
         let result = match value {
             Scalar::Missing => return default,
             Scalar::Str(s) => parse_size(s).map_err(|e| format!("invalid size {s:?}: {e}")),
@@ -652,6 +540,9 @@ fn is_simple_name(name: &str, allow_dot: bool) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.'))
 }
+
+#[path = "validate_routing.rs"]
+mod validate_routing;
 
 #[cfg(test)]
 #[path = "tests.rs"]

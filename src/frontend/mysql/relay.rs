@@ -414,3 +414,5 @@ pub(super) fn static_state(s: &str) -> &'static str {
 
 #[path = "exec.rs"]
 mod exec;
+#[path = "stmt_exec.rs"]
+mod stmt_exec;
