@@ -32,19 +32,32 @@ cat >"${work}/read.sql" <<'SQL'
 SELECT count(*) FROM ryw_bench WHERE v = :n;
 SQL
 
-run() { # script consistency -> "tps latency_ms"
-    local out
-    out="$(PGOPTIONS="-c switchyard.consistency=$2" pgbench -n -p "${PROXY_PORT}" -M simple -c "${CLIENTS}" \
-        -j 2 -T "${DURATION}" -f "${work}/$1" app 2>&1)" || { echo "${out}" >&2; echo "0 0"; return; }
-    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1) $(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"${out}" | head -1)"
+ADMIN="${DEMO_ADMIN:-127.0.0.1:9930}"
+replica_reads() { # cumulative statements the main cluster sent to replicas
+    curl -fsS "http://${ADMIN}/metrics" |
+        awk '/^switchyard_queries_total\{cluster="main"/ && /route="replica"/ { s += $NF } END { printf "%d", s }'
 }
 
-printf '\n%-18s %16s %14s %16s %14s\n' "consistency" "write+read tps" "lat ms" "read-only tps" "lat ms"
+run() { # script consistency -> "tps latency_ms replica_share_percent"
+    local out before after txns
+    before="$(replica_reads)"
+    out="$(PGOPTIONS="-c switchyard.consistency=$2" pgbench -n -p "${PROXY_PORT}" -M simple -c "${CLIENTS}" \
+        -j 2 -T "${DURATION}" -f "${work}/$1" app 2>&1)" || { echo "${out}" >&2; echo "0 0 0"; return; }
+    after="$(replica_reads)"
+    txns="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}" | head -1)"
+    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1)" \
+        "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"${out}" | head -1)" \
+        "$(awk -v a="${after}" -v b="${before}" -v t="${txns:-0}" 'BEGIN { if (t > 0) printf "%.0f", 100 * (a - b) / t; else print 0 }')"
+}
+
+printf '\n%-18s %15s %8s %9s %14s %8s %9s\n' "consistency" "write+read tps" "lat ms" "replica%" \
+    "read-only tps" "lat ms" "replica%"
 for level in eventual read_your_writes global strong; do
-    read -r wt wl <<<"$(run write_read.sql "${level}")"
-    read -r rt rl <<<"$(run read.sql "${level}")"
-    printf '%-18s %16.0f %14s %16.0f %14s\n' "${level}" "${wt}" "${wl}" "${rt}" "${rl}"
+    read -r wt wl ws <<<"$(run write_read.sql "${level}")"
+    read -r rt rl rs <<<"$(run read.sql "${level}")"
+    printf '%-18s %15.0f %8s %8s%% %14.0f %8s %8s%%\n' "${level}" "${wt}" "${wl}" "${ws}" "${rt}" "${rl}" "${rs}"
 done
 echo
 echo "write+read: each transaction inserts a row and reads it back on the same connection (simple protocol)."
-echo "eventual may read a stale replica; read_your_writes/global never do; strong reads on the primary."
+echo "replica% = share of the reads served by replicas. eventual may read a stale replica;"
+echo "read_your_writes/global never do (they wait up to causal_timeout, then use the primary); strong reads on the primary."

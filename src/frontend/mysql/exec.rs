@@ -420,6 +420,7 @@ impl Relay {
         };
         let v = b.conn.query_value(&sql, deadline + limit).await?;
         let ok = v.as_deref() == Some("0");
+        tracing::debug!(cluster = %self.ctx.name, server = d.server, %target, answer = ?v, "causal wait");
         if ok {
             b.replayed_gtid = Some(target);
         }
