@@ -323,6 +323,8 @@ impl MariaDbCluster {
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .arg("--skip-name-resolve")
+            // Own temp dir: concurrent bootstraps sharing /tmp have failed deleting temp tables.
+            .arg(format!("--tmpdir={}", self.dir.display()))
             .arg(format!("--datadir={}", primary.display()))
             .arg(format!("--extra-file={}", sql_path.display()))
             .args([
@@ -398,6 +400,7 @@ impl MariaDbCluster {
             "--bind-address=127.0.0.1".into(),
             format!("--socket={}", file("sock")),
             format!("--pid-file={}", file("pid")),
+            format!("--tmpdir={}", self.dir.display()),
             format!("--log-error={}", file("err")),
             format!("--server-id={}", idx + 1),
             "--log-bin=mysql-bin".into(),
