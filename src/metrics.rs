@@ -100,6 +100,8 @@ pub struct Metrics {
     pub replica_lag_seconds: GaugeVec,
     pub replica_lag_bytes: GaugeVec,
     pub replica_lag_known: IntGaugeVec,
+    /// MariaDB replicas: transactions behind the primary by GTID (absent when not measured).
+    pub replica_gtid_behind: IntGaugeVec,
     /// 1 for the server's current replication state, 0 for the others.
     pub replica_state: IntGaugeVec,
     pub replica_state_changes: IntCounterVec,
@@ -245,6 +247,13 @@ impl Metrics {
                 &r,
                 "switchyard_replica_lag_known",
                 "1 when the replica's lag was measured by the last probe.",
+                &["cluster", "server"],
+            ),
+            replica_gtid_behind: gauge_vec(
+                &r,
+                "switchyard_replica_gtid_behind",
+                "MariaDB replica: transactions behind the primary, summed over GTID domains \
+                 (primary @@gtid_binlog_pos vs replica @@gtid_slave_pos in the same round).",
                 &["cluster", "server"],
             ),
             replica_state: gauge_vec(

@@ -171,6 +171,7 @@ mod tests {
             health: Health::Up,
             replicating: role == Role::Replica,
             lag,
+            gtid_behind: None,
             weight,
             checked_at: None,
             last_error: None,

@@ -72,6 +72,18 @@ fn state_of(proxy: &Proxy, name: &str) -> (String, String) {
     (text("state"), text("state_reason"))
 }
 
+/// `gtid_behind` of server `name` in `/api/clusters` (`None` when null).
+fn gtid_behind_of(proxy: &Proxy, name: &str) -> Option<u64> {
+    let (status, body) = proxy.http_get("/api/clusters");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let servers = v.pointer("/clusters/0/servers").and_then(|s| s.as_array());
+    let s = servers
+        .and_then(|l| l.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no server {name} in {body}"));
+    s["gtid_behind"].as_u64()
+}
+
 /// `switchyard_replica_state_changes_total` of server `name`.
 fn state_changes(proxy: &Proxy, name: &str) -> u64 {
     let m = proxy.metrics();
@@ -216,6 +228,25 @@ async fn stopped_sql_thread_takes_a_replica_out_and_it_returns_only_after_the_ho
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(reads > 50, "only {reads} reads");
+    // The writer keeps committing on the primary: replica1's GTID position falls behind.
+    let gtid_deadline = Instant::now() + Duration::from_secs(5);
+    let behind = loop {
+        match gtid_behind_of(&proxy, "replica1") {
+            Some(n) if n > 0 => break n,
+            other => assert!(
+                Instant::now() < gtid_deadline,
+                "replica1 gtid_behind stayed {other:?} with its SQL thread stopped"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        proxy
+            .metrics()
+            .contains("switchyard_replica_gtid_behind{cluster=\"main\",server=\"replica1\"}"),
+        "no gtid_behind gauge"
+    );
+    assert_eq!(gtid_behind_of(&proxy, "primary"), None);
     let (state_while_out, reason_while_out) = state_of(&proxy, "replica1");
     let m = proxy.metrics();
     assert!(
@@ -282,7 +313,8 @@ async fn stopped_sql_thread_takes_a_replica_out_and_it_returns_only_after_the_ho
     eprintln!(
         "lag_routing_mysql: {rows} rows written; replica1 left the read set {left_after:?} after \
          STOP SLAVE SQL_THREAD as {left_state} (last read on it {:?} after; out: {state_while_out} \
-         ({reason_while_out}), {reads} reads all on replica2), healthy again {returned_after:?} \
+         ({reason_while_out}), {reads} reads all on replica2, {behind} transactions behind by \
+         GTID), healthy again {returned_after:?} \
          after START SLAVE SQL_THREAD (first read on it {first_read_after:?} after; states on the \
          way back {hold_states:?}); state changes: replica1 {changes} (before the stop \
          {changes_before}), replica2 {changes_r2}",

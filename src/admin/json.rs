@@ -29,6 +29,7 @@ fn server_json(s: &ServerState) -> Value {
         "replicating": s.replicating,
         "lag_seconds": lag_seconds,
         "lag_bytes": lag_bytes,
+        "gtid_behind": s.gtid_behind,
         "weight": s.weight,
         "last_error": s.last_error,
         "state": s.state.as_str(),
@@ -86,6 +87,7 @@ mod tests {
             health,
             replicating: role == Role::Replica,
             lag,
+            gtid_behind: None,
             weight: 1,
             checked_at: None,
             last_error: None,
@@ -104,6 +106,14 @@ mod tests {
                 servers,
             }),
         )
+    }
+
+    #[test]
+    fn clusters_json_shows_gtid_behind() {
+        let mut r = server(1, Role::Replica, Health::Up, Lag::Unknown);
+        r.gtid_behind = Some(12);
+        let v = clusters_json(&[topo("m", vec![r])]);
+        assert_eq!(v["clusters"][0]["servers"][0]["gtid_behind"], 12);
     }
 
     #[test]
@@ -140,6 +150,7 @@ mod tests {
         assert_eq!(s[1]["replicating"], true);
         assert_eq!(s[1]["lag_seconds"], 1.5);
         assert_eq!(s[1]["lag_bytes"], 2048);
+        assert_eq!(s[1]["gtid_behind"], Value::Null);
         assert_eq!(s[1]["address"], "10.0.0.1:5432");
         assert_eq!(s[2]["health"], "down");
         assert_eq!(s[2]["role"], "unknown");

@@ -24,6 +24,7 @@ fn topo(primary_up: bool) -> Arc<Topology> {
             health: if primary_up { Health::Up } else { Health::Down },
             replicating: false,
             lag: Lag::Unknown,
+            gtid_behind: None,
             weight: 1,
             checked_at: None,
             last_error: None,

@@ -10,6 +10,8 @@
 //! - A replica's lag is `Known` only when its latest probe succeeded, is at most three intervals
 //!   old (three probe timeouts if the timeout is longer) and PostgreSQL reported the seconds; lag bytes additionally need the primary's current
 //!   LSN from the same round. Otherwise `Lag::Unknown`, never zero.
+//! - A MariaDB replica's `gtid_behind` (transactions behind) likewise needs both its own and the
+//!   primary's GTID position from the same round; it is shown, not used for routing.
 //! - Each server's replication state (`primary`, `healthy`, `lagging`, `unknown`, `broken`,
 //!   `down`) comes from [`replica_state::Tracker`](crate::topology::replica_state::Tracker), fed
 //!   one reading per round: lagging at once over a limit, healthy again only after
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::ClusterConfig;
 use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerState, Topology};
+use crate::topology::probe_mysql::gtid::gtid_behind;
 use crate::topology::probe_pg::ProbeResult;
 use crate::topology::replica_state::{reason, AlertChange, LagPolicy, Reading, Tracker};
 
@@ -217,8 +220,8 @@ impl ClusterState {
             }
         }
 
-        let primary_lsn = self.round_primary_lsn(&this_round);
-        let measured = self.measure(now, Some((&this_round, primary_lsn)));
+        let primary = self.round_primary(&this_round);
+        let measured = self.measure(now, Some((&this_round, primary)));
         for (t, m) in self.tracks.iter_mut().zip(&measured) {
             let step = t.repl.update(&m.reading, &self.policy, now);
             if let Some(tr) = step.transition {
@@ -273,8 +276,8 @@ impl ClusterState {
         RoundUpdate { published, events }
     }
 
-    /// The current LSN of the one server that probed as primary this round, if exactly one did.
-    fn round_primary_lsn(&self, this_round: &[bool]) -> Option<u64> {
+    /// The probe of the one server that probed as primary this round, if exactly one did.
+    fn round_primary(&self, this_round: &[bool]) -> Option<&ProbeResult> {
         let mut found = None;
         for (t, fresh) in self.tracks.iter().zip(this_round) {
             if !fresh {
@@ -285,15 +288,19 @@ impl ClusterState {
                     if found.is_some() {
                         return None;
                     }
-                    found = Some(r.lsn);
+                    found = Some(r);
                 }
             }
         }
-        found.flatten()
+        found
     }
 
     /// This round's measurements per track. `round` is `None` for the initial snapshot.
-    fn measure(&self, now: Instant, round: Option<(&[bool], Option<u64>)>) -> Vec<Measured> {
+    fn measure(
+        &self,
+        now: Instant,
+        round: Option<(&[bool], Option<&ProbeResult>)>,
+    ) -> Vec<Measured> {
         self.tracks
             .iter()
             .enumerate()
@@ -309,7 +316,10 @@ impl ClusterState {
                     _ => None,
                 };
                 let in_round = round.is_some_and(|(fresh, _)| fresh.get(index) == Some(&true));
-                let primary_lsn = round.and_then(|(_, lsn)| lsn);
+                let primary = round.and_then(|(_, p)| p);
+                let primary_lsn = primary.and_then(|p| p.lsn);
+                let primary_gtid = primary.and_then(|p| p.gtid.as_deref());
+                let mut behind = None;
                 let (replicating, lag, reading) = match (up, role, last_ok) {
                     (false, _, _) => (false, Lag::Unknown, Reading::Down(down_reason(t))),
                     (true, Role::Primary, _) => (false, Lag::Unknown, Reading::Primary),
@@ -318,6 +328,10 @@ impl ClusterState {
                     (true, Role::Replica, Some(r)) => {
                         let bytes = match (in_round, primary_lsn, r.lsn) {
                             (true, Some(p), Some(l)) => Some(p.saturating_sub(l)),
+                            _ => None,
+                        };
+                        behind = match (in_round, primary_gtid, r.gtid.as_deref()) {
+                            (true, Some(p), Some(g)) => gtid_behind(p, g),
                             _ => None,
                         };
                         let lag = match r.lag_seconds {
@@ -336,6 +350,7 @@ impl ClusterState {
                     role,
                     replicating,
                     lag,
+                    gtid_behind: behind,
                     reading,
                 }
             })
@@ -361,6 +376,7 @@ impl ClusterState {
                     health: t.health,
                     replicating: m.replicating,
                     lag: m.lag,
+                    gtid_behind: m.gtid_behind,
                     weight: t.weight,
                     checked_at: t.last_ok_at,
                     last_error,
@@ -379,6 +395,7 @@ struct Measured {
     role: Role,
     replicating: bool,
     lag: Lag,
+    gtid_behind: Option<u64>,
     reading: Reading,
 }
 
@@ -405,6 +422,7 @@ fn same_ignoring_time(a: &Topology, b: &Topology) -> bool {
                 && x.health == y.health
                 && x.replicating == y.replicating
                 && x.lag == y.lag
+                && x.gtid_behind == y.gtid_behind
                 && x.weight == y.weight
                 && x.last_error == y.last_error
                 && x.state == y.state

@@ -87,6 +87,10 @@ pub struct ServerState {
     /// Replicas: is the WAL receiver streaming (or IO+SQL threads running)?
     pub replicating: bool,
     pub lag: Lag,
+    /// MariaDB replicas: transactions behind the primary, from the GTID positions of the same
+    /// monitor round (summed over replication domains). Measured and shown only; routing does
+    /// not use it. `None` on PostgreSQL/MySQL or when not measured this round.
+    pub gtid_behind: Option<u64>,
     pub weight: u32,
     /// When this state was last confirmed by a probe.
     pub checked_at: Option<Instant>,

@@ -287,6 +287,15 @@ pub fn record_metrics(metrics: &Metrics, topo: &Topology) {
             .replica_lag_alert
             .with_label_values(&labels)
             .set(i64::from(s.lag_alert));
+        match (s.role, s.gtid_behind) {
+            (Role::Replica, Some(n)) => metrics
+                .replica_gtid_behind
+                .with_label_values(&labels)
+                .set(i64::try_from(n).unwrap_or(i64::MAX)),
+            _ => {
+                let _ = metrics.replica_gtid_behind.remove_label_values(&labels);
+            }
+        }
         match (s.role, s.lag) {
             (Role::Replica, Lag::Known { seconds, bytes }) => {
                 metrics

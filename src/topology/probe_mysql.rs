@@ -17,11 +17,15 @@
 //! server is never a write target). A replica replicates when the IO and SQL threads of every
 //! channel run; its lag is `Seconds_Behind_Master` (the maximum over channels) and is unknown
 //! (`None`, never 0) when any channel reports NULL or does not replicate. MySQL has no byte
-//! positions: `lsn`/`receive_lsn` stay `None`, so lag bytes stay unknown.
+//! positions: `lsn`/`receive_lsn` stay `None`, so lag bytes stay unknown. On MariaDB the result
+//! carries a GTID position (`gtid`: a primary's `@@gtid_binlog_pos`, a replica's
+//! `@@gtid_slave_pos`), which the monitor compares within a round into "transactions behind"
+//! (see [`gtid`]).
 //!
 //! The monitor user needs `REPLICATION CLIENT` (MySQL, MariaDB < 10.5) or `SLAVE MONITOR`
 //! (MariaDB >= 10.5) to read the replica status.
 
+pub mod gtid;
 mod status;
 
 use std::time::Duration;

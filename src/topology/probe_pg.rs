@@ -26,6 +26,9 @@ pub struct ProbeResult {
     pub lag_seconds: Option<f64>,
     /// Replica: the WAL receiver is streaming. Always `false` on a primary.
     pub streaming: bool,
+    /// MariaDB only: the GTID position compared across servers (primary `@@gtid_binlog_pos`,
+    /// replica `@@gtid_slave_pos`; empty = no GTIDs yet). `None` on PostgreSQL and MySQL.
+    pub gtid: Option<String>,
 }
 
 /// Why a probe failed.
@@ -125,6 +128,7 @@ fn replica_result(cols: &[Option<&str>]) -> Result<ProbeResult, ProbeError> {
         receive_lsn: lsn_of(receive)?,
         lag_seconds,
         streaming: receiver_streaming(*status, *pid),
+        gtid: None,
     })
 }
 
@@ -181,6 +185,7 @@ async fn query_state(client: &Client) -> Result<ProbeResult, ProbeError> {
             receive_lsn: None,
             lag_seconds: None,
             streaming: false,
+            gtid: None,
         });
     }
     let row = first_row(client, REPLICA_QUERY).await?;

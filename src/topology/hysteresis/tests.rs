@@ -56,6 +56,7 @@ fn primary(lsn: u64) -> ProbeResult {
         receive_lsn: None,
         lag_seconds: None,
         streaming: false,
+        gtid: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn replica(replay: u64, seconds: Option<f64>) -> ProbeResult {
         receive_lsn: Some(replay),
         lag_seconds: seconds,
         streaming: true,
+        gtid: None,
     }
 }
 
@@ -297,6 +299,61 @@ fn two_probed_primaries_give_no_bytes_and_no_primary() {
         }
     );
     assert!(s.st.snapshot().primary().is_none());
+}
+
+fn with_gtid(mut r: ProbeResult, gtid: &str) -> ProbeResult {
+    r.gtid = Some(gtid.into());
+    r
+}
+
+#[test]
+fn gtid_behind_from_the_same_rounds_primary() {
+    let mut s = Script::new(4, 1, 3);
+    s.round(vec![
+        Ok(with_gtid(primary(0), "0-1-100,1-1-20")),
+        // Seconds_Behind_Master says 0 but 12 transactions are missing.
+        Ok(with_gtid(replica(0, Some(0.0)), "0-1-90,1-1-18")),
+        Ok(with_gtid(replica(0, Some(0.0)), "0-1-100,1-1-20")),
+        // Malformed position: unknown, not zero.
+        Ok(with_gtid(replica(0, Some(0.0)), "garbage")),
+    ]);
+    assert_eq!(s.server(0).gtid_behind, None);
+    assert_eq!(s.server(1).gtid_behind, Some(12));
+    assert_eq!(s.server(2).gtid_behind, Some(0));
+    assert_eq!(s.server(3).gtid_behind, None);
+    // Routing is unchanged: the replica behind by GTID stays healthy on its seconds.
+    assert_eq!(s.server(1).state, ReplicaState::Healthy);
+
+    // A change of gtid_behind alone publishes a new snapshot.
+    let u = s.round(vec![
+        Ok(with_gtid(primary(0), "0-1-100,1-1-20")),
+        Ok(with_gtid(replica(0, Some(0.0)), "0-1-100,1-1-20")),
+        Ok(with_gtid(replica(0, Some(0.0)), "0-1-100,1-1-20")),
+        Ok(with_gtid(replica(0, Some(0.0)), "garbage")),
+    ]);
+    assert!(u.published.is_some());
+    assert_eq!(s.server(1).gtid_behind, Some(0));
+
+    // The primary's probe fails: no comparison this round.
+    s.round(vec![
+        Err("refused"),
+        Ok(with_gtid(replica(0, Some(0.0)), "0-1-90")),
+        Ok(with_gtid(replica(0, Some(0.0)), "0-1-90")),
+        Ok(with_gtid(replica(0, Some(0.0)), "0-1-90")),
+    ]);
+    assert_eq!(s.server(1).gtid_behind, None);
+}
+
+#[test]
+fn no_gtid_on_either_side_gives_no_gtid_behind() {
+    let mut s = Script::new(3, 1, 1);
+    s.round(vec![
+        Ok(primary(10)),
+        Ok(with_gtid(replica(5, Some(0.0)), "0-1-1")),
+        Ok(replica(5, Some(0.0))),
+    ]);
+    assert_eq!(s.server(1).gtid_behind, None);
+    assert_eq!(s.server(2).gtid_behind, None);
 }
 
 #[test]

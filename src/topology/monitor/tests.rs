@@ -92,6 +92,7 @@ fn primary(lsn: u64) -> ProbeResult {
         receive_lsn: None,
         lag_seconds: None,
         streaming: false,
+        gtid: None,
     }
 }
 
@@ -102,6 +103,7 @@ fn replica(lsn: u64, seconds: f64) -> ProbeResult {
         receive_lsn: Some(lsn),
         lag_seconds: Some(seconds),
         streaming: true,
+        gtid: None,
     }
 }
 
@@ -326,4 +328,42 @@ async fn replica_state_metrics_and_change_counter() {
     tokio::time::timeout(Duration::from_secs(2), tracker.wait())
         .await
         .unwrap();
+}
+
+#[test]
+fn gtid_behind_gauge_follows_the_snapshot() {
+    use crate::topology::model::{ReplicaState, ServerState, Topology};
+    let server = |name: &str, role: Role, behind: Option<u64>| ServerState {
+        index: 0,
+        name: name.into(),
+        address: String::new(),
+        role,
+        health: Health::Up,
+        replicating: role == Role::Replica,
+        lag: Lag::Unknown,
+        gtid_behind: behind,
+        weight: 1,
+        checked_at: None,
+        last_error: None,
+        state: ReplicaState::Unknown,
+        state_reason: "test",
+        lag_alert: false,
+    };
+    let metrics = Metrics::new();
+    let topo = |behind| Topology {
+        cluster: "m".into(),
+        epoch: 1,
+        servers: vec![
+            server("p", Role::Primary, None),
+            server("r", Role::Replica, behind),
+        ],
+    };
+    record_metrics(&metrics, &topo(Some(12)));
+    let text = metrics.render();
+    assert!(text.contains("switchyard_replica_gtid_behind{cluster=\"m\",server=\"r\"} 12"));
+    assert!(!text.contains("switchyard_replica_gtid_behind{cluster=\"m\",server=\"p\"}"));
+    record_metrics(&metrics, &topo(None));
+    assert!(!metrics
+        .render()
+        .contains("switchyard_replica_gtid_behind{cluster=\"m\",server=\"r\"}"));
 }

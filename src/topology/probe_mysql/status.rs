@@ -67,7 +67,8 @@ impl ServerInfo {
 
 /// MariaDB's status of every replication connection (the plain form shows only the default one).
 const MARIADB_STATUS: &str = "SHOW ALL SLAVES STATUS";
-const MARIADB_VARS: &str = "SELECT @@read_only, @@server_id, @@gtid_current_pos, @@gtid_binlog_pos";
+const MARIADB_VARS: &str =
+    "SELECT @@read_only, @@server_id, @@gtid_current_pos, @@gtid_binlog_pos, @@gtid_slave_pos";
 const MYSQL_VARS: &str = "SELECT @@read_only, @@server_id, @@gtid_executed";
 
 /// Parses the leading `major.minor.patch` of a version string.
@@ -171,6 +172,9 @@ pub struct ServerVars {
     pub gtid_executed: Option<String>,
     /// MariaDB `@@gtid_binlog_pos` (what this server wrote to its binlog); `None` on MySQL.
     pub gtid_binlog_pos: Option<String>,
+    /// MariaDB `@@gtid_slave_pos` (the last GTID per domain applied by replication); `None` on
+    /// MySQL.
+    pub gtid_slave_pos: Option<String>,
 }
 
 /// Parses `@@read_only`: `0`/`OFF` is writable; `1`/`ON` and MariaDB 11's `NO_LOCK*` modes are not.
@@ -189,9 +193,11 @@ pub fn parse_vars(flavor: Flavor, cols: &[Option<&str>]) -> Result<ServerVars, P
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let (read_only, server_id, executed, binlog) = match (flavor, cols) {
-        (Flavor::MariaDb, [ro, id, current, binlog]) => (*ro, *id, *current, nonempty(*binlog)),
-        (Flavor::Mysql, [ro, id, executed]) => (*ro, *id, *executed, None),
+    let (read_only, server_id, executed, binlog, slave) = match (flavor, cols) {
+        (Flavor::MariaDb, [ro, id, current, binlog, slave]) => {
+            (*ro, *id, *current, nonempty(*binlog), nonempty(*slave))
+        }
+        (Flavor::Mysql, [ro, id, executed]) => (*ro, *id, *executed, None, None),
         _ => {
             return Err(ProbeError::Unexpected(format!(
                 "server variables query returned {} columns",
@@ -207,6 +213,7 @@ pub fn parse_vars(flavor: Flavor, cols: &[Option<&str>]) -> Result<ServerVars, P
         server_id: server_id.and_then(|s| s.trim().parse().ok()),
         gtid_executed: nonempty(executed),
         gtid_binlog_pos: binlog,
+        gtid_slave_pos: slave,
     })
 }
 
@@ -374,6 +381,22 @@ impl MysqlStatus {
         }
     }
 
+    /// The GTID position the monitor compares across servers (MariaDB only, `None` on MySQL):
+    /// a primary's `@@gtid_binlog_pos`, a replica's `@@gtid_slave_pos` (its `@@gtid_current_pos`
+    /// when the slave position is empty). An empty string means "no GTIDs yet", not unknown.
+    pub fn comparable_gtid(&self) -> Option<String> {
+        if self.info.flavor != Flavor::MariaDb {
+            return None;
+        }
+        let v = &self.vars;
+        let pos = match self.role() {
+            Role::Primary => v.gtid_binlog_pos.clone(),
+            Role::Replica => v.gtid_slave_pos.clone().or_else(|| v.gtid_executed.clone()),
+            Role::Unknown => return None,
+        };
+        Some(pos.unwrap_or_default())
+    }
+
     /// The shared probe result: no byte positions on MySQL, lag and streaming only for replicas.
     pub fn to_result(&self) -> ProbeResult {
         let role = self.role();
@@ -384,6 +407,7 @@ impl MysqlStatus {
             receive_lsn: None,
             lag_seconds: if replica { self.lag_seconds() } else { None },
             streaming: replica && self.replicating(),
+            gtid: self.comparable_gtid(),
         }
     }
 }

@@ -71,6 +71,7 @@ fn status(read_only: bool, channels: Vec<ReplicaChannel>) -> MysqlStatus {
             server_id: Some(1),
             gtid_executed: Some("0-1-7".into()),
             gtid_binlog_pos: Some("0-1-7".into()),
+            gtid_slave_pos: None,
         },
         channels,
     }
@@ -168,13 +169,21 @@ fn read_only_values() {
 fn vars_of_both_flavors() {
     let v = parse_vars(
         Flavor::MariaDb,
-        &[Some("0"), Some("1"), Some("0-1-9"), Some("0-1-9")],
+        &[Some("0"), Some("1"), Some("0-1-9"), Some("0-1-9"), Some("")],
     )
     .unwrap();
     assert!(!v.read_only);
     assert_eq!(v.server_id, Some(1));
     assert_eq!(v.gtid_executed.as_deref(), Some("0-1-9"));
     assert_eq!(v.gtid_binlog_pos.as_deref(), Some("0-1-9"));
+    assert_eq!(v.gtid_slave_pos, None);
+    let v = parse_vars(
+        Flavor::MariaDb,
+        &[Some("1"), Some("2"), Some("0-2-3"), None, Some("0-1-9")],
+    )
+    .unwrap();
+    assert_eq!(v.gtid_slave_pos.as_deref(), Some("0-1-9"));
+    assert_eq!(v.gtid_binlog_pos, None);
 
     let v = parse_vars(Flavor::Mysql, &[Some("1"), Some("2"), Some("")]).unwrap();
     assert!(v.read_only);
@@ -184,6 +193,7 @@ fn vars_of_both_flavors() {
     // Wrong shape or a NULL read_only is an unexpected answer, not a guess.
     assert!(parse_vars(Flavor::Mysql, &[Some("0"), Some("1")]).is_err());
     assert!(parse_vars(Flavor::MariaDb, &[Some("0"), Some("1"), Some("")]).is_err());
+    assert!(parse_vars(Flavor::MariaDb, &[Some("0"), Some("1"), None, None]).is_err());
     assert!(parse_vars(Flavor::Mysql, &[None, Some("1"), None]).is_err());
 }
 
@@ -274,6 +284,7 @@ fn primary_result_has_no_positions_or_lag() {
             receive_lsn: None,
             lag_seconds: None,
             streaming: false,
+            gtid: Some("0-1-7".into()),
         }
     );
     let r = status(true, vec![]).to_result();
@@ -397,4 +408,26 @@ fn driver_errors_are_described_without_repetition() {
     });
     assert!(describe(&e).starts_with("ERROR 1227 (42000): Access denied"));
     assert!(matches!(query_error(&e), ProbeError::Query(_)));
+}
+
+#[test]
+fn comparable_gtid_per_role_and_flavor() {
+    // Primary: the binlog position.
+    let mut s = status(false, vec![]);
+    s.vars.gtid_binlog_pos = Some("0-1-9".into());
+    assert_eq!(s.to_result().gtid.as_deref(), Some("0-1-9"));
+    // A primary that wrote nothing yet: empty, not unknown.
+    s.vars.gtid_binlog_pos = None;
+    assert_eq!(s.to_result().gtid.as_deref(), Some(""));
+    // Replica: the slave position, else the current position.
+    let mut r = status(true, vec![channel("Yes", "Yes", Some(0.0))]);
+    r.vars.gtid_slave_pos = Some("0-1-5".into());
+    assert_eq!(r.to_result().gtid.as_deref(), Some("0-1-5"));
+    r.vars.gtid_slave_pos = None;
+    assert_eq!(r.to_result().gtid.as_deref(), Some("0-1-7"));
+    // Role unknown and MySQL: nothing to compare.
+    assert_eq!(status(true, vec![]).to_result().gtid, None);
+    let mut m = status(false, vec![]);
+    m.info = ServerInfo::parse("8.0.36");
+    assert_eq!(m.to_result().gtid, None);
 }
