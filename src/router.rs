@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
+use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
 use crate::config::{Balance, Fallback, RoutingConfig};
 use crate::metrics::{Route, RouteReason};
 use crate::topology::{ServerState, Topology};
@@ -13,6 +14,54 @@ pub enum Want {
     Primary(RouteReason),
     /// May run on a replica (falls back per the cluster's policy).
     Replica(RouteReason),
+}
+
+/// What a classified statement asks of the router, before the session's own ties (transaction,
+/// pin) are applied by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Want(Want),
+    /// Any server will do (SET, COMMIT outside a transaction...): reuse the session's last one.
+    Anywhere(RouteReason),
+}
+
+/// Map a classification, its leading-comment hint and the session's route override to a choice.
+/// A primary hint or override always wins for reads; a replica hint or override moves only
+/// statements the classifier could not prove read-only (unknown SQL, write functions), never DML,
+/// DDL, pins or transaction control.
+pub fn choose(class: Classification, route_override: RouteOverride) -> Choice {
+    let reason = RouteReason::Class(class.reason);
+    let primary_forced =
+        class.hint == Some(Hint::Primary) || route_override == RouteOverride::Primary;
+    let replica_forced =
+        class.hint == Some(Hint::Replica) || route_override == RouteOverride::Replica;
+    let forced = if class.hint.is_some() {
+        RouteReason::Class(Reason::Hint)
+    } else {
+        RouteReason::Override
+    };
+    Choice::Want(match class.intent {
+        Intent::Read | Intent::Begin { read_only: true } => {
+            if primary_forced {
+                Want::Primary(forced)
+            } else {
+                Want::Replica(reason)
+            }
+        }
+        Intent::Write
+            if replica_forced
+                && matches!(
+                    class.reason,
+                    Reason::WriteFunction | Reason::Unknown | Reason::ParseError
+                ) =>
+        {
+            Want::Replica(forced)
+        }
+        Intent::Write | Intent::Pin | Intent::Begin { read_only: false } => Want::Primary(reason),
+        Intent::TxnControl | Intent::SessionSet | Intent::ProxyRoute(_) => {
+            return Choice::Anywhere(reason)
+        }
+    })
 }
 
 /// Where a request goes.
@@ -357,5 +406,66 @@ mod tests {
         assert_eq!(decide(w, &two, &r, &b, &[]), Err(RouteError::NoPrimary));
         let one = topo(vec![server(0, Role::Primary, Lag::Unknown, 1)]);
         assert_eq!(decide(w, &one, &r, &b, &[]).unwrap().server, 0);
+    }
+
+    fn class(intent: Intent, reason: Reason, hint: Option<Hint>) -> Classification {
+        Classification {
+            intent,
+            reason,
+            hint,
+        }
+    }
+
+    #[test]
+    fn choose_applies_hints_and_overrides_only_where_safe() {
+        let auto = RouteOverride::Auto;
+        assert_eq!(
+            choose(class(Intent::Read, Reason::Read, None), auto),
+            Choice::Want(Want::Replica(READ))
+        );
+        assert_eq!(
+            choose(class(Intent::Read, Reason::Read, Some(Hint::Primary)), auto),
+            Choice::Want(Want::Primary(RouteReason::Class(Reason::Hint)))
+        );
+        assert_eq!(
+            choose(
+                class(Intent::Read, Reason::Read, None),
+                RouteOverride::Primary
+            ),
+            Choice::Want(Want::Primary(RouteReason::Override))
+        );
+        assert_eq!(
+            choose(
+                class(Intent::Write, Reason::WriteFunction, Some(Hint::Replica)),
+                auto
+            ),
+            Choice::Want(Want::Replica(RouteReason::Class(Reason::Hint)))
+        );
+        // A replica hint never moves real writes, pins or transactions.
+        for (intent, reason) in [
+            (Intent::Write, Reason::Write),
+            (Intent::Write, Reason::Ddl),
+            (Intent::Pin, Reason::TempTable),
+            (Intent::Begin { read_only: false }, Reason::Transaction),
+        ] {
+            assert!(matches!(
+                choose(
+                    class(intent, reason, Some(Hint::Replica)),
+                    RouteOverride::Replica
+                ),
+                Choice::Want(Want::Primary(_))
+            ));
+        }
+        assert_eq!(
+            choose(class(Intent::SessionSet, Reason::Session, None), auto),
+            Choice::Anywhere(RouteReason::Class(Reason::Session))
+        );
+        assert_eq!(
+            choose(
+                class(Intent::Begin { read_only: true }, Reason::Transaction, None),
+                auto
+            ),
+            Choice::Want(Want::Replica(RouteReason::Class(Reason::Transaction)))
+        );
     }
 }

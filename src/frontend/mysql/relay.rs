@@ -11,11 +11,11 @@ use super::conn::{MyClient, MyError};
 use super::login::{login, MyLogin};
 use super::stmt::{ServerStmts, StmtRegistry};
 use crate::backend::mysql::{MysqlBackendError, MysqlConn, MysqlLogin};
-use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
+use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::frontend::pg::ClusterCtx;
 use crate::metrics::{ErrorKind, Route, RouteReason};
-use crate::router::{decide, Decision, RouteError, Want};
+use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
 use crate::topology::{Role, Topology};
 use crate::wire::mysql::command::*;
 use crate::wire::mysql::packet::status;
@@ -345,45 +345,15 @@ impl Relay {
             // autocommit=0: every statement opens or continues a transaction.
             return self.route(Want::Primary(RouteReason::InTransaction));
         }
-        let reason = RouteReason::Class(class.reason);
-        let hint = class.hint;
-        let primary_forced =
-            hint == Some(Hint::Primary) || self.route_override == RouteOverride::Primary;
-        let replica_forced =
-            hint == Some(Hint::Replica) || self.route_override == RouteOverride::Replica;
-        let forced = if hint.is_some() {
-            RouteReason::Class(Reason::Hint)
-        } else {
-            RouteReason::Override
-        };
-        let want = match class.intent {
-            Intent::Read | Intent::Begin { read_only: true } => {
-                if primary_forced {
-                    Want::Primary(forced)
-                } else {
-                    Want::Replica(reason)
-                }
-            }
-            Intent::Write
-                if replica_forced
-                    && matches!(
-                        class.reason,
-                        Reason::WriteFunction | Reason::Unknown | Reason::ParseError
-                    ) =>
-            {
-                Want::Replica(forced)
-            }
-            Intent::Write | Intent::Pin | Intent::Begin { read_only: false } => {
-                Want::Primary(reason)
-            }
-            Intent::TxnControl | Intent::SessionSet | Intent::ProxyRoute(_) => {
+        match choose(class, self.route_override) {
+            Choice::Want(want) => self.route(want),
+            Choice::Anywhere(reason) => {
                 if let Some(l) = self.last_used.filter(|&l| self.backends[l].is_some()) {
                     return Ok(fixed(l, &topo, reason));
                 }
-                Want::Replica(reason)
+                self.route(Want::Replica(reason))
             }
-        };
-        self.route(want)
+        }
     }
 }
 

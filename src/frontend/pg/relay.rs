@@ -12,10 +12,10 @@ use super::login::UserAuth;
 use super::session::{ClientConn, ClientError, ClusterCtx};
 use super::state::{self, analyse, BackendState, BatchInfo, Prepared};
 use crate::backend::pg::{BackendConn, BackendError, Login};
-use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
+use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::metrics::{ErrorKind, Route, RouteReason};
-use crate::router::{decide, Decision, RouteError, Want};
+use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
 use crate::topology::probe_pg::parse_lsn;
 use crate::topology::Topology;
 use crate::wire::pg::frame::Frame;
@@ -455,42 +455,10 @@ impl Relay {
             Some(c) => c,
             None => return self.any_backend(RouteReason::Class(Reason::Empty)),
         };
-        let reason = RouteReason::Class(class.reason);
-        let hint = class.hint;
-        let primary_forced =
-            hint == Some(Hint::Primary) || self.route_override == RouteOverride::Primary;
-        let replica_forced =
-            hint == Some(Hint::Replica) || self.route_override == RouteOverride::Replica;
-        let forced_reason = if hint.is_some() {
-            RouteReason::Class(Reason::Hint)
-        } else {
-            RouteReason::Override
-        };
-        let want = match class.intent {
-            Intent::Read | Intent::Begin { read_only: true } => {
-                if primary_forced {
-                    Want::Primary(forced_reason)
-                } else {
-                    Want::Replica(reason)
-                }
-            }
-            Intent::Write
-                if replica_forced
-                    && matches!(
-                        class.reason,
-                        Reason::WriteFunction | Reason::Unknown | Reason::ParseError
-                    ) =>
-            {
-                Want::Replica(forced_reason)
-            }
-            Intent::Write | Intent::Pin | Intent::Begin { read_only: false } => {
-                Want::Primary(reason)
-            }
-            Intent::TxnControl | Intent::SessionSet | Intent::ProxyRoute(_) => {
-                return self.any_backend(reason);
-            }
-        };
-        self.route(want)
+        match choose(class, self.route_override) {
+            Choice::Want(want) => self.route(want),
+            Choice::Anywhere(reason) => self.any_backend(reason),
+        }
     }
 
     /// Statements that may run anywhere: reuse the last server if it is still connected.
