@@ -277,3 +277,43 @@ async fn caching_sha2_user_logs_in_full_then_fast() {
         .unwrap();
     assert!(format!("{e}").contains("1045"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_switches_identity_and_resets_the_session() {
+    let (_, ports) = proxy();
+    let mut c = connect(ports.listen).await;
+    c.query_drop("SET @before = 1").await.unwrap();
+    let who: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert!(who.unwrap().starts_with("app@"));
+    c.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some("admin".into()))
+            .with_pass(Some("admin-secret".into()))
+            .with_db_name(Some("app".into())),
+    )
+    .await
+    .expect("COM_CHANGE_USER to another configured user");
+    let who: Option<String> = c.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert!(
+        who.unwrap().starts_with("root@"),
+        "admin maps to the servers' root"
+    );
+    let before: Option<Option<i64>> = c.query_first("SELECT @before").await.unwrap();
+    assert_eq!(
+        before,
+        Some(None),
+        "session state must not survive a change of user"
+    );
+    assert!(where_am_i(&mut c).await.1, "reads still go to replicas");
+    // A wrong password is refused with 1045.
+    let mut d = connect(ports.listen).await;
+    let e = d
+        .change_user(
+            mysql_async::ChangeUserOpts::default()
+                .with_user(Some("admin".into()))
+                .with_pass(Some("nope".into())),
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{e}").contains("1045"), "{e}");
+}

@@ -136,32 +136,18 @@ pub async fn login(
         client.flush().await?;
         data = client.read_packet().await?.payload.to_vec();
     }
-    let password = match user.as_ref().map(|u| &u.config.secret) {
-        Some(ClientSecret::Password(p)) => Some(p.clone()),
-        _ => None,
-    };
-    let ok = match (wanted, &password) {
-        (NATIVE, Some(pw)) => native_verify(pw.as_bytes(), &scramble, &data),
-        (SHA2, Some(pw)) => {
-            if !sha2_verify(pw.as_bytes(), &scramble, &data) {
-                false
-            } else {
-                let name = resp.username.clone();
-                let cached = shared.sha2_cache.lock().contains(&name);
-                let ok = if cached || leaks_password_on_full_auth(&resp) {
-                    client.queue(&auth_more_data(&[SHA2_FAST_AUTH_SUCCESS]));
-                    true
-                } else {
-                    full_sha2(client, shared, pw, &scramble).await?
-                };
-                if ok && !cached {
-                    shared.sha2_cache.lock().insert(name);
-                }
-                ok
-            }
-        }
-        _ => false,
-    };
+    let leaks = leaks_password_on_full_auth(&resp);
+    let ok = verify(
+        client,
+        shared,
+        user.as_ref(),
+        &resp.username,
+        wanted,
+        &scramble,
+        &data,
+        leaks,
+    )
+    .await?;
     match user {
         Some(user) if ok => Ok(MyLogin {
             user,
@@ -178,6 +164,90 @@ pub async fn login(
             let mut e = MyError::access_denied(&resp.username, &client.peer_ip);
             e.kind = ErrorKind::UnknownUser;
             Err(e)
+        }
+    }
+}
+
+/// Check the client's answer for `wanted` against the configured password (caching_sha2: fast
+/// path for cached users and clients that would leak the password, else the RSA exchange).
+#[allow(clippy::too_many_arguments)]
+async fn verify(
+    client: &mut MyClient,
+    shared: &MysqlShared,
+    user: Option<&Arc<UserAuth>>,
+    username: &str,
+    wanted: &str,
+    scramble: &[u8],
+    data: &[u8],
+    leaks: bool,
+) -> Result<bool, MyError> {
+    let password = match user.map(|u| &u.config.secret) {
+        Some(ClientSecret::Password(p)) => p.clone(),
+        _ => return Ok(false),
+    };
+    Ok(match wanted {
+        NATIVE => native_verify(password.as_bytes(), scramble, data),
+        SHA2 => {
+            if !sha2_verify(password.as_bytes(), scramble, data) {
+                false
+            } else {
+                let cached = shared.sha2_cache.lock().contains(username);
+                let ok = if cached || leaks {
+                    client.queue(&auth_more_data(&[SHA2_FAST_AUTH_SUCCESS]));
+                    true
+                } else {
+                    full_sha2(client, shared, &password, scramble).await?
+                };
+                if ok && !cached {
+                    shared.sha2_cache.lock().insert(username.to_string());
+                }
+                ok
+            }
+        }
+        _ => false,
+    })
+}
+
+/// COM_CHANGE_USER: authenticate as another user with a fresh scramble (through an auth switch,
+/// whatever the client sent first). Returns the new user; the caller resets the session.
+pub async fn change_user(
+    client: &mut MyClient,
+    cluster: &str,
+    users: &UserDirectory,
+    shared: &MysqlShared,
+    username: &str,
+    leaks: bool,
+) -> Result<Arc<UserAuth>, MyError> {
+    let scramble = scramble();
+    let user = users
+        .get(username)
+        .filter(|u| u.config.clusters.is_empty() || u.config.clusters.iter().any(|c| c == cluster))
+        .cloned();
+    let wanted = match user.as_ref().map(|u| u.config.mysql_auth) {
+        Some(MysqlAuth::CachingSha2) => SHA2,
+        _ => NATIVE,
+    };
+    let mut d = scramble.to_vec();
+    d.push(0);
+    client.queue(&auth_switch_request(wanted, &d));
+    client.flush().await?;
+    let data = client.read_packet().await?.payload.to_vec();
+    let ok = verify(
+        client,
+        shared,
+        user.as_ref(),
+        username,
+        wanted,
+        &scramble,
+        &data,
+        leaks,
+    )
+    .await?;
+    match user {
+        Some(u) if ok => Ok(u),
+        _ => {
+            tracing::warn!(user = %username, "mysql change user refused");
+            Err(MyError::access_denied(username, &client.peer_ip))
         }
     }
 }

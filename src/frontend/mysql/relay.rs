@@ -311,6 +311,7 @@ impl Relay {
                 COM_STMT_CLOSE => self.close_stmt(p).await,
                 COM_STMT_RESET => self.reset_stmt(p).await?,
                 COM_RESET_CONNECTION => self.reset_connection(p, started).await?,
+                COM_CHANGE_USER => self.change_user(p).await?,
                 other => {
                     let e = MyError::new(
                         1047,
@@ -326,6 +327,49 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// COM_CHANGE_USER: re-authenticate, then start over as a fresh session of the new user.
+    async fn change_user(&mut self, p: crate::wire::mysql::packet::Packet) -> Result<(), MyError> {
+        let Some(cu) = parse_change_user(&p.payload, self.login.capabilities) else {
+            return Err(MyError::protocol("malformed COM_CHANGE_USER"));
+        };
+        let leaks = self.login.capabilities & crate::wire::mysql::packet::caps::CLIENT_SSL == 0
+            && cu
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "_client_name" && v.eq_ignore_ascii_case("libmariadb"));
+        let ctx = self.ctx.clone();
+        let user = super::login::change_user(
+            &mut self.client,
+            &ctx.name,
+            &ctx.users,
+            &ctx.mysql,
+            &cu.username,
+            leaks,
+        )
+        .await?;
+        for i in 0..self.backends.len() {
+            self.drop_backend(i);
+        }
+        self.login.user = user;
+        if let Some(cs) = cu.charset.and_then(|c| u8::try_from(c).ok()) {
+            self.login.charset = cs;
+        }
+        self.database = cu.database;
+        self.history.clear();
+        self.stmts.clear();
+        self.cursors.clear();
+        self.txn = None;
+        self.autocommit = true;
+        self.status = status::AUTOCOMMIT;
+        self.pinned = None;
+        self.route_override = RouteOverride::Auto;
+        self.consistency = ctx.config.routing.consistency;
+        self.wrote = false;
+        self.causal_gtid = None;
+        self.last_used = None;
+        self.start().await
     }
 
     pub(super) fn local_ok(&mut self) {
