@@ -135,6 +135,49 @@ pub enum Dialect {
     Mysql,
 }
 
+/// A classification without a hint (the dialect classifiers fill the hint in last).
+pub(crate) fn cls(intent: Intent, reason: Reason) -> Classification {
+    Classification {
+        intent,
+        reason,
+        hint: None,
+    }
+}
+
+/// Combine the classifications of the statements of one multi-statement string: a proxy-route SET
+/// inside one is not supported (Write), any pin wins, all reads are a read, reads and session
+/// settings are a session setting, anything else is a write with the first non-read's reason.
+pub(crate) fn combine_statements(parts: &[Classification]) -> Classification {
+    match parts {
+        [] => return cls(Intent::Read, Reason::Empty),
+        [one] => return *one,
+        _ => {}
+    }
+    if parts
+        .iter()
+        .any(|c| matches!(c.intent, Intent::ProxyRoute(_)))
+    {
+        return cls(Intent::Write, Reason::Unknown);
+    }
+    if let Some(pin) = parts.iter().find(|c| c.intent == Intent::Pin) {
+        return *pin;
+    }
+    if parts.iter().all(|c| c.intent == Intent::Read) {
+        return cls(Intent::Read, Reason::Read);
+    }
+    if parts
+        .iter()
+        .all(|c| matches!(c.intent, Intent::Read | Intent::SessionSet))
+    {
+        return cls(Intent::SessionSet, Reason::Session);
+    }
+    let reason = parts
+        .iter()
+        .find(|c| c.intent != Intent::Read)
+        .map_or(Reason::Unknown, |c| c.reason);
+    cls(Intent::Write, reason)
+}
+
 /// Settings the classifier needs.
 #[derive(Debug, Clone, Default)]
 pub struct ClassifierSettings {

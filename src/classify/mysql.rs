@@ -46,6 +46,7 @@
 //!   would be routed away from the primary and tokenizing it without backslash escapes gives
 //!   another answer, it is Write / ParseError.
 
+use super::cls;
 use sqlparser::dialect::{Dialect, MySqlDialect};
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
@@ -55,14 +56,6 @@ use super::mysql_functions::{scan, set};
 use super::mysql_query::{classify_query, explain, parse_one, show};
 use super::pg_functions::{is_kw, CallVerdict};
 use super::{Classification, Intent, Reason};
-
-fn cls(intent: Intent, reason: Reason) -> Classification {
-    Classification {
-        intent,
-        reason,
-        hint: None,
-    }
-}
 
 fn kw_at(toks: &[Token], i: usize, kw: &str) -> bool {
     toks.get(i).is_some_and(|t| is_kw(t, kw))
@@ -219,38 +212,7 @@ pub(crate) fn full_path(toks: &[Token], extra: &[String]) -> Classification {
         .into_iter()
         .map(|s| classify_statement(s, extra))
         .collect();
-    combine(&parts)
-}
-
-fn combine(parts: &[Classification]) -> Classification {
-    match parts {
-        [] => return cls(Intent::Read, Reason::Empty),
-        [one] => return *one,
-        _ => {}
-    }
-    if parts
-        .iter()
-        .any(|c| matches!(c.intent, Intent::ProxyRoute(_)))
-    {
-        return cls(Intent::Write, Reason::Unknown);
-    }
-    if let Some(pin) = parts.iter().find(|c| c.intent == Intent::Pin) {
-        return *pin;
-    }
-    if parts.iter().all(|c| c.intent == Intent::Read) {
-        return cls(Intent::Read, Reason::Read);
-    }
-    if parts
-        .iter()
-        .all(|c| matches!(c.intent, Intent::Read | Intent::SessionSet))
-    {
-        return cls(Intent::SessionSet, Reason::Session);
-    }
-    let reason = parts
-        .iter()
-        .find(|c| c.intent != Intent::Read)
-        .map_or(Reason::Unknown, |c| c.reason);
-    cls(Intent::Write, reason)
+    super::combine_statements(&parts)
 }
 
 /// Statements whose first keyword settles them whatever follows.

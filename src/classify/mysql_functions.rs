@@ -23,6 +23,7 @@
 //! The scan sees calls written as `name(`; it cannot see stored functions run by views or
 //! triggers. Use a `/* switchyard: primary */` hint for those.
 
+use super::cls;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -31,14 +32,6 @@ use sqlparser::tokenizer::{Token, Word};
 use super::mysql::classify_statement;
 use super::pg_functions::{is_kw, matching_paren, CallVerdict};
 use super::{Classification, Intent, Reason, RouteOverride};
-
-fn cls(intent: Intent, reason: Reason) -> Classification {
-    Classification {
-        intent,
-        reason,
-        hint: None,
-    }
-}
 
 fn kw_at(toks: &[Token], i: usize, kw: &str) -> bool {
     toks.get(i).is_some_and(|t| is_kw(t, kw))

@@ -7,6 +7,7 @@
 //! sqlparser cannot parse (`INTO OUTFILE`, `LOCK IN SHARE MODE`, trailing `INTO @x`,
 //! `NEXT VALUE FOR`) is never Read anyway; the token checks pick its reason.
 
+use super::cls;
 use sqlparser::ast::{Query, SetExpr, Statement};
 use sqlparser::dialect::MySqlDialect;
 use sqlparser::parser::Parser;
@@ -16,14 +17,6 @@ use super::mysql::classify_statement;
 use super::mysql_functions::scan;
 use super::pg_functions::{is_kw, CallVerdict};
 use super::{Classification, Intent, Reason};
-
-fn cls(intent: Intent, reason: Reason) -> Classification {
-    Classification {
-        intent,
-        reason,
-        hint: None,
-    }
-}
 
 fn kw_at(toks: &[Token], i: usize, kw: &str) -> bool {
     toks.get(i).is_some_and(|t| is_kw(t, kw))

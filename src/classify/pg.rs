@@ -36,6 +36,7 @@
 //!   is Write (the file belongs on the primary); `COPY ... FROM` is Write.
 //! - `SELECT ... INTO TEMP t` and `CREATE TABLE pg_temp.t` pin like `CREATE TEMP TABLE`.
 
+use super::cls;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
@@ -43,14 +44,6 @@ use super::hint::parse_leading_hint;
 use super::pg_functions::{is_kw, matching_paren};
 use super::pg_query::{classify_query, parse_one};
 use super::{Classification, Intent, Reason, RouteOverride};
-
-fn cls(intent: Intent, reason: Reason) -> Classification {
-    Classification {
-        intent,
-        reason,
-        hint: None,
-    }
-}
 
 fn kw_at(toks: &[Token], i: usize, kw: &str) -> bool {
     toks.get(i).is_some_and(|t| is_kw(t, kw))
@@ -111,38 +104,7 @@ pub(crate) fn full_path(toks: &[Token], extra: &[String]) -> Classification {
         .into_iter()
         .map(|s| classify_statement(s, extra))
         .collect();
-    combine(&parts)
-}
-
-fn combine(parts: &[Classification]) -> Classification {
-    match parts {
-        [] => return cls(Intent::Read, Reason::Empty),
-        [one] => return *one,
-        _ => {}
-    }
-    if parts
-        .iter()
-        .any(|c| matches!(c.intent, Intent::ProxyRoute(_)))
-    {
-        return cls(Intent::Write, Reason::Unknown);
-    }
-    if let Some(pin) = parts.iter().find(|c| c.intent == Intent::Pin) {
-        return *pin;
-    }
-    if parts.iter().all(|c| c.intent == Intent::Read) {
-        return cls(Intent::Read, Reason::Read);
-    }
-    if parts
-        .iter()
-        .all(|c| matches!(c.intent, Intent::Read | Intent::SessionSet))
-    {
-        return cls(Intent::SessionSet, Reason::Session);
-    }
-    let reason = parts
-        .iter()
-        .find(|c| c.intent != Intent::Read)
-        .map_or(Reason::Unknown, |c| c.reason);
-    cls(Intent::Write, reason)
+    super::combine_statements(&parts)
 }
 
 /// Statements whose first keyword means Write whatever follows (or Pin for temp objects).

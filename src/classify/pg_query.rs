@@ -6,6 +6,7 @@
 //! the real conditions (fail closed) and also pick the reason when sqlparser cannot parse valid
 //! PostgreSQL (for example `FOR NO KEY UPDATE`).
 
+use super::cls;
 use sqlparser::ast::{Query, SetExpr, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -13,14 +14,6 @@ use sqlparser::tokenizer::Token;
 
 use super::pg_functions::{is_kw, scan_calls, CallVerdict};
 use super::{Classification, Intent, Reason};
-
-fn cls(intent: Intent, reason: Reason) -> Classification {
-    Classification {
-        intent,
-        reason,
-        hint: None,
-    }
-}
 
 /// Parses significant tokens as exactly one statement.
 pub fn parse_one(toks: &[Token]) -> Option<Statement> {
