@@ -363,6 +363,54 @@ impl Metrics {
     }
 }
 
+/// One session's metric handles, looked up once per (route, reason) and then only incremented,
+/// so routing a statement costs an atomic add, not a label lookup under a lock.
+pub struct SessionMetrics {
+    metrics: Arc<Metrics>,
+    cluster: String,
+    counters: HashMap<(Route, RouteReason), IntCounter>,
+    histograms: HashMap<Route, Histogram>,
+}
+
+impl SessionMetrics {
+    pub fn new(metrics: Arc<Metrics>, cluster: &str) -> Self {
+        SessionMetrics {
+            metrics,
+            cluster: cluster.to_string(),
+            counters: HashMap::new(),
+            histograms: HashMap::new(),
+        }
+    }
+
+    /// Count one routed statement (or batch).
+    pub fn routed(&mut self, route: Route, reason: RouteReason) {
+        let SessionMetrics {
+            metrics,
+            cluster,
+            counters,
+            ..
+        } = self;
+        counters
+            .entry((route, reason))
+            .or_insert_with(|| metrics.query_counter(cluster, route, reason))
+            .inc();
+    }
+
+    /// Record how long a request took end to end.
+    pub fn observe(&mut self, route: Route, seconds: f64) {
+        let SessionMetrics {
+            metrics,
+            cluster,
+            histograms,
+            ..
+        } = self;
+        histograms
+            .entry(route)
+            .or_insert_with(|| metrics.query_histogram(cluster, route))
+            .observe(seconds);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

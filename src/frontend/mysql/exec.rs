@@ -454,13 +454,6 @@ impl Relay {
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
             self.wrote = true;
         }
-        if let Some(c) = command_payload(sent).and_then(|p| {
-            crate::frontend::pg::relay::consistency_setting(&String::from_utf8_lossy(&p))
-        }) {
-            if class.intent == Intent::SessionSet && !a.saw_err {
-                self.consistency = c;
-            }
-        }
         if !a.saw_err {
             match class.intent {
                 Intent::SessionSet => {
@@ -469,6 +462,10 @@ impl Relay {
                         if payload.first() == Some(&COM_INIT_DB) {
                             self.database =
                                 Some(String::from_utf8_lossy(&payload[1..]).into_owned());
+                        } else if let Some(c) = crate::frontend::pg::relay::consistency_setting(
+                            &String::from_utf8_lossy(&payload),
+                        ) {
+                            self.consistency = c;
                         }
                         self.history.push(History::Command(payload));
                         let n = self.history.len();
@@ -484,14 +481,8 @@ impl Relay {
                 _ => {}
             }
         }
-        self.ctx
-            .metrics
-            .query_counter(&self.ctx.name, d.route, d.reason)
-            .inc();
-        self.ctx
-            .metrics
-            .query_histogram(&self.ctx.name, d.route)
-            .observe(started.elapsed().as_secs_f64());
+        self.stats.routed(d.route, d.reason);
+        self.stats.observe(d.route, started.elapsed().as_secs_f64());
     }
 }
 

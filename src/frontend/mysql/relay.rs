@@ -14,7 +14,7 @@ use crate::backend::mysql::{MysqlBackendError, MysqlConn, MysqlLogin};
 use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::frontend::pg::ClusterCtx;
-use crate::metrics::{ErrorKind, Route, RouteReason};
+use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
 use crate::topology::{Role, Topology};
 use crate::wire::mysql::command::*;
@@ -57,6 +57,7 @@ pub(super) struct Relay {
     pub wrote: bool,
     /// The primary GTID position the session's reads must see (read_your_writes).
     pub causal_gtid: Option<String>,
+    pub stats: SessionMetrics,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -104,6 +105,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         consistency: ctx.config.routing.consistency,
         wrote: false,
         causal_gtid: None,
+        stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,
@@ -134,30 +136,10 @@ impl Relay {
         self.ctx.topology.borrow().clone()
     }
 
-    async fn wait_for_topology(&self) {
-        let mut rx = self.ctx.topology.clone();
-        let _ = tokio::time::timeout(self.ctx.limits.connect_timeout, async {
-            loop {
-                if rx
-                    .borrow_and_update()
-                    .servers
-                    .iter()
-                    .any(|s| s.checked_at.is_some())
-                {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-    }
-
     /// Connect a first server (a replica if one is usable) so that a bad database or a down
     /// cluster is reported at login, then tell the client it is in.
     async fn start(&mut self) -> Result<(), MyError> {
-        self.wait_for_topology().await;
+        self.ctx.wait_for_topology().await;
         let want = Want::Replica(RouteReason::Class(Reason::Session));
         for _ in 0..self.backends.len().max(1) {
             let d = self.route(want).map_err(|e| {

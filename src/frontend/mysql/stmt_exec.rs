@@ -148,14 +148,8 @@ impl Relay {
                     self.status = s;
                 }
                 let d = fixed(server, &self.topology(), RouteReason::InTransaction);
-                self.ctx
-                    .metrics
-                    .query_counter(&self.ctx.name, d.route, RouteReason::Class(Reason::Read))
-                    .inc();
-                self.ctx
-                    .metrics
-                    .query_histogram(&self.ctx.name, d.route)
-                    .observe(started.elapsed().as_secs_f64());
+                self.stats.routed(d.route, RouteReason::Class(Reason::Read));
+                self.stats.observe(d.route, started.elapsed().as_secs_f64());
                 Ok(())
             }
             Err(Broken::Client(e)) => Err(e),

@@ -14,7 +14,7 @@ use super::state::{self, analyse, BackendState, BatchInfo, Prepared};
 use crate::backend::pg::{BackendConn, BackendError, Login};
 use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
-use crate::metrics::{ErrorKind, Route, RouteReason};
+use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
 use crate::topology::probe_pg::parse_lsn;
 use crate::topology::Topology;
@@ -75,8 +75,7 @@ pub struct Relay {
     cancel_key: (i32, i32),
     cancel_slot: CancelSlot,
     /// Metric handles this session already looked up (the hot path then only increments).
-    counters: HashMap<(Route, RouteReason), prometheus::IntCounter>,
-    histograms: HashMap<Route, prometheus::Histogram>,
+    stats: SessionMetrics,
     /// Read consistency of this session (cluster default, startup option or SET).
     consistency: Consistency,
     /// The session wrote on the primary since its last causal check.
@@ -98,6 +97,7 @@ impl Relay {
             .get("options")
             .and_then(consistency_setting)
             .unwrap_or(ctx.config.routing.consistency);
+        let stats = SessionMetrics::new(ctx.metrics.clone(), &ctx.name);
         let mut params = startup.params;
         if !params.iter().any(|(k, _)| k == "database") {
             params.push(("database".into(), user.config.name.clone()));
@@ -125,8 +125,7 @@ impl Relay {
             excluded: Vec::new(),
             cancel_key,
             cancel_slot,
-            counters: HashMap::new(),
-            histograms: HashMap::new(),
+            stats,
             consistency,
             wrote: false,
             causal_lsn: None,
@@ -145,21 +144,11 @@ impl Relay {
     }
 
     fn count(&mut self, route: Route, reason: RouteReason) {
-        let Relay { ctx, counters, .. } = self;
-        counters
-            .entry((route, reason))
-            .or_insert_with(|| ctx.metrics.query_counter(&ctx.name, route, reason))
-            .inc();
+        self.stats.routed(route, reason);
     }
 
     fn observe(&mut self, route: Route, seconds: f64) {
-        let Relay {
-            ctx, histograms, ..
-        } = self;
-        histograms
-            .entry(route)
-            .or_insert_with(|| ctx.metrics.query_histogram(&ctx.name, route))
-            .observe(seconds);
+        self.stats.observe(route, seconds);
     }
 
     fn topology(&self) -> Arc<Topology> {
@@ -168,7 +157,7 @@ impl Relay {
 
     /// Connect the first backend, greet the client, then relay until the client leaves.
     pub async fn start_and_run(&mut self) -> Result<(), ClientError> {
-        self.wait_for_topology().await;
+        self.ctx.wait_for_topology().await;
         let first = self.connect_first().await?;
         let key = self.cancel_key;
         let mut greeting = BytesMut::new();
@@ -187,27 +176,6 @@ impl Relay {
         let r = self.run().await;
         gauge.dec();
         r
-    }
-
-    async fn wait_for_topology(&mut self) {
-        let deadline = self.ctx.limits.connect_timeout;
-        let mut rx = self.ctx.topology.clone();
-        let _ = tokio::time::timeout(deadline, async {
-            loop {
-                if rx
-                    .borrow_and_update()
-                    .servers
-                    .iter()
-                    .any(|s| s.checked_at.is_some())
-                {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
     }
 
     async fn connect_first(&mut self) -> Result<usize, ClientError> {

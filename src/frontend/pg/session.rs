@@ -37,6 +37,30 @@ pub struct ClusterCtx {
     pub mysql: crate::frontend::mysql::login::MysqlShared,
 }
 
+impl ClusterCtx {
+    /// Wait (up to the connect timeout) until the monitor has published a first probed snapshot,
+    /// so a client arriving right after start-up is routed by real roles, not by an empty topology.
+    pub async fn wait_for_topology(&self) {
+        let mut rx = self.topology.clone();
+        let _ = tokio::time::timeout(self.limits.connect_timeout, async {
+            loop {
+                if rx
+                    .borrow_and_update()
+                    .servers
+                    .iter()
+                    .any(|s| s.checked_at.is_some())
+                {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+}
+
 /// A client-facing failure: what the client is told (SQLSTATE + message), and how we count it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientError {
