@@ -5,7 +5,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder};
@@ -29,40 +28,9 @@ fn proxy() -> &'static (Proxy, ProxyPorts) {
             support::mysql_cluster::MYSQL_ROOT_PASSWORD
         );
         let p = (Proxy::start(&yaml), ports);
-        wait_topology(&p.0, 3);
+        p.0.wait_topology(3);
         p
     })
-}
-
-fn wait_topology(proxy: &Proxy, up: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = proxy.http_get("/api/clusters");
-        if status == 200 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let n = v
-                .pointer("/clusters/0/servers")
-                .and_then(|s| s.as_array())
-                .map(|s| {
-                    s.iter()
-                        .filter(|s| {
-                            s["health"] == "up"
-                                && (s["role"] == "primary" || s["lag_seconds"].is_number())
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
-            if n >= up {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "topology never had {up} servers up: {body}\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn opts(port: u16, user: &str, password: &str, db: Option<&str>) -> Opts {

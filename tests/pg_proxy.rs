@@ -27,41 +27,9 @@ fn proxy() -> &'static (Proxy, ProxyPorts) {
         );
         cluster.wait_replicas_caught_up();
         let p = Proxy::start_for(cluster);
-        wait_topology(&p.0, 3);
+        p.0.wait_topology(3);
         p
     })
-}
-
-/// Wait until the proxy's monitor reports `up` servers healthy.
-pub fn wait_topology(proxy: &Proxy, up: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = proxy.http_get("/api/clusters");
-        if status == 200 {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-            let n = v
-                .pointer("/clusters/0/servers")
-                .and_then(|s| s.as_array())
-                .map(|s| {
-                    s.iter()
-                        .filter(|s| {
-                            s["health"] == "up"
-                                && (s["role"] == "primary" || s["lag_seconds"].is_number())
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
-            if n >= up {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "topology never had {up} servers up: {body}\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 async fn connect(port: u16) -> Client {

@@ -153,6 +153,39 @@ users:
         (yaml, ports)
     }
 
+    /// Wait (30 s max) until `/api/clusters` shows `up` servers of the first cluster up with a
+    /// known role (the primary, or a replica with measured lag).
+    pub fn wait_topology(&self, up: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.http_get("/api/clusters");
+            if status == 200 {
+                let v: serde_json::Value = serde_json::from_str(&body).expect("clusters JSON");
+                let n = v
+                    .pointer("/clusters/0/servers")
+                    .and_then(|s| s.as_array())
+                    .map(|s| {
+                        s.iter()
+                            .filter(|s| {
+                                s["health"] == "up"
+                                    && (s["role"] == "primary" || s["lag_seconds"].is_number())
+                            })
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if n >= up {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topology never had {up} servers up: {body}\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Everything the proxy wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log_path).unwrap_or_default()
