@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, AdminState};
 use crate::classify::{Classifier, ClassifierSettings, Dialect};
 use crate::config::{Config, Protocol};
+use crate::failover::WriteGate;
 use crate::frontend::mysql::serve_mysql_client;
 use crate::frontend::pg::cancel::CancelRegistry;
 use crate::frontend::pg::login::build_users;
@@ -26,6 +27,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let users = build_users(&config.users);
     let client_slots = Arc::new(Semaphore::new(config.limits.max_client_connections));
     let mut topologies = Vec::new();
+    let mut handles = Vec::new();
     for cluster in &config.clusters {
         let listener = TcpListener::bind(cluster.listen).await.map_err(|e| {
             anyhow::anyhow!(
@@ -34,8 +36,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 cluster.listen
             )
         })?;
-        let topology = monitor::spawn(cluster, metrics.clone(), shutdown.clone(), &tracker);
+        let gate = WriteGate::default();
+        let spawned = monitor::spawn(
+            cluster,
+            gate.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            &tracker,
+        );
+        let topology = spawned.topology;
         topologies.push((cluster.name.clone(), topology.clone()));
+        handles.push((cluster.name.clone(), spawned.failover));
         let ctx = Arc::new(ClusterCtx {
             name: cluster.name.clone(),
             config: cluster.clone(),
@@ -54,6 +65,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             users: users.clone(),
             cancels: CancelRegistry::default(),
             mysql: Default::default(),
+            gate,
         });
         tracing::info!(cluster = %cluster.name, listen = %cluster.listen, protocol = ?cluster.protocol, "accepting clients");
         tracker.spawn(accept_loop(
@@ -72,6 +84,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let state = AdminState {
             metrics: metrics.clone(),
             clusters: topologies,
+            failover: handles,
         };
         let cancel = shutdown.clone();
         tracker.spawn(async move {

@@ -17,6 +17,7 @@ pub mod app;
 pub mod backend;
 pub mod classify;
 pub mod config;
+pub mod failover;
 pub mod frontend;
 pub mod metrics;
 pub mod router;

@@ -108,6 +108,12 @@ pub struct Metrics {
     pub replica_lag_alert: IntGaugeVec,
     pub probes: IntCounterVec,
     pub topology_epoch: IntGaugeVec,
+    /// Failover events by kind (primary_failed, promoted, fenced, split_brain, switchover...).
+    pub failover_events: IntCounterVec,
+    failover_seconds: HistogramVec,
+    /// 1 while more than one unfenced server claims to be the primary.
+    pub split_brain: IntGaugeVec,
+    write_holds: IntCounterVec,
     causal_waits: IntCounterVec,
     causal_wait_seconds: HistogramVec,
     /// Cached per-(cluster, route, reason) counters so the hot path never formats labels.
@@ -184,7 +190,43 @@ impl Metrics {
             "Consistency checks of replicas before a read, by result (caught_up, timeout).",
             &["cluster", "result"],
         );
+        let failover_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "switchyard_failover_duration_seconds",
+                "Duration of promotions (kind=failover, from the decision to promote) and \
+                 switchovers (kind=switchover, writes held to released).",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0,
+            ]),
+            &["cluster", "kind"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(failover_seconds.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
         Arc::new(Metrics {
+            failover_events: counter_vec(
+                &r,
+                "switchyard_failover_events_total",
+                "Failover events: primary_failed, primary_unreachable, no_candidate, promoted, \
+                 promotion_failed, followed, fenced, unfenced, active_fence, split_brain, \
+                 switchover, switchover_failed.",
+                &["cluster", "event"],
+            ),
+            failover_seconds,
+            split_brain: gauge_vec(
+                &r,
+                "switchyard_split_brain",
+                "1 while more than one unfenced server claims to be the primary (no writes go anywhere).",
+                &["cluster"],
+            ),
+            write_holds: counter_vec(
+                &r,
+                "switchyard_write_holds_total",
+                "Requests that waited for a primary (failover, switchover), by result \
+                 (released, timed_out).",
+                &["cluster", "result"],
+            ),
             causal_waits,
             causal_wait_seconds,
             queries,
@@ -350,6 +392,24 @@ impl Metrics {
         self.causal_wait_seconds
             .with_label_values(&[cluster])
             .observe(waited.as_secs_f64());
+    }
+
+    pub fn failover_event(&self, cluster: &str, event: &str) {
+        self.failover_events
+            .with_label_values(&[cluster, event])
+            .inc();
+    }
+
+    pub fn failover_duration(&self, cluster: &str, kind: &str, took: std::time::Duration) {
+        self.failover_seconds
+            .with_label_values(&[cluster, kind])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A request waited for a primary: released (a primary came) or timed out.
+    pub fn write_hold(&self, cluster: &str, released: bool) {
+        let result = if released { "released" } else { "timed_out" };
+        self.write_holds.with_label_values(&[cluster, result]).inc();
     }
 
     /// Prometheus text exposition of every metric.

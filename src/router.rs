@@ -231,6 +231,7 @@ mod tests {
             },
             state_reason: "test",
             lag_alert: false,
+            fenced: false,
         }
     }
 
@@ -239,6 +240,7 @@ mod tests {
             cluster: "c".into(),
             epoch: 1,
             servers,
+            failover: "idle",
         }
     }
 

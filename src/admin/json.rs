@@ -35,6 +35,7 @@ fn server_json(s: &ServerState) -> Value {
         "state": s.state.as_str(),
         "state_reason": s.state_reason,
         "lag_alert": s.lag_alert,
+        "fenced": s.fenced,
     })
 }
 
@@ -47,6 +48,8 @@ pub fn clusters_json(snaps: &[ClusterSnapshot]) -> Value {
                 "name": name,
                 "epoch": t.epoch,
                 "primary": t.primary().map(|p| p.name.as_str()),
+                "failover": t.failover,
+                "split_brain": t.split_brain(),
                 "servers": t.servers.iter().map(server_json).collect::<Vec<_>>(),
             })
         })
@@ -94,6 +97,7 @@ mod tests {
             state: ReplicaState::Healthy,
             state_reason: "lag_within_limits",
             lag_alert: false,
+            fenced: false,
         }
     }
 
@@ -104,6 +108,7 @@ mod tests {
                 cluster: name.to_string(),
                 epoch: 3,
                 servers,
+                failover: "idle",
             }),
         )
     }

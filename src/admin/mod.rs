@@ -1,6 +1,6 @@
 //! Admin HTTP listener: metrics, liveness, readiness and the topology API.
 //!
-//! Endpoints (all `GET`; anything else is 404, a wrong method 405):
+//! Endpoints (anything else is 404, a wrong method 405):
 //! - `/metrics`: Prometheus text exposition (`text/plain; version=0.0.4`) of every metric.
 //! - `/health`: `200 ok` while the process runs (liveness).
 //! - `/ready`: `200 {"ready":true}` when every cluster has a healthy primary, else
@@ -11,20 +11,31 @@
 //!   when there is no unique healthy one. `state` is the replication state (`primary`, `healthy`,
 //!   `lagging`, `unknown`, `broken`, `down`; only `healthy` replicas take reads), `state_reason` a
 //!   token saying why (e.g. `lag_over_max_replica_lag`, `readmit_hold`), `lag_alert` whether the
-//!   lag is over `routing.lag_alert`.
+//!   lag is over `routing.lag_alert`. Each cluster also says `failover` (the phase: `idle`,
+//!   `primary_unreachable`, `primary_failed`, `no_candidate`, `promoting`, `switchover`,
+//!   `split_brain`) and `split_brain`; each server whether it is `fenced`.
+//! - `POST /api/clusters/{name}/switchover` (optional JSON body `{"target": "<server>"}`):
+//!   planned switchover; answers when writes are released: `200 {"old","new","old_rejoined",
+//!   "took_ms","warning"}`, `409 {"error"}` when refused or aborted (roles then unchanged).
+//! - `POST /api/clusters/{name}/servers/{server}/fence` and `.../unfence`: an operator fences a
+//!   server (no reads, no writes through the proxy) or lifts a fence (e.g. after rebuilding a
+//!   former primary as a replica).
 
 pub mod json;
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::failover::FailoverHandle;
 use crate::metrics::Metrics;
 use crate::topology::model::Topology;
 
@@ -38,6 +49,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Each cluster's name and the receiving end of its monitor's snapshot channel.
     pub clusters: Vec<(String, watch::Receiver<Arc<Topology>>)>,
+    /// Each cluster's failover command handle, by name.
+    pub failover: Vec<(String, FailoverHandle)>,
 }
 
 impl AdminState {
@@ -57,6 +70,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/api/clusters", get(clusters))
+        .route("/api/clusters/{name}/switchover", post(switchover))
+        .route("/api/clusters/{name}/servers/{server}/fence", post(fence))
+        .route(
+            "/api/clusters/{name}/servers/{server}/unfence",
+            post(unfence),
+        )
         .with_state(state)
 }
 
@@ -95,6 +114,92 @@ async fn ready(State(st): State<Arc<AdminState>>) -> Response {
 
 async fn clusters(State(st): State<Arc<AdminState>>) -> Response {
     Json(clusters_json(&st.snapshots())).into_response()
+}
+
+fn handle<'a>(st: &'a AdminState, name: &str) -> Option<&'a FailoverHandle> {
+    st.failover.iter().find(|(n, _)| n == name).map(|(_, h)| h)
+}
+
+fn no_cluster(name: &str) -> Response {
+    let body = json!({ "error": format!("no cluster named {name:?}") });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+async fn switchover(
+    State(st): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(h) = handle(&st, &name) else {
+        return no_cluster(&name);
+    };
+    let target = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v) => match v.get("target") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(t)) => Some(t.clone()),
+                Some(_) => {
+                    let body = json!({ "error": "`target` must be a server name" });
+                    return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+                }
+            },
+            Err(e) => {
+                let body = json!({ "error": format!("body is not JSON: {e}") });
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            }
+        }
+    };
+    tracing::warn!(cluster = %name, target = ?target, "switchover requested through the admin API");
+    match h.switchover(target).await {
+        Ok(r) => {
+            let server = |i: usize| st_server_name(&st, &name, i);
+            let body = json!({
+                "old": server(r.old),
+                "new": r.new.map(server),
+                "old_rejoined": r.old_rejoined,
+                "took_ms": r.took.as_millis() as u64,
+                "warning": r.error,
+            });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        Err(e) => (StatusCode::CONFLICT, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+/// A server's name from the cluster's current snapshot.
+fn st_server_name(st: &AdminState, cluster: &str, index: usize) -> String {
+    st.clusters
+        .iter()
+        .find(|(n, _)| n == cluster)
+        .and_then(|(_, rx)| rx.borrow().servers.get(index).map(|s| s.name.clone()))
+        .unwrap_or_default()
+}
+
+async fn fence(
+    State(st): State<Arc<AdminState>>,
+    Path((name, server)): Path<(String, String)>,
+) -> Response {
+    set_fence(&st, &name, server, true).await
+}
+
+async fn unfence(
+    State(st): State<Arc<AdminState>>,
+    Path((name, server)): Path<(String, String)>,
+) -> Response {
+    set_fence(&st, &name, server, false).await
+}
+
+async fn set_fence(st: &AdminState, name: &str, server: String, fenced: bool) -> Response {
+    let Some(h) = handle(st, name) else {
+        return no_cluster(name);
+    };
+    tracing::warn!(cluster = %name, server = %server, fenced, "fence change requested through the admin API");
+    match h.fence(server.clone(), fenced).await {
+        Ok(()) => Json(json!({ "server": server, "fenced": fenced })).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, Json(json!({ "error": e }))).into_response(),
+    }
 }
 
 #[cfg(test)]

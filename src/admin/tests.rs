@@ -35,7 +35,9 @@ fn topo(primary_up: bool) -> Arc<Topology> {
             },
             state_reason: "test",
             lag_alert: false,
+            fenced: false,
         }],
+        failover: "idle",
     })
 }
 
@@ -63,6 +65,7 @@ async fn endpoints_answer_and_shutdown_is_graceful() {
     let state = AdminState {
         metrics,
         clusters: vec![("main".into(), rx)],
+        failover: Vec::new(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -49,6 +49,59 @@ pub struct ClusterConfig {
     pub servers: Vec<ServerConfig>,
     pub routing: RoutingConfig,
     pub monitor: MonitorConfig,
+    pub failover: FailoverConfig,
+}
+
+/// Who promotes a replica when the primary fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// Switchyard detects, promotes the most advanced replica, repoints the others and fences.
+    Auto,
+    /// An external tool promotes; Switchyard follows the roles it probes (safe with many proxies).
+    Follow,
+    /// Detect and report only.
+    Off,
+}
+
+impl FailoverMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailoverMode::Auto => "auto",
+            FailoverMode::Follow => "follow",
+            FailoverMode::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverConfig {
+    pub mode: FailoverMode,
+    /// How long a write waits for a primary (failover, switchover) before it fails (default 10s).
+    pub write_hold: Duration,
+    /// Deadline for promoting a replica (default 30s).
+    pub promote_timeout: Duration,
+    /// Switchover: deadline for open transactions to finish and the target to catch up (default 10s).
+    pub switchover_timeout: Duration,
+    /// Login for promote / repoint / fence (default: the monitor's).
+    pub user: String,
+    pub password: String,
+    /// MariaDB: replication login to rejoin a switched-over primary as a replica.
+    pub replication: Option<(String, String)>,
+}
+
+impl Default for FailoverConfig {
+    /// The defaults of an absent `failover` section (mode `follow`, no credentials of its own).
+    fn default() -> Self {
+        FailoverConfig {
+            mode: FailoverMode::Follow,
+            write_hold: Duration::from_secs(10),
+            promote_timeout: Duration::from_secs(30),
+            switchover_timeout: Duration::from_secs(10),
+            user: String::new(),
+            password: String::new(),
+            replication: None,
+        }
+    }
 }
 
 /// Role given in config; only a hint: the monitor discovers the real role.
@@ -69,6 +122,10 @@ pub struct ServerConfig {
     pub role: RoleHint,
     /// Load-balancing weight (default 1; 0 = never chosen for reads unless nothing else).
     pub weight: u32,
+    /// Failover tie-break among equally advanced replicas: higher wins (default 0).
+    pub priority: i32,
+    /// May failover or switchover promote this server? (default true)
+    pub promote: bool,
 }
 
 impl ServerConfig {

@@ -69,6 +69,41 @@ pub struct RawCluster {
     #[serde(default)]
     pub routing: RawRouting,
     pub monitor: Option<RawMonitor>,
+    #[serde(default)]
+    pub failover: RawFailover,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFailoverMode {
+    Auto,
+    #[default]
+    Follow,
+    Off,
+}
+
+/// A cluster's `failover` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailover {
+    #[serde(default)]
+    pub mode: RawFailoverMode,
+    /// Missing = 10s; `0s` = fail at once.
+    #[serde(default)]
+    pub write_hold: Scalar,
+    /// Missing = 30s.
+    #[serde(default)]
+    pub promote_timeout: Scalar,
+    /// Missing = 10s.
+    #[serde(default)]
+    pub switchover_timeout: Scalar,
+    /// Missing = the monitor's login.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// MariaDB: login replicas use towards the primary (to turn a switched-over primary into a
+    /// replica). Missing = the old primary is fenced until an operator rejoins it.
+    pub replication_user: Option<String>,
+    pub replication_password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -88,6 +123,10 @@ pub struct RawServer {
     #[serde(default)]
     pub role: RawRole,
     pub weight: Option<u32>,
+    /// Failover tie-break: higher wins among equally advanced replicas (default 0).
+    pub priority: Option<i32>,
+    /// `false` = never promoted by failover or switchover (default true).
+    pub promote: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

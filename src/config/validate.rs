@@ -298,8 +298,10 @@ impl Validator {
                 }
             }
         };
+        let failover = self.failover(&format!("{path}.failover"), raw.failover, &monitor);
         ClusterConfig {
             name,
+            failover,
             protocol: match raw.protocol {
                 RawProtocol::Postgres => Protocol::Postgres,
                 RawProtocol::Mysql => Protocol::Mysql,
@@ -350,6 +352,8 @@ impl Validator {
                 RawRole::Replica => RoleHint::Replica,
             },
             weight: raw.weight.unwrap_or(1),
+            priority: raw.priority.unwrap_or(0),
+            promote: raw.promote.unwrap_or(true),
         }
     }
 
@@ -543,6 +547,9 @@ fn is_simple_name(name: &str, allow_dot: bool) -> bool {
 
 #[path = "validate_routing.rs"]
 mod validate_routing;
+
+#[path = "validate_failover.rs"]
+mod validate_failover;
 
 #[cfg(test)]
 #[path = "tests.rs"]

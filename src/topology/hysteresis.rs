@@ -108,6 +108,8 @@ struct Track {
     last_ok_at: Option<Instant>,
     /// Replication state with its hysteresis.
     repl: Tracker,
+    /// Fenced by failover.
+    fenced: bool,
 }
 
 /// The monitor's memory for one cluster.
@@ -120,6 +122,8 @@ pub struct ClusterState {
     policy: LagPolicy,
     tracks: Vec<Track>,
     epoch: u64,
+    /// The failover phase shown in snapshots.
+    phase: &'static str,
     current: Arc<Topology>,
 }
 
@@ -141,6 +145,7 @@ impl ClusterState {
                 last: None,
                 last_ok_at: None,
                 repl: Tracker::new(),
+                fenced: false,
             })
             .collect();
         let mut st = ClusterState {
@@ -156,10 +161,12 @@ impl ClusterState {
             policy: LagPolicy::from_cluster(cluster),
             tracks,
             epoch: 0,
+            phase: "idle",
             current: Arc::new(Topology {
                 cluster: cluster.name.clone(),
                 epoch: 0,
                 servers: Vec::new(),
+                failover: "idle",
             }),
         };
         let measured = st.measure(Instant::now(), None);
@@ -168,6 +175,7 @@ impl ClusterState {
             cluster: st.cluster.clone(),
             epoch: 0,
             servers,
+            failover: st.phase,
         });
         st
     }
@@ -179,6 +187,51 @@ impl ClusterState {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Fence (or unfence) server `index`. Returns whether that changed anything; the change shows
+    /// in the snapshot [`republish`](Self::republish) or the next round builds.
+    pub fn set_fenced(&mut self, index: usize, fenced: bool) -> bool {
+        match self.tracks.get_mut(index) {
+            Some(t) if t.fenced != fenced => {
+                t.fenced = fenced;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Which servers are fenced, by index.
+    pub fn fenced(&self) -> Vec<bool> {
+        self.tracks.iter().map(|t| t.fenced).collect()
+    }
+
+    /// Set the failover phase shown in snapshots.
+    pub fn set_phase(&mut self, phase: &'static str) {
+        self.phase = phase;
+    }
+
+    /// Rebuild the current snapshot with the current fences and phase (measurements unchanged);
+    /// bumps the epoch when the fences changed. Returns it when it differs from the published one.
+    pub fn republish(&mut self) -> Option<Arc<Topology>> {
+        let mut next = (*self.current).clone();
+        for (s, t) in next.servers.iter_mut().zip(&self.tracks) {
+            s.fenced = t.fenced;
+            let (state, reason) = shown_state(t);
+            s.state = state;
+            s.state_reason = reason;
+        }
+        next.failover = self.phase;
+        if fences_changed(&self.current, &next) {
+            self.epoch += 1;
+            next.epoch = self.epoch;
+        }
+        if *self.current == next {
+            return None;
+        }
+        let arc = Arc::new(next);
+        self.current = arc.clone();
+        Some(arc)
     }
 
     /// Applies one round. `results[i]` belongs to the i-th configured server; `None` means the
@@ -257,15 +310,17 @@ impl ClusterState {
             .iter()
             .map(|s| s.role)
             .ne(servers.iter().map(|s| s.role));
-        if roles_changed {
-            self.epoch += 1;
-            events.push(Event::Epoch { epoch: self.epoch });
-        }
-        let next = Topology {
+        let mut next = Topology {
             cluster: self.cluster.clone(),
             epoch: self.epoch,
             servers,
+            failover: self.phase,
         };
+        if roles_changed || fences_changed(&self.current, &next) {
+            self.epoch += 1;
+            next.epoch = self.epoch;
+            events.push(Event::Epoch { epoch: self.epoch });
+        }
         let published = if same_ignoring_time(&self.current, &next) {
             None
         } else {
@@ -380,9 +435,10 @@ impl ClusterState {
                     weight: t.weight,
                     checked_at: t.last_ok_at,
                     last_error,
-                    state: t.repl.state(),
-                    state_reason: t.repl.reason(),
+                    state: shown_state(t).0,
+                    state_reason: shown_state(t).1,
                     lag_alert: t.repl.alert(),
+                    fenced: t.fenced,
                 }
             })
             .collect()
@@ -409,10 +465,28 @@ fn down_reason(t: &Track) -> &'static str {
     }
 }
 
+/// The state a server is published with: `fenced` overrides what replication says.
+fn shown_state(t: &Track) -> (ReplicaState, &'static str) {
+    if t.fenced {
+        (ReplicaState::Fenced, "fenced_by_failover")
+    } else {
+        (t.repl.state(), t.repl.reason())
+    }
+}
+
+/// Did the set of fenced servers change between two snapshots of the same cluster?
+fn fences_changed(a: &Topology, b: &Topology) -> bool {
+    a.servers
+        .iter()
+        .map(|s| s.fenced)
+        .ne(b.servers.iter().map(|s| s.fenced))
+}
+
 /// Equal apart from `checked_at`, which moves every round and alone is no reason to publish.
 fn same_ignoring_time(a: &Topology, b: &Topology) -> bool {
     a.cluster == b.cluster
         && a.epoch == b.epoch
+        && a.failover == b.failover
         && a.servers.len() == b.servers.len()
         && a.servers.iter().zip(&b.servers).all(|(x, y)| {
             x.index == y.index
@@ -428,6 +502,7 @@ fn same_ignoring_time(a: &Topology, b: &Topology) -> bool {
                 && x.state == y.state
                 && x.state_reason == y.state_reason
                 && x.lag_alert == y.lag_alert
+                && x.fenced == y.fenced
         })
 }
 

@@ -44,17 +44,21 @@ pub enum ReplicaState {
     Broken,
     /// The server is down (health hysteresis), or not probed successfully yet.
     Down,
+    /// A former primary (or a second writer) that failover fenced: no reads, no writes until it
+    /// replicates from the current primary again or an operator rejoins it.
+    Fenced,
 }
 
 impl ReplicaState {
     /// Every state, in the order metrics list them.
-    pub const ALL: [ReplicaState; 6] = [
+    pub const ALL: [ReplicaState; 7] = [
         ReplicaState::Primary,
         ReplicaState::Healthy,
         ReplicaState::Lagging,
         ReplicaState::Unknown,
         ReplicaState::Broken,
         ReplicaState::Down,
+        ReplicaState::Fenced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +69,7 @@ impl ReplicaState {
             ReplicaState::Unknown => "unknown",
             ReplicaState::Broken => "broken",
             ReplicaState::Down => "down",
+            ReplicaState::Fenced => "fenced",
         }
     }
 }
@@ -102,29 +107,43 @@ pub struct ServerState {
     pub state_reason: &'static str,
     /// The replica's lag is over `routing.lag_alert` (with the same hold before it clears).
     pub lag_alert: bool,
+    /// Fenced by failover: never routed to, whatever it claims to be.
+    pub fenced: bool,
 }
 
 /// One cluster's topology at one moment. Published whole, never mutated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
     pub cluster: String,
-    /// Bumped whenever the set of roles changes.
+    /// Bumped whenever the set of roles or fences changes.
     pub epoch: u64,
     pub servers: Vec<ServerState>,
+    /// What failover is doing (`idle`, `primary_down`, `promoting`, `switchover`, ...).
+    pub failover: &'static str,
 }
 
 impl Topology {
-    /// The unique healthy primary, if exactly one is known.
+    /// The unique healthy, unfenced primary, if exactly one is known. Two writers -> `None`:
+    /// writes go nowhere until failover resolves it.
     pub fn primary(&self) -> Option<&ServerState> {
-        let mut it = self
-            .servers
-            .iter()
-            .filter(|s| s.role == Role::Primary && s.health == Health::Up);
+        let mut it = self.writers();
         let first = it.next()?;
         if it.next().is_some() {
             return None;
         }
         Some(first)
+    }
+
+    /// Servers that are up, claim to be primary and are not fenced.
+    pub fn writers(&self) -> impl Iterator<Item = &ServerState> {
+        self.servers
+            .iter()
+            .filter(|s| s.role == Role::Primary && s.health == Health::Up && !s.fenced)
+    }
+
+    /// More than one unfenced server claims to be the primary.
+    pub fn split_brain(&self) -> bool {
+        self.writers().nth(1).is_some()
     }
 
     /// Replicas that may take reads: up, role replica, in state `Healthy`, and within the given
@@ -139,6 +158,7 @@ impl Topology {
     ) -> impl Iterator<Item = &ServerState> {
         self.servers.iter().filter(move |s| {
             if s.role != Role::Replica
+                || s.fenced
                 || s.health != Health::Up
                 || !s.replicating
                 || s.state != ReplicaState::Healthy

@@ -17,6 +17,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ClusterConfig, Protocol};
+use crate::failover::actions::Actions;
+use crate::failover::actions_mysql::MysqlActions;
+use crate::failover::actions_pg::PgActions;
+use crate::failover::driver::{Driver, FailoverHandle};
+use crate::failover::gate::WriteGate;
 use crate::metrics::Metrics;
 use crate::topology::hysteresis::{ClusterState, Event, Observation};
 use crate::topology::model::{Health, Lag, ReplicaState, Role, Topology};
@@ -40,15 +45,23 @@ impl Prober for MysqlProber {
     }
 }
 
-/// Starts the monitor of one cluster as a tracked task and returns its snapshot channel.
+/// What a running monitor hands out: its snapshot channel and its failover command handle.
+pub struct Spawned {
+    pub topology: watch::Receiver<Arc<Topology>>,
+    pub failover: FailoverHandle,
+}
+
+/// Starts the monitor of one cluster (with its failover driver) as a tracked task.
 ///
-/// PostgreSQL clusters get a [`PgProber`] per server, MySQL/MariaDB clusters a [`MysqlProber`].
+/// PostgreSQL clusters get a [`PgProber`] per server and [`PgActions`], MySQL/MariaDB clusters a
+/// [`MysqlProber`] and [`MysqlActions`]. `gate` is the cluster's write gate, shared with sessions.
 pub fn spawn(
     cluster: &ClusterConfig,
+    gate: WriteGate,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     tracker: &TaskTracker,
-) -> watch::Receiver<Arc<Topology>> {
+) -> Spawned {
     match cluster.protocol {
         Protocol::Postgres => {
             let probers = cluster
@@ -56,7 +69,8 @@ pub fn spawn(
                 .iter()
                 .map(|s| PgProber::new(s.clone(), cluster.monitor.clone()))
                 .collect();
-            spawn_with(cluster, probers, metrics, cancel, tracker)
+            let actions = Arc::new(PgActions::new(cluster));
+            spawn_with(cluster, probers, actions, gate, metrics, cancel, tracker)
         }
         Protocol::Mysql => {
             let probers = cluster
@@ -64,23 +78,28 @@ pub fn spawn(
                 .iter()
                 .map(|s| MysqlProber::new(s.clone(), cluster.monitor.clone()))
                 .collect();
-            spawn_with(cluster, probers, metrics, cancel, tracker)
+            let actions = Arc::new(MysqlActions::new(cluster));
+            spawn_with(cluster, probers, actions, gate, metrics, cancel, tracker)
         }
     }
 }
 
-/// Starts a monitor with the given probers (`probers[i]` probes `cluster.servers[i]`).
-pub fn spawn_with<P: Prober>(
+/// Starts a monitor with the given probers (`probers[i]` probes `cluster.servers[i]`) and
+/// failover actions.
+pub fn spawn_with<P: Prober, A: Actions>(
     cluster: &ClusterConfig,
     probers: Vec<P>,
+    actions: Arc<A>,
+    gate: WriteGate,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
     tracker: &TaskTracker,
-) -> watch::Receiver<Arc<Topology>> {
+) -> Spawned {
     let state = ClusterState::new(cluster);
     let (tx, rx) = watch::channel(state.snapshot());
     record_metrics(&metrics, &state.snapshot());
     let names = cluster.servers.iter().map(|s| s.name.clone()).collect();
+    let (driver, handle) = Driver::new(cluster, actions, gate, metrics.clone(), tracker.clone());
     let task = Monitor {
         cluster: cluster.name.clone(),
         names,
@@ -89,9 +108,13 @@ pub fn spawn_with<P: Prober>(
         state,
         tx,
         metrics,
+        driver,
     };
     tracker.spawn(task.run(cancel));
-    rx
+    Spawned {
+        topology: rx,
+        failover: handle,
+    }
 }
 
 /// Waits until the snapshot has a unique healthy primary, or the deadline passes.
@@ -107,7 +130,7 @@ pub async fn wait_ready(
     }
 }
 
-struct Monitor<P> {
+struct Monitor<P, A: Actions> {
     cluster: String,
     names: Vec<String>,
     interval: std::time::Duration,
@@ -115,9 +138,10 @@ struct Monitor<P> {
     state: ClusterState,
     tx: watch::Sender<Arc<Topology>>,
     metrics: Arc<Metrics>,
+    driver: Driver<A>,
 }
 
-impl<P: Prober> Monitor<P> {
+impl<P: Prober, A: Actions> Monitor<P, A> {
     async fn run(mut self, cancel: CancellationToken) {
         tracing::debug!(cluster = %self.cluster, servers = self.names.len(), "monitor started");
         let mut ticker =
@@ -127,6 +151,13 @@ impl<P: Prober> Monitor<P> {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
+                wake = self.driver.next() => {
+                    let probe_now = self.driver.on_wake(wake, &mut self.state, Instant::now());
+                    self.publish(false);
+                    if !probe_now {
+                        continue;
+                    }
+                }
             }
             let probes = self.probers.iter_mut().map(|p| async move {
                 let r = p.probe().await;
@@ -171,10 +202,20 @@ impl<P: Prober> Monitor<P> {
                     .inc();
             }
         }
-        if let Some(t) = update.published {
-            self.tx.send_replace(t);
+        self.driver.after_round(&mut self.state, Instant::now());
+        self.publish(update.published.is_some());
+    }
+
+    /// Publish the snapshot when the round changed it or failover changed fences or phase; then
+    /// let a finished switchover reopen its gate once its new primary shows.
+    fn publish(&mut self, changed: bool) {
+        let refenced = self.state.republish().is_some();
+        let snapshot = self.state.snapshot();
+        if changed || refenced {
+            self.tx.send_replace(snapshot.clone());
         }
         record_metrics(&self.metrics, &snapshot);
+        self.driver.maybe_release(&snapshot, Instant::now());
     }
 }
 

@@ -59,7 +59,7 @@ pub fn connect_opts(server: &ServerConfig, mon: &MonitorConfig) -> OptsBuilder {
 
 /// Text form of a driver error: the server's code and message, or the innermost cause (the
 /// driver's own wrappers repeat themselves, e.g. "Input/output error: Input/output error: ...").
-fn describe(e: &mysql_async::Error) -> String {
+pub(crate) fn describe(e: &mysql_async::Error) -> String {
     if let mysql_async::Error::Server(s) = e {
         return format!("ERROR {} ({}): {}", s.code, s.state, s.message);
     }

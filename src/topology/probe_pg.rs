@@ -133,7 +133,7 @@ fn replica_result(cols: &[Option<&str>]) -> Result<ProbeResult, ProbeError> {
 }
 
 /// Text form of a driver error, with the server's message when there is one.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
     }
@@ -409,6 +409,8 @@ mod tests {
             port: 1,
             role: crate::config::RoleHint::Auto,
             weight: 1,
+            priority: 0,
+            promote: true,
         };
         let mon = MonitorConfig {
             interval: Duration::from_secs(1),

@@ -1,4 +1,4 @@
-//! A tiny blocking HTTP/1.1 GET client over `std::net::TcpStream` for the admin endpoints.
+//! A tiny blocking HTTP/1.1 client (GET, POST) over `std::net::TcpStream` for the admin endpoints.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -26,6 +26,26 @@ pub fn try_http_get(addr: impl ToSocketAddrs, path: &str) -> io::Result<(u16, St
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)
+}
+
+/// `POST path` with a JSON `body` (may be empty); (status, body). `timeout` bounds the whole
+/// exchange (a switchover answers when it is done). Panics on I/O errors.
+pub fn http_post(addr: SocketAddr, path: &str, body: &str, timeout: Duration) -> (u16, String) {
+    let run = || -> io::Result<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(TIMEOUT))?;
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes())?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        parse_response(&raw)
+    };
+    run().unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 /// Parse a complete HTTP/1.1 response: status line, headers, then a body that is either

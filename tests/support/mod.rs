@@ -5,11 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
 
 pub mod http;
+pub mod link;
 pub mod mysql_cluster;
 pub mod pg_cluster;
 pub mod proxy;
 
-pub use http::{http_get, try_http_get};
+pub use http::{http_get, http_post, try_http_get};
+pub use link::Link;
 pub use mysql_cluster::{
     shared_mysql, MariaDbCluster, MYSQL_APP_PASSWORD, MYSQL_APP_USER, MYSQL_MONITOR_PASSWORD,
     MYSQL_MONITOR_USER, MYSQL_ROOT_PASSWORD,

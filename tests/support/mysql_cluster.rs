@@ -255,6 +255,15 @@ impl MariaDbCluster {
         self.stop_server(0);
     }
 
+    /// Crash the primary: SIGKILL its `mariadbd` and reap it.
+    pub fn kill_primary(&self) {
+        let mut child = self.servers.lock().expect("lock")[0]
+            .take()
+            .expect("primary is not running");
+        child.kill().expect("kill -9 mariadbd");
+        let _ = child.wait();
+    }
+
     /// Start the primary again on its port (the replicas reconnect within about a second).
     pub fn start_primary(&self) {
         self.start_server(0);

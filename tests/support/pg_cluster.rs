@@ -272,6 +272,24 @@ impl PgCluster {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Crash the primary (`pg_ctl stop -m immediate`: no shutdown checkpoint, connections cut).
+    pub fn kill_primary(&self) {
+        self.pg_ctl_stop("primary", "immediate")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Synchronous replication on the primary: a commit returns once one of the two replicas has
+    /// flushed it (`ANY 1 (replica1, replica2)`, `synchronous_commit = on`). Set with ALTER SYSTEM
+    /// on the primary only, so a promoted replica starts asynchronous.
+    pub fn set_synchronous(&self) {
+        self.psql(
+            self.primary_port,
+            "postgres",
+            "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (replica1, replica2)'",
+        );
+        self.psql(self.primary_port, "postgres", "SELECT pg_reload_conf()");
+    }
+
     /// Start the primary again on its port.
     pub fn start_primary(&self) {
         self.pg_ctl_start("primary").unwrap_or_else(|e| {

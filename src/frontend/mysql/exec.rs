@@ -200,8 +200,27 @@ impl Relay {
     }
 
     /// The common path: pick a server, make it ready, send what `build` returns, relay the answer,
-    /// retry a read on another server if the first one broke before answering.
+    /// retry a read on another server if the first one broke before answering. The write-gate
+    /// pass is given back once the session is outside a transaction.
     pub(super) async fn run_routed(
+        &mut self,
+        class: Classification,
+        started: Instant,
+        build: impl FnMut(&mut Self, usize) -> Result<Option<Bytes>, MyError>,
+        expect: Expect,
+        prepare: Option<(Bytes, Classification)>,
+        needs: Option<(u32, Bytes)>,
+    ) -> Result<Option<usize>, MyError> {
+        let r = self
+            .run_routed_once(class, started, build, expect, prepare, needs)
+            .await;
+        if self.txn.is_none() {
+            self.gate_pass = None;
+        }
+        r
+    }
+
+    async fn run_routed_once(
         &mut self,
         class: Classification,
         started: Instant,
@@ -211,17 +230,27 @@ impl Relay {
         needs: Option<(u32, Bytes)>,
     ) -> Result<Option<usize>, MyError> {
         let mut target = self.target_for(class);
+        let mut held = false;
         for _ in 0..=self.backends.len() {
             let d = match target {
                 Ok(d) => d,
+                Err(RouteError::NoPrimary)
+                    if !held && self.ctx.hold_for_primary(&self.excluded).await =>
+                {
+                    held = true;
+                    target = self.target_for(class);
+                    continue;
+                }
                 Err(e) => {
                     self.excluded.clear();
-                    let err = MyError::new(
-                        1105,
-                        "HY000",
-                        format!("switchyard: {e}"),
-                        ErrorKind::NoServer,
-                    );
+                    let message = match e {
+                        RouteError::NoPrimary => format!(
+                            "switchyard: no primary (failover in progress or primary unreachable) within failover.write_hold ({:?}); retry",
+                            self.ctx.config.failover.write_hold
+                        ),
+                        RouteError::NoReplica => format!("switchyard: {e}"),
+                    };
+                    let err = MyError::new(1105, "HY000", message, ErrorKind::NoServer);
                     self.ctx.metrics.error(&self.ctx.name, err.kind);
                     self.client.queue(&err.payload());
                     return Ok(None);
@@ -237,6 +266,30 @@ impl Relay {
                     }
                 }
             };
+            if d.route == Route::Primary && self.gate_pass.is_none() {
+                match self.ctx.pass_gate().await {
+                    Ok((pass, waited)) => {
+                        self.gate_pass = Some(pass);
+                        if waited {
+                            // Held by a switchover: the primary may have changed meanwhile.
+                            target = self.target_for(class);
+                            continue;
+                        }
+                    }
+                    Err(hold) => {
+                        self.excluded.clear();
+                        let err = MyError::new(
+                            1105,
+                            "HY000",
+                            format!("switchyard: writes held by a switchover (failover) for {hold:?}; retry"),
+                            ErrorKind::NoServer,
+                        );
+                        self.ctx.metrics.error(&self.ctx.name, err.kind);
+                        self.client.queue(&err.payload());
+                        return Ok(None);
+                    }
+                }
+            }
             let server = d.server;
             if let Err(e) = self.ensure_ready(server).await {
                 if let MysqlBackendError::Server(info, _) = &e {

@@ -13,6 +13,7 @@ use super::stmt::{ServerStmts, StmtRegistry};
 use crate::backend::mysql::{MysqlBackendError, MysqlConn, MysqlLogin};
 use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
+use crate::failover::gate::Pass;
 use crate::frontend::pg::ClusterCtx;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
@@ -58,6 +59,9 @@ pub(super) struct Relay {
     /// The primary GTID position the session's reads must see (read_your_writes).
     pub causal_gtid: Option<String>,
     pub stats: SessionMetrics,
+    /// Held while the session has work on the primary (until it is outside a transaction
+    /// again); a switchover waits for every pass to come back.
+    pub gate_pass: Option<Pass>,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -106,6 +110,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         wrote: false,
         causal_gtid: None,
         stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
+        gate_pass: None,
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,
@@ -374,7 +379,10 @@ impl Relay {
         match choose(class, self.route_override) {
             Choice::Want(want) => self.route(want),
             Choice::Anywhere(reason) => {
-                if let Some(l) = self.last_used.filter(|&l| self.backends[l].is_some()) {
+                let usable = |l: usize| {
+                    self.backends[l].is_some() && topo.servers.get(l).is_some_and(|s| !s.fenced)
+                };
+                if let Some(l) = self.last_used.filter(|&l| usable(l)) {
                     return Ok(fixed(l, &topo, reason));
                 }
                 self.route(Want::Replica(reason))

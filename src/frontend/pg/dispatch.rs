@@ -23,13 +23,22 @@ impl Relay {
             return Ok(());
         }
         let attempts = self.ctx.config.servers.len() + 1;
+        let mut held = false;
         for _ in 0..attempts {
             let d = match target {
                 Ok(d) => d,
+                Err(RouteError::NoPrimary)
+                    if !held && self.ctx.hold_for_primary(&self.excluded).await =>
+                {
+                    held = true;
+                    target = self.target_for(&info);
+                    continue;
+                }
                 Err(e) => {
                     self.excluded.clear();
                     let code = match e {
-                        RouteError::NoPrimary => "57P03",
+                        // Retryable: a failover may bring a primary back.
+                        RouteError::NoPrimary => "08006",
                         RouteError::NoReplica => "57P03",
                     };
                     return self.batch_error(
@@ -53,6 +62,27 @@ impl Relay {
                     }
                 }
             };
+            if d.route == Route::Primary && self.gate_pass.is_none() {
+                match self.ctx.pass_gate().await {
+                    Ok((pass, waited)) => {
+                        self.gate_pass = Some(pass);
+                        if waited {
+                            // Held by a switchover: the primary may have changed meanwhile.
+                            target = self.target_for(&info);
+                            continue;
+                        }
+                    }
+                    Err(hold) => {
+                        self.excluded.clear();
+                        let msg =
+                            format!("switchyard: writes held by a switchover for {hold:?}; retry");
+                        return self.batch_error(
+                            &info,
+                            ClientError::error("08006", msg, ErrorKind::NoServer),
+                        );
+                    }
+                }
+            }
             match self.send(d, &frames, &info).await {
                 Ok(()) => {
                     self.excluded.clear();
@@ -436,6 +466,7 @@ impl Relay {
         }
         if self.inflight.is_empty() && !self.unsynced && self.txn.is_none() {
             self.bound = None;
+            self.gate_pass = None;
             *self.cancel_slot.lock() = None;
         }
     }
@@ -526,6 +557,7 @@ impl Relay {
         self.client.queue(&msg::ready_for_query(b'I'));
         self.status = b'I';
         self.txn = None;
+        self.gate_pass = None;
         Ok(())
     }
 }

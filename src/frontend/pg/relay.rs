@@ -14,6 +14,7 @@ use super::state::{self, analyse, BackendState, BatchInfo, Prepared};
 use crate::backend::pg::{BackendConn, BackendError, Login};
 use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
+use crate::failover::gate::Pass;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
 use crate::topology::probe_pg::parse_lsn;
@@ -82,6 +83,9 @@ pub struct Relay {
     wrote: bool,
     /// The primary WAL position the session's reads must see (read_your_writes).
     causal_lsn: Option<u64>,
+    /// Held from the first request on the primary until the session is idle again outside a
+    /// transaction; a switchover waits for every pass to come back.
+    gate_pass: Option<Pass>,
 }
 
 impl Relay {
@@ -129,6 +133,7 @@ impl Relay {
             consistency,
             wrote: false,
             causal_lsn: None,
+            gate_pass: None,
         }
     }
 
@@ -432,7 +437,9 @@ impl Relay {
     /// Statements that may run anywhere: reuse the last server if it is still connected.
     fn any_backend(&self, reason: RouteReason) -> Result<Decision, RouteError> {
         let topo = self.topology();
-        if let Some(l) = self.last_used.filter(|&l| self.backends[l].is_some()) {
+        let usable =
+            |l: usize| self.backends[l].is_some() && topo.servers.get(l).is_some_and(|s| !s.fenced);
+        if let Some(l) = self.last_used.filter(|&l| usable(l)) {
             return Ok(fixed(l, &topo, reason));
         }
         self.route(Want::Replica(reason))

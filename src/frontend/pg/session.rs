@@ -15,6 +15,7 @@ use super::relay::Relay;
 use crate::backend::pg::send_cancel;
 use crate::classify::Classifier;
 use crate::config::{ClusterConfig, Limits};
+use crate::failover::gate::{Pass, WriteGate};
 use crate::metrics::{ErrorKind, Metrics};
 use crate::router::Balancer;
 use crate::topology::Topology;
@@ -35,6 +36,8 @@ pub struct ClusterCtx {
     pub cancels: CancelRegistry,
     /// MySQL clusters only: RSA keys and the caching_sha2 fast-path cache.
     pub mysql: crate::frontend::mysql::login::MysqlShared,
+    /// Passed while a session has work on the primary; closed by a switchover.
+    pub gate: WriteGate,
 }
 
 impl ClusterCtx {
@@ -58,6 +61,40 @@ impl ClusterCtx {
             }
         })
         .await;
+    }
+}
+
+impl ClusterCtx {
+    /// No primary for this request (failover under way, or the one known is unreachable): wait up
+    /// to `failover.write_hold` for a primary outside `excluded` to be published. True when one is.
+    pub async fn hold_for_primary(&self, excluded: &[usize]) -> bool {
+        let hold = self.config.failover.write_hold;
+        let usable = |t: &Topology| t.primary().is_some_and(|p| !excluded.contains(&p.index));
+        if hold.is_zero() {
+            return usable(&self.topology.borrow());
+        }
+        let mut rx = self.topology.clone();
+        let waited = tokio::time::timeout(hold, rx.wait_for(|t| usable(t))).await;
+        let released = matches!(waited, Ok(Ok(_)));
+        self.metrics.write_hold(&self.name, released);
+        if released {
+            tracing::info!(cluster = %self.name, "a primary is available again: releasing the held request");
+        } else {
+            tracing::warn!(cluster = %self.name, ?hold, "no primary within failover.write_hold");
+        }
+        released
+    }
+
+    /// Pass the write gate (held while a switchover runs, up to `failover.write_hold`).
+    /// `Ok((pass, waited))`; `Err` after the hold.
+    pub async fn pass_gate(&self) -> Result<(Pass, bool), std::time::Duration> {
+        let r = self.gate.enter(self.config.failover.write_hold).await;
+        match &r {
+            Ok((_, true)) => self.metrics.write_hold(&self.name, true),
+            Err(_) => self.metrics.write_hold(&self.name, false),
+            Ok((_, false)) => {}
+        }
+        r
     }
 }
 

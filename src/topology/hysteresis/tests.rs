@@ -23,6 +23,8 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
                 port: 5432 + i as u16,
                 role: RoleHint::Auto,
                 weight: 1,
+                priority: 0,
+                promote: true,
             })
             .collect(),
         routing: RoutingConfig {
@@ -37,6 +39,7 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
             consistency: crate::config::Consistency::ReadYourWrites,
             causal_timeout: std::time::Duration::from_millis(500),
         },
+        failover: crate::config::FailoverConfig::default(),
         monitor: MonitorConfig {
             interval: INTERVAL,
             timeout: Duration::from_millis(500),

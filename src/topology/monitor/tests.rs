@@ -7,6 +7,76 @@ use parking_lot::Mutex;
 
 use super::*;
 use crate::config::{Balance, Fallback, MonitorConfig, RoleHint, RoutingConfig, ServerConfig};
+use crate::failover::actions::{ActionError, Position};
+
+/// Failover actions that record what they were asked and answer from a script.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<String>>,
+    /// Received positions by server index.
+    positions: Mutex<Vec<u64>>,
+}
+
+impl Recorder {
+    fn record(&self, what: String) -> Result<(), ActionError> {
+        self.calls.lock().push(what);
+        Ok(())
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().clone()
+    }
+}
+
+impl Actions for Recorder {
+    async fn received_position(&self, server: usize) -> Result<Position, ActionError> {
+        let lsn = self.positions.lock().get(server).copied().unwrap_or(0);
+        Ok(Position::Lsn(lsn))
+    }
+    async fn primary_position(&self, _server: usize) -> Result<Position, ActionError> {
+        Ok(Position::Lsn(0))
+    }
+    async fn wait_applied(
+        &self,
+        server: usize,
+        _pos: Option<Position>,
+        _timeout: Duration,
+    ) -> Result<(), ActionError> {
+        self.record(format!("wait_applied {server}"))
+    }
+    async fn promote(&self, server: usize, _timeout: Duration) -> Result<(), ActionError> {
+        self.record(format!("promote {server}"))
+    }
+    async fn repoint(&self, server: usize, primary: usize) -> Result<(), ActionError> {
+        self.record(format!("repoint {server} -> {primary}"))
+    }
+    async fn fence(&self, server: usize) -> Result<(), ActionError> {
+        self.record(format!("fence {server}"))
+    }
+    async fn rejoin(&self, server: usize, primary: usize) -> Result<(), ActionError> {
+        self.record(format!("rejoin {server} -> {primary}"))
+    }
+}
+
+/// A monitor whose failover actions only record.
+fn spawn_plain<P: Prober>(
+    c: &ClusterConfig,
+    probers: Vec<P>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> watch::Receiver<Arc<Topology>> {
+    let actions = Arc::new(Recorder::default());
+    spawn_with(
+        c,
+        probers,
+        actions,
+        WriteGate::default(),
+        metrics,
+        cancel,
+        tracker,
+    )
+    .topology
+}
 
 fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
     ClusterConfig {
@@ -20,6 +90,8 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
                 port: 1,
                 role: RoleHint::Auto,
                 weight: 1,
+                priority: 0,
+                promote: true,
             })
             .collect(),
         routing: RoutingConfig {
@@ -34,6 +106,7 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
             consistency: crate::config::Consistency::ReadYourWrites,
             causal_timeout: std::time::Duration::from_millis(500),
         },
+        failover: crate::config::FailoverConfig::default(),
         monitor: MonitorConfig {
             interval: Duration::from_millis(20),
             timeout: Duration::from_millis(200),
@@ -115,7 +188,7 @@ async fn publishes_first_round_and_updates_metrics() {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let rx = spawn_with(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
+    let rx = spawn_plain(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
 
     let initial = rx.borrow().clone();
     assert_eq!(initial.epoch, 0);
@@ -176,7 +249,7 @@ async fn failures_flip_down_after_threshold_and_are_counted() {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let mut rx = spawn_with(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
+    let mut rx = spawn_plain(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
 
     let t = tokio::time::timeout(
         Duration::from_secs(5),
@@ -217,7 +290,7 @@ async fn wait_ready_times_out_without_primary() {
     let (p0, _) = Scripted::new(vec![Ok(replica(1, 0.0))]);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let rx = spawn_with(&c, vec![p0], Metrics::new(), cancel.clone(), &tracker);
+    let rx = spawn_plain(&c, vec![p0], Metrics::new(), cancel.clone(), &tracker);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
     assert!(wait_ready(rx, deadline).await.is_none());
     cancel.cancel();
@@ -229,7 +302,14 @@ async fn mysql_cluster_is_probed_by_the_mysql_prober() {
     let c = cluster(1, Protocol::Mysql);
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
-    let mut rx = spawn(&c, Metrics::new(), cancel.clone(), &tracker);
+    let mut rx = spawn(
+        &c,
+        WriteGate::default(),
+        Metrics::new(),
+        cancel.clone(),
+        &tracker,
+    )
+    .topology;
     assert_eq!(rx.borrow().servers[0].health, Health::Down);
     let t = tokio::time::timeout(
         Duration::from_secs(5),
@@ -285,7 +365,7 @@ async fn replica_state_metrics_and_change_counter() {
     let metrics = Metrics::new();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let mut rx = spawn_with(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
+    let mut rx = spawn_plain(&c, vec![p0, p1], metrics.clone(), cancel.clone(), &tracker);
     let text = metrics.render();
     assert!(
         text.contains("switchyard_replica_state{cluster=\"c1\",server=\"db1\",state=\"down\"} 1")
@@ -348,6 +428,7 @@ fn gtid_behind_gauge_follows_the_snapshot() {
         state: ReplicaState::Unknown,
         state_reason: "test",
         lag_alert: false,
+        fenced: false,
     };
     let metrics = Metrics::new();
     let topo = |behind| Topology {
@@ -357,6 +438,7 @@ fn gtid_behind_gauge_follows_the_snapshot() {
             server("p", Role::Primary, None),
             server("r", Role::Replica, behind),
         ],
+        failover: "idle",
     };
     record_metrics(&metrics, &topo(Some(12)));
     let text = metrics.render();
@@ -366,4 +448,86 @@ fn gtid_behind_gauge_follows_the_snapshot() {
     assert!(!metrics
         .render()
         .contains("switchyard_replica_gtid_behind{cluster=\"m\",server=\"r\"}"));
+}
+
+fn orphan(lsn: u64) -> ProbeResult {
+    ProbeResult {
+        streaming: false,
+        ..replica(lsn, 0.0)
+    }
+}
+
+/// A three-server cluster in `failover: auto` whose primary dies after three good rounds; the
+/// replicas stream (`streaming_after = true`) or lose their upstream when it dies.
+async fn run_failover(streaming_after: bool) -> (Arc<Recorder>, Arc<Topology>) {
+    let mut c = cluster(3, Protocol::Postgres);
+    c.failover.mode = crate::config::FailoverMode::Auto;
+    let fail = || Err(ProbeError::Connect("refused".into()));
+    let ok = |r: ProbeResult| Ok(r);
+    let after = |lsn| {
+        if streaming_after {
+            ok(replica(lsn, 0.0))
+        } else {
+            ok(orphan(lsn))
+        }
+    };
+    let (p0, _) = Scripted::new(vec![
+        ok(primary(30)),
+        ok(primary(30)),
+        ok(primary(30)),
+        fail(),
+    ]);
+    let (p1, _) = Scripted::new(vec![
+        ok(replica(10, 0.0)),
+        ok(replica(10, 0.0)),
+        ok(replica(10, 0.0)),
+        after(10),
+    ]);
+    let (p2, _) = Scripted::new(vec![
+        ok(replica(20, 0.0)),
+        ok(replica(20, 0.0)),
+        ok(replica(20, 0.0)),
+        after(20),
+    ]);
+    let actions = Arc::new(Recorder::default());
+    *actions.positions.lock() = vec![0, 10, 20];
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let rx = spawn_with(
+        &c,
+        vec![p0, p1, p2],
+        actions.clone(),
+        WriteGate::default(),
+        Metrics::new(),
+        cancel.clone(),
+        &tracker,
+    )
+    .topology;
+    // 20 ms rounds: the primary is down after 2 failures; leave time for the decision and actions.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let topo = rx.borrow().clone();
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    (actions, topo)
+}
+
+#[tokio::test]
+async fn a_confirmed_primary_failure_promotes_the_most_advanced_replica() {
+    let (actions, topo) = run_failover(false).await;
+    let calls = actions.calls();
+    assert!(calls.contains(&"promote 2".to_string()), "{calls:?}");
+    assert!(calls.contains(&"repoint 1 -> 2".to_string()), "{calls:?}");
+    assert!(!calls.iter().any(|c| c == "promote 1"), "{calls:?}");
+    assert!(topo.servers[0].fenced, "the failed primary is fenced");
+    assert_eq!(topo.servers[0].state, ReplicaState::Fenced);
+    assert!(topo.epoch >= 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_primary_with_streaming_replicas_is_not_replaced() {
+    let (actions, topo) = run_failover(true).await;
+    assert!(actions.calls().is_empty(), "{:?}", actions.calls());
+    assert!(!topo.servers[0].fenced);
+    assert_eq!(topo.failover, "primary_unreachable");
 }

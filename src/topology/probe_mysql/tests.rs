@@ -345,6 +345,8 @@ fn server(port: u16) -> ServerConfig {
         port,
         role: RoleHint::Auto,
         weight: 1,
+        priority: 0,
+        promote: true,
     }
 }
 

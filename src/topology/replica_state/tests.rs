@@ -367,6 +367,7 @@ fn policy_from_cluster_config() {
             consistency: Consistency::ReadYourWrites,
             causal_timeout: Duration::from_millis(500),
         },
+        failover: crate::config::FailoverConfig::default(),
         monitor: MonitorConfig {
             interval: ROUND,
             timeout: ROUND,
