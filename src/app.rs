@@ -66,7 +66,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cancels: CancelRegistry::default(),
             mysql: Default::default(),
             gate,
+            pg_pools: Default::default(),
         });
+        if cluster.pool.mode == crate::config::PoolMode::Transaction {
+            let (c, stop) = (ctx.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                tokio::select! {
+                    _ = crate::frontend::pg::relay::pooled::reap_forever(c) => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
         tracing::info!(cluster = %cluster.name, listen = %cluster.listen, protocol = ?cluster.protocol, "accepting clients");
         tracker.spawn(accept_loop(
             listener,

@@ -20,6 +20,7 @@ pub mod config;
 pub mod failover;
 pub mod frontend;
 pub mod metrics;
+pub mod pool;
 pub mod router;
 pub mod topology;
 pub mod wire;

@@ -68,6 +68,8 @@ pub enum ErrorKind {
     NoServer,
     Timeout,
     TooManyClients,
+    /// No pooled server connection became free within pool.checkout_timeout.
+    PoolTimeout,
 }
 
 impl ErrorKind {
@@ -81,6 +83,7 @@ impl ErrorKind {
             ErrorKind::NoServer => "no_server",
             ErrorKind::Timeout => "timeout",
             ErrorKind::TooManyClients => "too_many_clients",
+            ErrorKind::PoolTimeout => "pool_timeout",
         }
     }
 }
@@ -114,6 +117,13 @@ pub struct Metrics {
     /// 1 while more than one unfenced server claims to be the primary.
     pub split_brain: IntGaugeVec,
     write_holds: IntCounterVec,
+    pool_connections: IntGaugeVec,
+    pool_waiting: IntGaugeVec,
+    pool_size: IntGaugeVec,
+    pool_checkout_seconds: HistogramVec,
+    pool_timeouts: IntCounterVec,
+    /// Sessions pinned to one server connection, by reason (temp_table, listen, ...).
+    pub pins: IntCounterVec,
     causal_waits: IntCounterVec,
     causal_wait_seconds: HistogramVec,
     /// Cached per-(cluster, route, reason) counters so the hot path never formats labels.
@@ -204,7 +214,51 @@ impl Metrics {
         .unwrap_or_else(|e| panic!("{e}"));
         r.register(Box::new(failover_seconds.clone()))
             .unwrap_or_else(|e| panic!("{e}"));
+        let pool_checkout_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "switchyard_pool_checkout_wait_seconds",
+                "Time requests waited in line for a pooled server connection (only those that waited).",
+            )
+            .buckets(vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0,
+            ]),
+            &["cluster", "server", "user"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.register(Box::new(pool_checkout_seconds.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
         Arc::new(Metrics {
+            pool_connections: gauge_vec(
+                &r,
+                "switchyard_pool_connections",
+                "Server connections of a pool (transaction pooling), by state (idle, in_use).",
+                &["cluster", "server", "user", "state"],
+            ),
+            pool_waiting: gauge_vec(
+                &r,
+                "switchyard_pool_waiting_clients",
+                "Requests waiting in line for a connection of the pool.",
+                &["cluster", "server", "user"],
+            ),
+            pool_size: gauge_vec(
+                &r,
+                "switchyard_pool_size",
+                "Most server connections the pool may hold.",
+                &["cluster", "server", "user"],
+            ),
+            pool_checkout_seconds,
+            pool_timeouts: counter_vec(
+                &r,
+                "switchyard_pool_checkout_timeouts_total",
+                "Requests that found no free pooled connection within pool.checkout_timeout.",
+                &["cluster", "server", "user"],
+            ),
+            pins: counter_vec(
+                &r,
+                "switchyard_session_pins_total",
+                "Sessions pinned to one server connection (state that cannot move), by reason.",
+                &["cluster", "reason"],
+            ),
             failover_events: counter_vec(
                 &r,
                 "switchyard_failover_events_total",
@@ -410,6 +464,23 @@ impl Metrics {
     pub fn write_hold(&self, cluster: &str, released: bool) {
         let result = if released { "released" } else { "timed_out" };
         self.write_holds.with_label_values(&[cluster, result]).inc();
+    }
+
+    /// Metric handles for the pool of (cluster, server, backend user).
+    pub fn pool_gauges(&self, cluster: &str, server: &str, user: &str) -> crate::pool::PoolGauges {
+        let l = [cluster, server, user];
+        crate::pool::PoolGauges {
+            idle: self
+                .pool_connections
+                .with_label_values(&[cluster, server, user, "idle"]),
+            in_use: self
+                .pool_connections
+                .with_label_values(&[cluster, server, user, "in_use"]),
+            waiting: self.pool_waiting.with_label_values(&l),
+            size: self.pool_size.with_label_values(&l),
+            checkout_seconds: self.pool_checkout_seconds.with_label_values(&l),
+            timeouts: self.pool_timeouts.with_label_values(&l),
+        }
     }
 
     /// Prometheus text exposition of every metric.

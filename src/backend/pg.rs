@@ -27,6 +27,9 @@ pub enum BackendError {
     Protocol(String),
     #[error("server authentication: {0}")]
     Auth(String),
+    /// Transaction pooling: no pooled connection became free in time.
+    #[error("{0}")]
+    PoolExhausted(String),
 }
 
 impl From<FrameError> for BackendError {

@@ -50,6 +50,45 @@ pub struct ClusterConfig {
     pub routing: RoutingConfig,
     pub monitor: MonitorConfig,
     pub failover: FailoverConfig,
+    pub pool: PoolConfig,
+}
+
+/// When a client gives its server connections back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// A client keeps its server connections until it leaves.
+    Session,
+    /// A server connection returns to its pool whenever the server reports no open transaction
+    /// (and nothing pins the client to it).
+    Transaction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub mode: PoolMode,
+    /// Server connections per pool (server, backend user, database, startup parameters).
+    pub size: usize,
+    /// How long a request waits for a free connection before it fails.
+    pub checkout_timeout: Duration,
+    /// Idle pooled connections older than this are closed (`None` = never).
+    pub idle_timeout: Option<Duration>,
+    /// Pooled connections are closed at their first return after this age (`None` = never).
+    pub max_lifetime: Option<Duration>,
+    /// A connection holding more prepared statements than this is closed instead of pooled.
+    pub max_prepared_statements: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            mode: PoolMode::Session,
+            size: 20,
+            checkout_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(3600)),
+            max_prepared_statements: 1000,
+        }
+    }
 }
 
 /// Who promotes a replica when the primary fails.

@@ -71,6 +71,37 @@ pub struct RawCluster {
     pub monitor: Option<RawMonitor>,
     #[serde(default)]
     pub failover: RawFailover,
+    #[serde(default)]
+    pub pool: RawPool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPoolMode {
+    #[default]
+    Session,
+    Transaction,
+}
+
+/// A cluster's `pool` section (server connections shared between clients).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    #[serde(default)]
+    pub mode: RawPoolMode,
+    /// Connections per (server, user, database, startup parameters). Missing = 20.
+    pub size: Option<usize>,
+    /// Missing = 5s.
+    #[serde(default)]
+    pub checkout_timeout: Scalar,
+    /// Missing = 10m; "off" = never.
+    #[serde(default)]
+    pub idle_timeout: Scalar,
+    /// Missing = 1h; "off" = never.
+    #[serde(default)]
+    pub max_lifetime: Scalar,
+    /// Prepared statements a pooled connection may accumulate before it is closed. Missing = 1000.
+    pub max_prepared_statements: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

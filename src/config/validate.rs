@@ -299,9 +299,11 @@ impl Validator {
             }
         };
         let failover = self.failover(&format!("{path}.failover"), raw.failover, &monitor);
+        let pool = self.pool(&format!("{path}.pool"), raw.pool);
         ClusterConfig {
             name,
             failover,
+            pool,
             protocol: match raw.protocol {
                 RawProtocol::Postgres => Protocol::Postgres,
                 RawProtocol::Mysql => Protocol::Mysql,

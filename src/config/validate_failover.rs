@@ -1,4 +1,4 @@
-//! Validation of a cluster's `failover` section into the typed model.
+//! Validation of a cluster's `failover` and `pool` sections into the typed model.
 
 use std::time::Duration;
 
@@ -51,6 +51,44 @@ impl Validator {
             user,
             password,
             replication,
+        }
+    }
+}
+
+impl Validator {
+    pub(super) fn pool(&mut self, path: &str, raw: RawPool) -> PoolConfig {
+        let d = PoolConfig::default();
+        let size = raw.size.unwrap_or(d.size);
+        if size == 0 {
+            self.problem(format!("{path}.size"), "must be at least 1");
+        }
+        let checkout_timeout = self.positive_duration(
+            &format!("{path}.checkout_timeout"),
+            &raw.checkout_timeout,
+            d.checkout_timeout,
+        );
+        let mut optional = |key: &str, value: &Scalar, default: Option<Duration>| {
+            if value.is_off() {
+                None
+            } else {
+                let fallback = default.unwrap_or(Duration::ZERO);
+                Some(self.positive_duration(&format!("{path}.{key}"), value, fallback))
+            }
+        };
+        let idle_timeout = optional("idle_timeout", &raw.idle_timeout, d.idle_timeout);
+        let max_lifetime = optional("max_lifetime", &raw.max_lifetime, d.max_lifetime);
+        PoolConfig {
+            mode: match raw.mode {
+                RawPoolMode::Session => PoolMode::Session,
+                RawPoolMode::Transaction => PoolMode::Transaction,
+            },
+            size,
+            checkout_timeout,
+            idle_timeout,
+            max_lifetime,
+            max_prepared_statements: raw
+                .max_prepared_statements
+                .unwrap_or(d.max_prepared_statements),
         }
     }
 }

@@ -88,6 +88,15 @@ impl Relay {
                     self.excluded.clear();
                     return Ok(());
                 }
+                Err(BackendError::PoolExhausted(m)) => {
+                    self.excluded.clear();
+                    let e = ClientError::error(
+                        "53300",
+                        format!("switchyard: {m}"),
+                        ErrorKind::PoolTimeout,
+                    );
+                    return self.batch_error(&info, e);
+                }
                 Err(e) => {
                     let tied = self.txn == Some(d.server)
                         || self.pinned.map(|p| p.0) == Some(d.server)
@@ -350,21 +359,42 @@ impl Relay {
         let Some(be) = self.backends[server].as_mut() else {
             return Err(BackendError::Closed);
         };
-        if be.state.applied >= self.history.len() {
+        let (n, h) = (be.state.applied, be.state.applied_hash);
+        // What the connection holds is this session's history up to `n`, or (pooled, left by
+        // another session) something else: then it is reset first.
+        let prefix = n <= self.history.len() && (n == 0 || self.history_hashes[n - 1] == h);
+        if prefix && n == self.history.len() {
             return Ok(());
         }
-        let pending = &self.history[be.state.applied..];
-        let sql = pending.join(";\n");
-        let drops = pending.iter().any(|t| state::drops_statements(t));
+        let start = if prefix { n } else { 0 };
+        let pending = &self.history[start..];
+        // DISCARD ALL may not run inside the implicit transaction of a multi-statement Query:
+        // it goes in a Query of its own.
+        let mut out = BytesMut::new();
+        let mut answers = 0;
+        if !prefix {
+            out.extend_from_slice(&msg::query("DISCARD ALL"));
+            answers += 1;
+        }
+        if !pending.is_empty() {
+            out.extend_from_slice(&msg::query(&pending.join(";\n")));
+            answers += 1;
+        }
+        let drops = !prefix || pending.iter().any(|t| state::drops_statements(t));
         let deadline = self.ctx.limits.session_replay_timeout;
         let r = tokio::time::timeout(deadline, async {
-            be.conn.write_all(&msg::query(&sql)).await?;
+            be.conn.write_all(&out).await?;
             let mut failure = None;
             loop {
                 let f = be.conn.read_frame().await?;
                 match f.tag {
                     b'E' => failure = Some(msg::error_fields(f.body())),
-                    b'Z' => break,
+                    b'Z' => {
+                        answers -= 1;
+                        if answers == 0 {
+                            break;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -385,6 +415,7 @@ impl Relay {
             be.state.statements.clear();
         }
         be.state.applied = self.history.len();
+        be.state.applied_hash = self.history_hashes.last().copied().unwrap_or(0);
         let route = fixed(server, &self.topology(), RouteReason::Replay).route;
         self.count(route, RouteReason::Replay);
         Ok(())
@@ -454,9 +485,14 @@ impl Relay {
                 self.observe(fl.route, fl.started.elapsed().as_secs_f64());
                 if !fl.saw_error && !fl.session_texts.is_empty() {
                     let drops = fl.session_texts.iter().any(|t| state::drops_statements(t));
-                    self.history.extend(fl.session_texts);
+                    for t in fl.session_texts {
+                        let prev = self.history_hashes.last().copied().unwrap_or(0);
+                        self.history_hashes.push(state::chain(prev, &t));
+                        self.history.push(t);
+                    }
                     if let Some(be) = self.backends[b].as_mut() {
                         be.state.applied = self.history.len();
+                        be.state.applied_hash = self.history_hashes.last().copied().unwrap_or(0);
                         if drops {
                             be.state.statements.clear();
                         }
@@ -468,6 +504,7 @@ impl Relay {
             self.bound = None;
             self.gate_pass = None;
             *self.cancel_slot.lock() = None;
+            self.release_idle();
         }
     }
 

@@ -16,6 +16,7 @@ use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::failover::gate::Pass;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
+use crate::pool::Lease;
 use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
 use crate::topology::probe_pg::parse_lsn;
 use crate::topology::Topology;
@@ -28,7 +29,8 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Flush the client write buffer once it holds this much.
 const CLIENT_FLUSH_BYTES: usize = 64 << 10;
 
-struct Backend {
+/// A server connection as a session uses it (and as a pool keeps it between sessions).
+pub struct Backend {
     conn: BackendConn,
     state: BackendState,
     /// A WAL position this server is known to have replayed (from a causal check).
@@ -60,6 +62,12 @@ pub struct Relay {
     backends: Vec<Option<Backend>>,
     prepared: HashMap<Vec<u8>, Prepared>,
     history: Vec<String>,
+    /// `history_hashes[i]` = [`state::chain`] over `history[..=i]`.
+    history_hashes: Vec<u64>,
+    /// Transaction pooling: the pool slot of each connection in `backends`.
+    leases: Vec<Option<Lease<Backend>>>,
+    /// Transaction pooling: the backend login (user + startup parameters) hashed, for pool keys.
+    login_key: u64,
     txn: Option<usize>,
     status: u8,
     pinned: Option<(usize, Reason)>,
@@ -106,7 +114,8 @@ impl Relay {
         if !params.iter().any(|(k, _)| k == "database") {
             params.push(("database".into(), user.config.name.clone()));
         }
-        Relay {
+        let login_key = pooled::login_hash(&user.config.backend_user, &params);
+        let mut relay = Relay {
             ctx,
             client,
             user,
@@ -114,6 +123,9 @@ impl Relay {
             backends: (0..servers).map(|_| None).collect(),
             prepared: HashMap::new(),
             history: Vec::new(),
+            history_hashes: Vec::new(),
+            leases: (0..servers).map(|_| None).collect(),
+            login_key: 0,
             txn: None,
             status: b'I',
             pinned: None,
@@ -134,14 +146,14 @@ impl Relay {
             wrote: false,
             causal_lsn: None,
             gate_pass: None,
-        }
+        };
+        relay.login_key = login_key;
+        relay
     }
 
     pub fn into_client(mut self) -> ClientConn {
         self.ctx.cancels.unregister(self.cancel_key);
-        for i in 0..self.backends.len() {
-            self.drop_backend(i);
-        }
+        self.release_all();
         let dummy = std::mem::take(&mut self.backends);
         drop(dummy);
         // `Relay` implements no Drop, so moving the client out is fine.
@@ -176,6 +188,7 @@ impl Relay {
         self.client.queue(&greeting);
         self.client.flush().await?;
         self.last_used = Some(first);
+        self.release_idle();
         let gauge = self.ctx.metrics.client_gauge(&self.ctx.name);
         gauge.inc();
         let r = self.run().await;
@@ -226,7 +239,19 @@ impl Relay {
         )
     }
 
+    /// Give the session a connection to `server`: from its pool (transaction pooling) or a new
+    /// one of its own.
     async fn connect(&mut self, server: usize) -> Result<(), BackendError> {
+        if self.pooling() {
+            return self.checkout(server).await;
+        }
+        let b = self.open(server).await?;
+        self.attach(server, b, None);
+        Ok(())
+    }
+
+    /// Open and authenticate a new connection to `server`.
+    async fn open(&mut self, server: usize) -> Result<Backend, BackendError> {
         let cfg = &self.ctx.config.servers[server];
         let login = Login {
             user: &self.user.config.backend_user,
@@ -256,13 +281,17 @@ impl Relay {
             .metrics
             .backend_gauge(&self.ctx.name, &cfg.name)
             .inc();
-        self.ctx.balancer.connection_opened(server);
-        self.backends[server] = Some(Backend {
+        Ok(Backend {
             conn,
             state: BackendState::default(),
             replayed: 0,
-        });
-        Ok(())
+        })
+    }
+
+    fn attach(&mut self, server: usize, b: Backend, lease: Option<Lease<Backend>>) {
+        self.ctx.balancer.connection_opened(server);
+        self.backends[server] = Some(b);
+        self.leases[server] = lease;
     }
 
     fn drop_backend(&mut self, server: usize) {
@@ -271,6 +300,10 @@ impl Relay {
             self.ctx.metrics.backend_gauge(&self.ctx.name, name).dec();
             self.ctx.balancer.connection_closed(server);
             tokio::spawn(b.conn.terminate());
+        }
+        // The slot (transaction pooling) frees with the lease.
+        if let Some(l) = self.leases.get_mut(server) {
+            *l = None;
         }
         if self.bound == Some(server) {
             self.bound = None;
@@ -474,6 +507,8 @@ fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<Rout
 
 #[path = "dispatch.rs"]
 mod dispatch;
+#[path = "pooled.rs"]
+pub mod pooled;
 
 /// A `switchyard.consistency` setting inside a SET text or a startup `options` string
 /// (`-c switchyard.consistency=strong`).

@@ -11,12 +11,15 @@ use tokio::sync::watch;
 
 use super::cancel::CancelRegistry;
 use super::login::{login, Login, UserDirectory};
+use super::relay::pooled::PgPoolKey;
+use super::relay::Backend;
 use super::relay::Relay;
 use crate::backend::pg::send_cancel;
 use crate::classify::Classifier;
 use crate::config::{ClusterConfig, Limits};
 use crate::failover::gate::{Pass, WriteGate};
 use crate::metrics::{ErrorKind, Metrics};
+use crate::pool::Pools;
 use crate::router::Balancer;
 use crate::topology::Topology;
 use crate::wire::pg::frame::{split_frame, split_startup, Frame};
@@ -38,6 +41,8 @@ pub struct ClusterCtx {
     pub mysql: crate::frontend::mysql::login::MysqlShared,
     /// Passed while a session has work on the primary; closed by a switchover.
     pub gate: WriteGate,
+    /// Transaction pooling: PostgreSQL server connection pools.
+    pub pg_pools: Pools<PgPoolKey, Backend>,
 }
 
 impl ClusterCtx {

@@ -229,8 +229,19 @@ fn write_unknown() -> Classification {
 pub struct BackendState {
     /// Prepared statements present on this backend: name -> hash of the Parse frame.
     pub statements: HashMap<Vec<u8>, u64>,
-    /// How many entries of the session-setting history this backend has applied.
+    /// How many entries of the session-setting history this backend has applied...
     pub applied: usize,
+    /// ...and the [`chain`] hash of those entries: a pooled connection serving another session
+    /// reuses what it has when that is a prefix of the new session's history, else it is reset.
+    pub applied_hash: u64,
+}
+
+/// Hash chain over session-setting texts: `chain(chain(0, a), b)` stands for `[a, b]`.
+pub fn chain(prev: u64, text: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    prev.hash(&mut h);
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Messages to send before a batch so that the backend has what the batch uses, and how many

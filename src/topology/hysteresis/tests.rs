@@ -40,6 +40,7 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
             causal_timeout: std::time::Duration::from_millis(500),
         },
         failover: crate::config::FailoverConfig::default(),
+        pool: crate::config::PoolConfig::default(),
         monitor: MonitorConfig {
             interval: INTERVAL,
             timeout: Duration::from_millis(500),

@@ -107,6 +107,7 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
             causal_timeout: std::time::Duration::from_millis(500),
         },
         failover: crate::config::FailoverConfig::default(),
+        pool: crate::config::PoolConfig::default(),
         monitor: MonitorConfig {
             interval: Duration::from_millis(20),
             timeout: Duration::from_millis(200),

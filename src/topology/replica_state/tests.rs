@@ -368,6 +368,7 @@ fn policy_from_cluster_config() {
             causal_timeout: Duration::from_millis(500),
         },
         failover: crate::config::FailoverConfig::default(),
+        pool: crate::config::PoolConfig::default(),
         monitor: MonitorConfig {
             interval: ROUND,
             timeout: ROUND,

@@ -1,0 +1,162 @@
+//! Transaction pooling for a PostgreSQL session: server connections come from the cluster's
+//! pools when a request needs them and go back whenever the session is idle outside a transaction
+//! and nothing pins it; a connection whose protocol state is uncertain is closed, never pooled.
+//!
+//! A pool is keyed by (server, backend user, startup parameters incl. database), so a pooled
+//! connection always has the parameters its next client logged in with; what a session `SET`
+//! since is replayed (or, when another session left different settings, reset with
+//! `DISCARD ALL` first) before the session's next request. Prepared statements stay on their
+//! connection and are re-prepared where a session needs them (see `state::plan`).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use super::*;
+use crate::backend::pg::BackendError;
+use crate::config::PoolMode;
+use crate::pool::{Checkout, Pool};
+
+/// Which pool a session's connections to one server come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PgPoolKey {
+    pub server: usize,
+    /// Backend user and startup parameters (database included), hashed.
+    pub login: u64,
+}
+
+/// The hash of a backend login: user and startup parameters, in order.
+pub fn login_hash(user: &str, params: &[(String, String)]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    user.hash(&mut h);
+    params.hash(&mut h);
+    h.finish()
+}
+
+/// Close pooled connections idle or old past the pool limits; runs until the process stops.
+pub async fn reap_forever(ctx: Arc<ClusterCtx>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let now = std::time::Instant::now();
+        for (key, pool) in ctx.pg_pools.all() {
+            for b in pool.reap(now) {
+                close_conn(&ctx, key.server, b);
+            }
+        }
+    }
+}
+
+/// Really close a server connection (not back to any pool).
+fn close_conn(ctx: &ClusterCtx, server: usize, b: Backend) {
+    if let Some(cfg) = ctx.config.servers.get(server) {
+        ctx.metrics.backend_gauge(&ctx.name, &cfg.name).dec();
+    }
+    tokio::spawn(b.conn.terminate());
+}
+
+impl Relay {
+    pub(super) fn pooling(&self) -> bool {
+        self.ctx.config.pool.mode == PoolMode::Transaction
+    }
+
+    fn pool(&self, server: usize) -> Arc<Pool<Backend>> {
+        let key = PgPoolKey {
+            server,
+            login: self.login_key,
+        };
+        let ctx = &self.ctx;
+        ctx.pg_pools.get(&key, || {
+            let name = ctx
+                .config
+                .servers
+                .get(server)
+                .map_or("", |s| s.name.as_str());
+            let gauges = ctx
+                .metrics
+                .pool_gauges(&ctx.name, name, &self.user.config.backend_user);
+            Pool::new(ctx.config.pool.clone(), gauges)
+        })
+    }
+
+    /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new
+    /// one opened in a free slot), waiting in line up to `pool.checkout_timeout`.
+    pub(super) async fn checkout(&mut self, server: usize) -> Result<(), BackendError> {
+        let pool = self.pool(server);
+        loop {
+            match pool.checkout().await {
+                Err(t) => {
+                    tracing::warn!(cluster = %self.ctx.name, server, "{t}");
+                    return Err(BackendError::PoolExhausted(t.to_string()));
+                }
+                Ok(Checkout::Idle(mut b, lease)) => {
+                    if b.conn.poll_idle().is_err() {
+                        // Died while pooled: its slot frees with the lease; try again.
+                        drop(lease);
+                        close_conn(&self.ctx, server, b);
+                        continue;
+                    }
+                    self.attach(server, b, Some(lease));
+                    return Ok(());
+                }
+                Ok(Checkout::Open(lease)) => {
+                    let b = self.open(server).await?;
+                    self.attach(server, b, Some(lease));
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Transaction pooling: give back every connection the session does not need now (it is idle
+    /// outside a transaction; a pinned server stays). Connections carrying too many prepared
+    /// statements are closed instead.
+    pub(super) fn release_idle(&mut self) {
+        if !self.pooling() || !self.inflight.is_empty() || self.unsynced || self.txn.is_some() {
+            return;
+        }
+        let pinned = self.pinned.map(|p| p.0);
+        for server in 0..self.backends.len() {
+            if Some(server) != pinned {
+                self.give_back(server);
+            }
+        }
+    }
+
+    /// Detach `server`'s connection and pool it (or close it when it may not be pooled).
+    fn give_back(&mut self, server: usize) {
+        let Some(b) = self.backends.get_mut(server).and_then(Option::take) else {
+            return;
+        };
+        self.ctx.balancer.connection_closed(server);
+        if self.bound == Some(server) {
+            self.bound = None;
+        }
+        let lease = self.leases.get_mut(server).and_then(Option::take);
+        let max = self.ctx.config.pool.max_prepared_statements;
+        match lease {
+            Some(lease) if b.state.statements.len() <= max => {
+                if let Err(b) = self.pool(server).checkin(b, lease) {
+                    close_conn(&self.ctx, server, b);
+                }
+            }
+            _ => close_conn(&self.ctx, server, b),
+        }
+    }
+
+    /// Session end: pool what is clean (transaction pooling), close the rest.
+    pub(super) fn release_all(&mut self) {
+        let clean =
+            self.inflight.is_empty() && !self.unsynced && self.txn.is_none() && !self.copy_in;
+        if self.pooling() && clean {
+            let pinned = self.pinned.map(|p| p.0);
+            for server in 0..self.backends.len() {
+                if Some(server) != pinned {
+                    self.give_back(server);
+                }
+            }
+        }
+        for server in 0..self.backends.len() {
+            self.drop_backend(server);
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Server connection pools for transaction pooling: bounded, fair (first come, first served)
+//! checkout under a deadline, last-in-first-out reuse of idle connections, idle and lifetime limits.
+//!
+//! A [`Pool`] counts every connection it allowed to exist (idle + leased + being opened) and never
+//! lets that exceed its size. [`Pool::checkout`] hands out an idle connection, or a [`Lease`] to
+//! open a new one, or queues the caller; a connection given back ([`Pool::checkin`]) or closed
+//! (dropping its lease) goes straight to the longest waiter. [`Pools`] maps keys to pools.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus::{Histogram, IntCounter, IntGauge};
+use tokio::sync::oneshot;
+
+use crate::config::PoolConfig;
+
+/// Metric handles of one pool (looked up once when the pool is made).
+#[derive(Debug, Clone)]
+pub struct PoolGauges {
+    pub idle: IntGauge,
+    pub in_use: IntGauge,
+    pub waiting: IntGauge,
+    pub size: IntGauge,
+    pub checkout_seconds: Histogram,
+    pub timeouts: IntCounter,
+}
+
+/// What a checkout got.
+pub enum Checkout<C: Send + 'static> {
+    /// A pooled connection, ready to use (still the caller's to check for liveness).
+    Idle(C, Lease<C>),
+    /// Room for a new connection: open it and keep the lease with it.
+    Open(Lease<C>),
+}
+
+/// The right to one connection slot of a pool. Dropping it (without [`Pool::checkin`]) frees the
+/// slot: the connection counts as closed.
+pub struct Lease<C: Send + 'static> {
+    pool: Arc<Pool<C>>,
+    born: Instant,
+    done: bool,
+}
+
+impl<C: Send + 'static> std::fmt::Debug for Lease<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("born", &self.born).finish()
+    }
+}
+
+impl<C: Send + 'static> Drop for Lease<C> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.pool.slot_freed();
+        }
+    }
+}
+
+enum Grant<C: Send + 'static> {
+    Conn(C, Instant),
+    Open,
+}
+
+struct Idle<C> {
+    conn: C,
+    since: Instant,
+    born: Instant,
+}
+
+struct State<C: Send + 'static> {
+    idle: Vec<Idle<C>>,
+    /// Idle + leased + being opened.
+    total: usize,
+    waiters: VecDeque<oneshot::Sender<Grant<C>>>,
+}
+
+/// One pool of interchangeable connections.
+pub struct Pool<C: Send + 'static> {
+    cfg: PoolConfig,
+    state: Mutex<State<C>>,
+    gauges: PoolGauges,
+}
+
+/// A checkout that found neither a connection nor room within `checkout_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no server connection became free within {0:?} (pool size {1})")]
+pub struct CheckoutTimeout(pub Duration, pub usize);
+
+impl<C: Send + 'static> Pool<C> {
+    pub fn new(cfg: PoolConfig, gauges: PoolGauges) -> Arc<Self> {
+        gauges.size.set(i64::try_from(cfg.size).unwrap_or(i64::MAX));
+        Arc::new(Pool {
+            cfg,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                total: 0,
+                waiters: VecDeque::new(),
+            }),
+            gauges,
+        })
+    }
+
+    /// Connections that exist or are being opened (never more than the size).
+    pub fn total(&self) -> usize {
+        self.state.lock().total
+    }
+
+    pub fn idle(&self) -> usize {
+        self.state.lock().idle.len()
+    }
+
+    /// An idle connection, room for a new one, or (after waiting in line) whichever comes first.
+    pub async fn checkout(self: &Arc<Self>) -> Result<Checkout<C>, CheckoutTimeout> {
+        let started = Instant::now();
+        let rx = {
+            let mut st = self.state.lock();
+            if let Some(i) = st.idle.pop() {
+                self.update(&st);
+                return Ok(Checkout::Idle(i.conn, self.lease(i.born)));
+            }
+            if st.total < self.cfg.size {
+                st.total += 1;
+                self.update(&st);
+                return Ok(Checkout::Open(self.lease(Instant::now())));
+            }
+            let (tx, rx) = oneshot::channel();
+            st.waiters.push_back(tx);
+            self.update(&st);
+            rx
+        };
+        let mut rx = rx;
+        let got = match tokio::time::timeout(self.cfg.checkout_timeout, &mut rx).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                // Timed out: close our end, but keep a grant that raced with the deadline.
+                rx.close();
+                rx.try_recv().ok()
+            }
+        };
+        self.gauges
+            .checkout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match got {
+            Some(Grant::Conn(c, born)) => Ok(Checkout::Idle(c, self.lease(born))),
+            Some(Grant::Open) => Ok(Checkout::Open(self.lease(Instant::now()))),
+            None => {
+                let st = self.state.lock();
+                self.update(&st);
+                self.gauges.timeouts.inc();
+                Err(CheckoutTimeout(self.cfg.checkout_timeout, self.cfg.size))
+            }
+        }
+    }
+
+    /// Give a healthy, idle connection back. One past `max_lifetime` is closed instead (returned
+    /// as `Err` for the caller to close politely).
+    pub fn checkin(&self, conn: C, mut lease: Lease<C>) -> Result<(), C> {
+        lease.done = true;
+        let born = lease.born;
+        drop(lease);
+        if self.cfg.max_lifetime.is_some_and(|m| born.elapsed() >= m) {
+            self.slot_freed();
+            return Err(conn);
+        }
+        let mut st = self.state.lock();
+        let mut grant = Grant::Conn(conn, born);
+        while let Some(w) = st.waiters.pop_front() {
+            match w.send(grant) {
+                Ok(()) => {
+                    self.update(&st);
+                    return Ok(());
+                }
+                Err(g) => grant = g,
+            }
+        }
+        if let Grant::Conn(conn, born) = grant {
+            st.idle.push(Idle {
+                conn,
+                since: Instant::now(),
+                born,
+            });
+        }
+        self.update(&st);
+        Ok(())
+    }
+
+    /// Idle connections past `idle_timeout` or `max_lifetime`, taken out of the pool (their
+    /// slots freed) for the caller to close.
+    pub fn reap(&self, now: Instant) -> Vec<C> {
+        let mut st = self.state.lock();
+        let idle_limit = self.cfg.idle_timeout;
+        let life_limit = self.cfg.max_lifetime;
+        let (old, keep): (Vec<Idle<C>>, Vec<Idle<C>>) =
+            std::mem::take(&mut st.idle).into_iter().partition(|i| {
+                idle_limit.is_some_and(|l| now.saturating_duration_since(i.since) >= l)
+                    || life_limit.is_some_and(|l| now.saturating_duration_since(i.born) >= l)
+            });
+        st.idle = keep;
+        st.total -= old.len();
+        self.update(&st);
+        old.into_iter().map(|i| i.conn).collect()
+    }
+
+    fn lease(self: &Arc<Self>, born: Instant) -> Lease<C> {
+        Lease {
+            pool: self.clone(),
+            born,
+            done: false,
+        }
+    }
+
+    /// A slot was freed (connection closed or never opened): the longest waiter may open one.
+    fn slot_freed(&self) {
+        let mut st = self.state.lock();
+        while let Some(w) = st.waiters.pop_front() {
+            if w.send(Grant::Open).is_ok() {
+                self.update(&st);
+                return;
+            }
+        }
+        st.total = st.total.saturating_sub(1);
+        self.update(&st);
+    }
+
+    fn update(&self, st: &State<C>) {
+        let idle = st.idle.len();
+        self.gauges.idle.set(idle as i64);
+        self.gauges.in_use.set(st.total.saturating_sub(idle) as i64);
+        self.gauges
+            .waiting
+            .set(st.waiters.iter().filter(|w| !w.is_closed()).count() as i64);
+    }
+}
+
+/// Pools by key, made on first use.
+pub struct Pools<K, C: Send + 'static> {
+    map: Mutex<HashMap<K, Arc<Pool<C>>>>,
+}
+
+impl<K, C: Send + 'static> Default for Pools<K, C> {
+    fn default() -> Self {
+        Pools {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K, C: Send + 'static> std::fmt::Debug for Pools<K, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pools({})", self.map.lock().len())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Send + 'static> Pools<K, C> {
+    /// The pool for `key`, made with `make` the first time.
+    pub fn get(&self, key: &K, make: impl FnOnce() -> Arc<Pool<C>>) -> Arc<Pool<C>> {
+        let mut m = self.map.lock();
+        if let Some(p) = m.get(key) {
+            return p.clone();
+        }
+        let p = make();
+        m.insert(key.clone(), p.clone());
+        p
+    }
+
+    /// Every pool (for reaping and reporting).
+    pub fn all(&self) -> Vec<(K, Arc<Pool<C>>)> {
+        self.map
+            .lock()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,114 @@
+//! Pool tests: bounds, fairness, handing over to waiters, deadlines, reaping.
+
+use super::*;
+use prometheus::HistogramOpts;
+
+fn gauges() -> PoolGauges {
+    PoolGauges {
+        idle: IntGauge::new("i", "i").unwrap(),
+        in_use: IntGauge::new("u", "u").unwrap(),
+        waiting: IntGauge::new("w", "w").unwrap(),
+        size: IntGauge::new("s", "s").unwrap(),
+        checkout_seconds: Histogram::with_opts(HistogramOpts::new("h", "h")).unwrap(),
+        timeouts: IntCounter::new("t", "t").unwrap(),
+    }
+}
+
+fn pool(size: usize, checkout_ms: u64) -> Arc<Pool<u32>> {
+    Pool::new(
+        PoolConfig {
+            size,
+            checkout_timeout: Duration::from_millis(checkout_ms),
+            ..PoolConfig::default()
+        },
+        gauges(),
+    )
+}
+
+fn lease_of(c: Checkout<u32>) -> (Option<u32>, Lease<u32>) {
+    match c {
+        Checkout::Idle(c, l) => (Some(c), l),
+        Checkout::Open(l) => (None, l),
+    }
+}
+
+#[tokio::test]
+async fn never_more_than_size_and_idle_reused_lifo() {
+    let p = pool(2, 50);
+    let (c1, l1) = lease_of(p.checkout().await.unwrap());
+    let (c2, l2) = lease_of(p.checkout().await.unwrap());
+    assert_eq!((c1, c2), (None, None));
+    assert_eq!(p.total(), 2);
+    assert!(p.checkout().await.is_err(), "third checkout times out");
+    assert_eq!(p.gauges.timeouts.get(), 1);
+    p.checkin(1, l1).unwrap();
+    p.checkin(2, l2).unwrap();
+    assert_eq!(p.idle(), 2);
+    let (c, l) = lease_of(p.checkout().await.unwrap());
+    assert_eq!(c, Some(2), "last in, first out");
+    drop(l); // closed
+    assert_eq!(p.total(), 1);
+    assert_eq!(p.gauges.idle.get(), 1);
+}
+
+#[tokio::test]
+async fn waiters_are_served_in_order_by_checkins_and_closes() {
+    let p = pool(1, 2000);
+    let (_, held) = lease_of(p.checkout().await.unwrap());
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..3u32 {
+        let (p, order) = (p.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let got = p.checkout().await.unwrap();
+            order.lock().push(i);
+            let (c, l) = lease_of(got);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            p.checkin(c.unwrap_or(100 + i), l).unwrap();
+        }));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(p.gauges.waiting.get(), 3);
+    // Closing the held connection lets the first waiter open one; the rest get it handed over.
+    drop(held);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*order.lock(), vec![0, 1, 2]);
+    assert_eq!(p.total(), 1);
+    assert_eq!(p.idle(), 1);
+}
+
+#[tokio::test]
+async fn reap_closes_idle_connections_past_their_limits() {
+    let p = Pool::new(
+        PoolConfig {
+            size: 3,
+            idle_timeout: Some(Duration::from_millis(20)),
+            ..PoolConfig::default()
+        },
+        gauges(),
+    );
+    let (_, l) = lease_of(p.checkout().await.unwrap());
+    p.checkin(7, l).unwrap();
+    assert!(p.reap(Instant::now()).is_empty());
+    let later = Instant::now() + Duration::from_millis(30);
+    assert_eq!(p.reap(later), vec![7]);
+    assert_eq!(p.total(), 0);
+}
+
+#[tokio::test]
+async fn old_connections_are_not_pooled_again() {
+    let p = Pool::new(
+        PoolConfig {
+            size: 1,
+            max_lifetime: Some(Duration::from_millis(10)),
+            ..PoolConfig::default()
+        },
+        gauges(),
+    );
+    let (_, l) = lease_of(p.checkout().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    assert_eq!(p.checkin(9, l), Err(9));
+    assert_eq!(p.total(), 0);
+}

@@ -1,0 +1,371 @@
+//! End-to-end transaction pooling on PostgreSQL: 500 clients over 10 server connections per
+//! server, settings that never leak between clients, prepared statements across connections,
+//! pgbench -M prepared, and an abandoned pipeline that must leave nothing behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::pg_cluster::{MD5_USER, PG_BIN};
+use support::{pg_conn_str, shared, Proxy, ProxyPorts};
+use switchyard::wire::pg::auth::md5_response;
+use switchyard::wire::pg::msg;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+const MDAPP_PASSWORD: &str = support::proxy::MDAPP_PASSWORD;
+
+/// The shared cluster's standard config in transaction pooling mode with `size` per pool.
+fn config(size: usize) -> (String, ProxyPorts) {
+    let (yaml, ports) = Proxy::pg_config(shared());
+    let yaml = yaml.replace(
+        "    monitor: {",
+        &format!("    pool: {{ mode: transaction, size: {size}, checkout_timeout: 30s }}\n    monitor: {{"),
+    );
+    (yaml, ports)
+}
+
+async fn connect(port: u16, user: &str, password: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(&pg_conn_str(port, user, password, "app"), NoTls)
+        .await
+        .expect("connect through the proxy");
+    tokio::spawn(conn);
+    client
+}
+
+async fn value(c: &Client, sql: &str) -> String {
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn setup(table: &str) {
+    let c = shared();
+    c.psql(
+        c.primary_port(),
+        "app",
+        &format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (client int, i int, PRIMARY KEY (client, i)); \
+             GRANT ALL ON {table} TO {MD5_USER}"
+        ),
+    );
+    c.wait_replicas_caught_up();
+}
+
+/// Server connections `user` holds on each server right now (primary, replica1, replica2).
+fn server_connections(user: &str) -> Vec<usize> {
+    let c = shared();
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}' AND backend_type = 'client backend'"
+    );
+    let mut ports = vec![c.primary_port()];
+    ports.extend(c.replica_ports());
+    ports
+        .iter()
+        .map(|p| c.psql(*p, "postgres", &sql).parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_clients_share_ten_connections_per_server() {
+    setup("pool_t");
+    let (yaml, ports) = config(10);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let done = Arc::new(AtomicBool::new(false));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (done, max_seen) = (done.clone(), max_seen.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                for n in server_connections(MD5_USER) {
+                    max_seen.fetch_max(n, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..500 {
+        let port = ports.listen;
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(port, "mdapp", MDAPP_PASSWORD).await;
+            for i in 0..4 {
+                c.simple_query(&format!("INSERT INTO pool_t VALUES ({client}, {i})"))
+                    .await
+                    .unwrap_or_else(|e| panic!("client {client} write {i}: {e:?}"));
+                // read_your_writes: the count read back (on a replica) includes this write.
+                let n = value(
+                    &c,
+                    &format!("SELECT count(*) FROM pool_t WHERE client = {client}"),
+                )
+                .await;
+                assert_eq!(n, (i + 1).to_string(), "client {client} read its writes");
+                let t = c.transaction().await.unwrap();
+                t.simple_query(&format!(
+                    "UPDATE pool_t SET i = i + 100 WHERE client = {client} AND i = {i}"
+                ))
+                .await
+                .unwrap();
+                t.commit().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    done.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let took = started.elapsed();
+    let c = shared();
+    assert_eq!(
+        c.psql(
+            c.primary_port(),
+            "app",
+            "SELECT count(*), min(i), max(i) FROM pool_t"
+        ),
+        "2000|100|103"
+    );
+    let max = max_seen.load(Ordering::SeqCst);
+    println!("500 clients x 4 write/read/transaction rounds in {took:?}; most server connections seen on one server: {max}");
+    assert!(max <= 10, "a pool exceeded its size: {max}");
+    let m = proxy.metrics();
+    assert!(
+        m.contains("switchyard_pool_size{cluster=\"main\",server=\"primary\",user=\"md5user\"} 10"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_never_leak_between_clients() {
+    let (yaml, ports) = config(1);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let a = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    let mut b = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    a.simple_query("SET search_path = pg_catalog, public")
+        .await
+        .unwrap();
+    a.simple_query("SET TimeZone = 'Asia/Tokyo'").await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(value(&a, "SHOW search_path").await, "pg_catalog, public");
+        assert_eq!(value(&b, "SHOW search_path").await, "\"$user\", public");
+        assert_eq!(value(&a, "SHOW TimeZone").await, "Asia/Tokyo");
+        assert_ne!(value(&b, "SHOW TimeZone").await, "Asia/Tokyo");
+        // Inside a transaction too (the primary).
+        let t = b.transaction().await.unwrap();
+        assert_eq!(value_t(&t, "SHOW search_path").await, "\"$user\", public");
+        t.commit().await.unwrap();
+    }
+    b.simple_query("SET search_path = information_schema")
+        .await
+        .unwrap();
+    assert_eq!(value(&b, "SHOW search_path").await, "information_schema");
+    assert_eq!(value(&a, "SHOW search_path").await, "pg_catalog, public");
+    drop(proxy);
+}
+
+async fn value_t(t: &tokio_postgres::Transaction<'_>, sql: &str) -> String {
+    let rows = t.simple_query(sql).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_clients_across_connections() {
+    let (yaml, ports) = config(2);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(connect(ports.listen, "mdapp", MDAPP_PASSWORD).await);
+    }
+    let mut stmts = Vec::new();
+    for (k, c) in clients.iter().enumerate() {
+        stmts.push(c.prepare(&format!("SELECT $1::int + {k}")).await.unwrap());
+    }
+    for round in 0..30i32 {
+        for (k, (c, s)) in clients.iter().zip(&stmts).enumerate() {
+            let row = c.query_one(s, &[&round]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), round + k as i32);
+        }
+    }
+    drop(proxy);
+}
+
+#[test]
+fn pgbench_prepared_and_simple_run_clean_in_transaction_mode() {
+    let c = shared();
+    let (yaml, ports) = config(4);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let pgbench = |args: &[&str]| {
+        let out = std::process::Command::new(format!("{PG_BIN}/pgbench"))
+            .args(args)
+            .env("PGPASSWORD", c.superuser_password())
+            .output()
+            .expect("run pgbench");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "pgbench {args:?} failed:\n{text}\n{}",
+            proxy.log()
+        );
+        text
+    };
+    let p = c.primary_port().to_string();
+    pgbench(&[
+        "-i",
+        "-q",
+        "-s",
+        "1",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &p,
+        "-U",
+        "postgres",
+        "postgres",
+    ]);
+    c.wait_replicas_caught_up();
+    let l = ports.listen.to_string();
+    for args in [
+        vec!["-M", "prepared", "-c", "8", "-t", "100"],
+        vec!["-M", "prepared", "-S", "-c", "8", "-t", "200"],
+        vec!["-M", "extended", "-c", "8", "-t", "100"],
+    ] {
+        let mut all: Vec<&str> = args.clone();
+        all.extend([
+            "-n",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &l,
+            "-U",
+            "postgres",
+            "postgres",
+        ]);
+        let out = pgbench(&all);
+        assert!(out.contains("number of failed transactions: 0"), "{out}");
+        println!("pgbench {args:?} through transaction pooling (4 per pool): ok");
+    }
+}
+
+/// A raw md5 login to the proxy as `mdapp`; returns the socket after ReadyForQuery.
+fn raw_login(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608i32.to_be_bytes());
+    for (k, v) in [("user", "mdapp"), ("database", "app")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut start = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    start.extend_from_slice(&body);
+    s.write_all(&start).unwrap();
+    let (tag, body) = read_msg(&mut s);
+    assert_eq!(tag, b'R');
+    let salt: [u8; 4] = body[4..8].try_into().unwrap();
+    let resp = md5_response("mdapp", MDAPP_PASSWORD, salt);
+    let mut data = resp.into_bytes();
+    data.push(0);
+    s.write_all(&msg::password(&data)).unwrap();
+    loop {
+        let (tag, _) = read_msg(&mut s);
+        if tag == b'Z' {
+            return s;
+        }
+        assert_ne!(tag, b'E', "login refused");
+    }
+}
+
+fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    let len = i32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len - 4];
+    s.read_exact(&mut body).unwrap();
+    (head[0], body)
+}
+
+fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_pipeline_leaves_nothing_for_the_next_client() {
+    setup("pipe_t");
+    let (yaml, ports) = config(1);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let port = ports.listen;
+    tokio::task::spawn_blocking(move || {
+        // BEGIN; INSERT... sent as a pipeline (Parse/Bind/Execute, no Sync), then the client vanishes.
+        let mut s = raw_login(port);
+        let mut out = Vec::new();
+        for sql in ["BEGIN", "INSERT INTO pipe_t VALUES (1, 1)"] {
+            out.extend_from_slice(&msg::parse("", sql));
+            out.extend_from_slice(&frame(b'B', b"\0\0\0\0\0\0\0"));
+            out.extend_from_slice(&frame(b'E', b"\0\0\0\0\0"));
+        }
+        out.extend_from_slice(&frame(b'H', b""));
+        s.write_all(&out).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(s);
+        // A client that started a transaction, wrote, and vanished before COMMIT.
+        let mut s = raw_login(port);
+        s.write_all(&msg::query("BEGIN; INSERT INTO pipe_t VALUES (2, 2)"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(s);
+    })
+    .await
+    .unwrap();
+    // The next client (same one-connection pool) sees no open transaction and none of those rows.
+    let mut c = connect(port, "mdapp", MDAPP_PASSWORD).await;
+    for _ in 0..5 {
+        let t = c.transaction().await.unwrap();
+        assert_eq!(value_t(&t, "SELECT count(*) FROM pipe_t").await, "0");
+        t.commit().await.unwrap();
+    }
+    c.simple_query("INSERT INTO pipe_t VALUES (3, 3)")
+        .await
+        .unwrap();
+    let sh = shared();
+    assert_eq!(
+        sh.psql(
+            sh.primary_port(),
+            "app",
+            "SELECT string_agg(client::text, ',') FROM pipe_t"
+        ),
+        "3"
+    );
+    drop(proxy);
+}
