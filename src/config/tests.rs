@@ -583,3 +583,69 @@ fn bad_lag_hysteresis_keys() {
         "{p:?}"
     );
 }
+
+#[test]
+fn failover_and_pool_defaults() {
+    let c = load_str_with_env(&minimal("", ""), &test_env).unwrap();
+    let cl = &c.clusters[0];
+    assert_eq!(cl.failover.mode, FailoverMode::Follow);
+    assert_eq!(cl.failover.write_hold, Duration::from_secs(10));
+    assert_eq!(
+        cl.failover.user, "postgres",
+        "the monitor's login by default"
+    );
+    assert_eq!(cl.failover.replication, None);
+    assert_eq!(cl.pool, PoolConfig::default());
+    assert_eq!(cl.servers[0].priority, 0);
+    assert!(cl.servers[0].promote);
+}
+
+#[test]
+fn failover_and_pool_sections() {
+    let text = minimal(
+        "    failover: { mode: auto, write_hold: 0s, promote_timeout: 5s, user: admin, password: x,
+                replication_user: repl, replication_password: r }
+    pool: { mode: transaction, size: 7, checkout_timeout: 250ms, idle_timeout: off, max_lifetime: 30m,
+            max_prepared_statements: 50 }",
+        "",
+    );
+    let c = load_str_with_env(&text, &test_env).unwrap();
+    let cl = &c.clusters[0];
+    assert_eq!(cl.failover.mode, FailoverMode::Auto);
+    assert_eq!(cl.failover.write_hold, Duration::ZERO);
+    assert_eq!(cl.failover.promote_timeout, Duration::from_secs(5));
+    assert_eq!(cl.failover.user, "admin");
+    assert_eq!(cl.failover.replication, Some(("repl".into(), "r".into())));
+    assert_eq!(cl.pool.mode, PoolMode::Transaction);
+    assert_eq!(cl.pool.size, 7);
+    assert_eq!(cl.pool.checkout_timeout, Duration::from_millis(250));
+    assert_eq!(cl.pool.idle_timeout, None);
+    assert_eq!(cl.pool.max_lifetime, Some(Duration::from_secs(1800)));
+    assert_eq!(cl.pool.max_prepared_statements, 50);
+}
+
+#[test]
+fn bad_failover_and_pool_sections() {
+    let p = errors(&minimal(
+        "    failover: { mode: sometimes, replication_user: repl }
+    pool: { size: 0, checkout_timeout: 0s }",
+        "",
+    ));
+    assert!(
+        p.iter().any(|p| p.path.starts_with("clusters[0].failover")),
+        "{p:?}"
+    );
+    let p = errors(&minimal(
+        "    failover: { replication_user: repl }\n    pool: { size: 0, checkout_timeout: 0s }",
+        "",
+    ));
+    assert!(
+        has(&p, "clusters[0].failover", "replication_password"),
+        "{p:?}"
+    );
+    assert!(has(&p, "clusters[0].pool.size", "at least 1"), "{p:?}");
+    assert!(
+        has(&p, "clusters[0].pool.checkout_timeout", "greater than zero"),
+        "{p:?}"
+    );
+}

@@ -15,7 +15,8 @@ use crate::topology::model::Role;
 /// What one successful probe measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeResult {
-    /// `Primary` or `Replica` (never `Unknown` for a successful probe).
+    /// `Primary` or `Replica`; `Unknown` for a server that is neither (PostgreSQL: a primary with
+    /// `default_transaction_read_only = on`; MariaDB: `read_only = 1` without replication).
     pub role: Role,
     /// Primary: `pg_current_wal_lsn()`. Replica: `pg_last_wal_replay_lsn()`. `None` if NULL.
     pub lsn: Option<u64>,
@@ -172,7 +173,14 @@ async fn query_state(client: &Client) -> Result<ProbeResult, ProbeError> {
         .and_then(parse_bool)
         .ok_or_else(|| ProbeError::Unexpected(format!("pg_is_in_recovery() = {row:?}")))?;
     if !in_recovery {
-        let row = first_row(client, "SELECT pg_current_wal_lsn()").await?;
+        let row = first_row(
+            client,
+            "SELECT pg_current_wal_lsn(), current_setting('default_transaction_read_only')",
+        )
+        .await?;
+        // A primary made read-only (fenced by a failover, possibly by another proxy) is not a
+        // writer: its role is unknown, like a MariaDB server with read_only=1 and no replication.
+        let read_only = row.get(1).and_then(|v| v.as_deref()).and_then(parse_bool);
         let lsn = match row.first().and_then(|v| v.as_deref()) {
             Some(t) => {
                 Some(parse_lsn(t).ok_or_else(|| ProbeError::Unexpected(format!("bad LSN {t:?}")))?)
@@ -180,7 +188,11 @@ async fn query_state(client: &Client) -> Result<ProbeResult, ProbeError> {
             None => None,
         };
         return Ok(ProbeResult {
-            role: Role::Primary,
+            role: if read_only == Some(true) {
+                Role::Unknown
+            } else {
+                Role::Primary
+            },
             lsn,
             receive_lsn: None,
             lag_seconds: None,
