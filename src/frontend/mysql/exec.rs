@@ -31,6 +31,8 @@ impl From<MyError> for Broken {
 pub(super) struct Answer {
     pub(super) status: Option<u16>,
     pub(super) saw_err: bool,
+    /// The status of the last OK/EOF seen, also when an ERR ended the answer (multi-results).
+    pub(super) last_status: Option<u16>,
 }
 
 impl Relay {
@@ -49,7 +51,9 @@ impl Relay {
         .fatal()
     }
 
-    /// The server is connected, alive and has every session setting applied.
+    /// The server is connected, alive and has every session setting applied. A connection
+    /// whose settings are not a prefix of this session's history (left by another session) is
+    /// reset first. On failure the connection is dropped.
     pub(super) async fn ensure_ready(&mut self, server: usize) -> Result<(), MysqlBackendError> {
         if let Some(b) = self.backends[server].as_mut() {
             if let Err(e) = b.conn.idle_ok() {
@@ -62,12 +66,62 @@ impl Relay {
         if self.backends[server].is_none() {
             self.connect(server).await?;
         }
+        let r = self.sync_state(server).await;
+        if r.is_err() {
+            self.drop_backend(server);
+        }
+        r
+    }
+
+    async fn sync_state(&mut self, server: usize) -> Result<(), MysqlBackendError> {
         let deadline = self.ctx.limits.session_replay_timeout;
         let Some(b) = self.backends[server].as_mut() else {
             return Err(MysqlBackendError::Closed);
         };
-        while b.applied < self.history.len() {
-            let History::Command(payload) = &self.history[b.applied];
+        let n = b.applied;
+        let prefix =
+            n <= self.history.len() && (n == 0 || self.history_hashes[n - 1] == b.applied_hash);
+        if !prefix {
+            if b.reset_unsafe {
+                self.replace_backend(server).await?;
+            } else {
+                let r = tokio::time::timeout(
+                    deadline,
+                    b.conn.run_consumed(&[COM_RESET_CONNECTION], Expect::Simple),
+                )
+                .await
+                .map_err(|_| MysqlBackendError::Timeout(deadline))??;
+                if let Consumed::Err(e) = r {
+                    return Err(MysqlBackendError::Protocol(format!(
+                        "could not reset a pooled connection: {} {}",
+                        e.code, e.message
+                    )));
+                }
+                b.applied = 0;
+                b.applied_hash = 0;
+                b.stmts.clear();
+                tracing::debug!(cluster = %self.ctx.name, server, "pooled connection reset");
+            }
+        }
+        let Relay {
+            backends,
+            cursors,
+            history,
+            history_hashes,
+            ..
+        } = self;
+        let Some(b) = backends[server].as_mut() else {
+            return Err(MysqlBackendError::Closed);
+        };
+        // Statements replaced by a newer prepare of the same text: close them on the server.
+        for id in b
+            .stmts
+            .take_stale(|id| cursors.values().any(|c| *c == (server, id)))
+        {
+            b.conn.write_packet(0, &stmt_close(id)).await?;
+        }
+        while b.applied < history.len() {
+            let History::Command(payload) = &history[b.applied];
             let expect = expect_for(payload.first().copied().unwrap_or(COM_QUERY));
             let r = tokio::time::timeout(deadline, b.conn.run_consumed(payload, expect))
                 .await
@@ -78,8 +132,25 @@ impl Relay {
                     e.code, e.message
                 )));
             }
+            b.reset_unsafe |= pooled::reset_unsafe(payload);
+            b.applied_hash = history_hashes[b.applied];
             b.applied += 1;
         }
+        Ok(())
+    }
+
+    /// Close `server`'s connection and open a fresh one in its place (same pool slot).
+    async fn replace_backend(&mut self, server: usize) -> Result<(), MysqlBackendError> {
+        let lease = self.leases.get_mut(server).and_then(Option::take);
+        if let Some(b) = self.backends.get_mut(server).and_then(Option::take) {
+            let name = &self.ctx.config.servers[server].name;
+            self.ctx.metrics.backend_gauge(&self.ctx.name, name).dec();
+            self.ctx.balancer.connection_closed(server);
+            tokio::spawn(b.conn.quit());
+        }
+        tracing::debug!(cluster = %self.ctx.name, server, "pooled connection replaced");
+        let b = self.open(server).await?;
+        self.attach(server, b, lease);
         Ok(())
     }
 
@@ -89,11 +160,12 @@ impl Relay {
         &mut self,
         server: usize,
         expect: Expect,
-        mut prepare: Option<(Bytes, Classification)>,
+        mut prepare: Option<(Bytes, u64, Classification)>,
     ) -> Result<Answer, Broken> {
         let mut answer = Answer {
             status: None,
             saw_err: false,
+            last_status: None,
         };
         if expect == Expect::Nothing {
             return Ok(answer);
@@ -120,17 +192,18 @@ impl Relay {
             answer.saw_err |= is_err(&p.payload);
             let step = tracker.feed(&p.payload);
             match prepare.take() {
-                Some((sql, class)) => match parse_prepare_ok(&p.payload) {
+                Some((sql, key, class)) => match parse_prepare_ok(&p.payload) {
                     Some(ok) if !is_err(&p.payload) => {
                         let id = stmts.add(Stmt {
                             sql,
+                            key,
                             class,
                             params: ok.params,
                             columns: ok.columns,
                             types: None,
                             long_data: Vec::new(),
                         });
-                        b.stmts.insert(id, ok.stmt_id);
+                        b.stmts.insert(key, ok.stmt_id);
                         tracing::debug!(
                             server,
                             client_id = id,
@@ -167,6 +240,7 @@ impl Relay {
                 }
                 Step::Done { status } => {
                     answer.status = status;
+                    answer.last_status = tracker.last_status();
                     if tracker.is_malformed() {
                         return Err(Broken::Lost {
                             forwarded,
@@ -208,8 +282,8 @@ impl Relay {
         started: Instant,
         build: impl FnMut(&mut Self, usize) -> Result<Option<Bytes>, MyError>,
         expect: Expect,
-        prepare: Option<(Bytes, Classification)>,
-        needs: Option<(u32, Bytes)>,
+        prepare: Option<(Bytes, u64, Classification)>,
+        needs: Option<(u64, Bytes)>,
     ) -> Result<Option<usize>, MyError> {
         let r = self
             .run_routed_once(class, started, build, expect, prepare, needs)
@@ -226,8 +300,8 @@ impl Relay {
         started: Instant,
         mut build: impl FnMut(&mut Self, usize) -> Result<Option<Bytes>, MyError>,
         expect: Expect,
-        prepare: Option<(Bytes, Classification)>,
-        needs: Option<(u32, Bytes)>,
+        prepare: Option<(Bytes, u64, Classification)>,
+        needs: Option<(u64, Bytes)>,
     ) -> Result<Option<usize>, MyError> {
         let mut target = self.target_for(class);
         let mut held = false;
@@ -294,12 +368,20 @@ impl Relay {
             if let Err(e) = self.ensure_ready(server).await {
                 if let MysqlBackendError::Server(info, _) = &e {
                     self.excluded.clear();
+                    let kind = if pooled::is_pool_timeout(info) {
+                        ErrorKind::PoolTimeout
+                    } else {
+                        ErrorKind::BackendConnect
+                    };
                     let err = MyError::new(
                         info.code,
                         static_state(&info.sqlstate),
                         info.message.clone(),
-                        ErrorKind::BackendConnect,
+                        kind,
                     );
+                    if kind == ErrorKind::PoolTimeout {
+                        self.ctx.metrics.error(&self.ctx.name, kind);
+                    }
                     self.client.queue(&err.payload());
                     return Ok(None);
                 }
@@ -315,13 +397,17 @@ impl Relay {
                 target = self.target_for(class);
                 continue;
             }
-            if let Some((id, sql)) = &needs {
+            if let Some((key, sql)) = &needs {
                 let Some(b) = self.backends[server].as_mut() else {
                     continue;
                 };
-                if b.stmts.server_id(*id).is_none() {
-                    match b.conn.prepare(sql).await {
-                        Ok(Ok(ok)) => b.stmts.insert(*id, ok.stmt_id),
+                if b.stmts.server_id(*key).is_none() {
+                    let deadline = self.ctx.limits.session_replay_timeout;
+                    let r = tokio::time::timeout(deadline, b.conn.prepare(sql))
+                        .await
+                        .unwrap_or(Err(MysqlBackendError::Timeout(deadline)));
+                    match r {
+                        Ok(Ok(ok)) => b.stmts.insert(*key, ok.stmt_id),
                         Ok(Err(e)) => {
                             self.excluded.clear();
                             let err = MyError::new(
@@ -350,6 +436,7 @@ impl Relay {
                 self.excluded.clear();
                 return Ok(None);
             };
+            self.busy = true;
             let sent = match self.backends[server].as_mut() {
                 Some(b) => b.conn.write_raw(&bytes).await,
                 None => Err(MysqlBackendError::Closed),
@@ -361,6 +448,10 @@ impl Relay {
                     err,
                 }),
             };
+            if !matches!(result, Err(Broken::Client(_))) {
+                // Complete, or the connection is gone (dropped below): nothing is half done.
+                self.busy = false;
+            }
             match result {
                 Ok(a) => {
                     self.excluded.clear();
@@ -406,87 +497,6 @@ impl Relay {
         Ok(None)
     }
 
-    /// Apply the session's read consistency to a replica decision (MariaDB GTIDs:
-    /// `@@gtid_binlog_pos` on the primary, `MASTER_GTID_WAIT` on the replica).
-    pub(super) async fn causal_route(
-        &mut self,
-        d: Decision,
-        class: Classification,
-    ) -> Result<Decision, MysqlBackendError> {
-        let is_read = matches!(
-            class.intent,
-            Intent::Read | Intent::Begin { read_only: true }
-        );
-        if d.route != Route::Replica || !is_read || self.txn.is_some() {
-            return Ok(d);
-        }
-        let fallback = |me: &Self, reason| me.route(Want::Primary(reason)).unwrap_or(d);
-        let deadline = self.ctx.limits.session_replay_timeout;
-        let target = match self.consistency {
-            Consistency::Eventual => return Ok(d),
-            Consistency::Strong => return Ok(fallback(self, RouteReason::Consistency)),
-            Consistency::ReadYourWrites if !self.wrote => match &self.causal_gtid {
-                Some(g) => g.clone(),
-                None => return Ok(d),
-            },
-            _ => {
-                let Some(p) = self.topology().primary().map(|p| p.index) else {
-                    return Ok(fallback(self, RouteReason::CausalFallback));
-                };
-                self.ensure_ready(p).await?;
-                let Some(b) = self.backends[p].as_mut() else {
-                    return Ok(fallback(self, RouteReason::CausalFallback));
-                };
-                let g = b
-                    .conn
-                    .query_value("SELECT @@gtid_binlog_pos", deadline)
-                    .await?
-                    .unwrap_or_default();
-                self.wrote = false;
-                self.causal_gtid = Some(g.clone());
-                g
-            }
-        };
-        if target.is_empty() {
-            return Ok(d);
-        }
-        if self.backends[d.server]
-            .as_ref()
-            .and_then(|b| b.replayed_gtid.as_deref())
-            == Some(target.as_str())
-        {
-            return Ok(d);
-        }
-        self.ensure_ready(d.server).await?;
-        let limit = self.ctx.config.routing.causal_timeout;
-        let started = Instant::now();
-        let safe: String = target
-            .chars()
-            .filter(|c| c.is_ascii_digit() || *c == '-' || *c == ',')
-            .collect();
-        let sql = format!(
-            "SELECT MASTER_GTID_WAIT('{safe}', {:.3})",
-            limit.as_secs_f64()
-        );
-        let Some(b) = self.backends[d.server].as_mut() else {
-            return Ok(fallback(self, RouteReason::CausalFallback));
-        };
-        let v = b.conn.query_value(&sql, deadline + limit).await?;
-        let ok = v.as_deref() == Some("0");
-        tracing::debug!(cluster = %self.ctx.name, server = d.server, %target, answer = ?v, "causal wait");
-        if ok {
-            b.replayed_gtid = Some(target);
-        }
-        self.ctx
-            .metrics
-            .causal_wait(&self.ctx.name, ok, started.elapsed());
-        if ok {
-            Ok(d)
-        } else {
-            Ok(fallback(self, RouteReason::CausalFallback))
-        }
-    }
-
     /// Bookkeeping after a complete answer: transaction and autocommit state, session history,
     /// pins, metrics.
     pub(super) fn after(
@@ -498,10 +508,17 @@ impl Relay {
         a: Answer,
         started: Instant,
     ) {
-        if let Some(s) = a.status {
+        let known = a.status.or(if a.saw_err { a.last_status } else { None });
+        if let Some(s) = known {
             self.status = s;
             self.autocommit = s & status::AUTOCOMMIT != 0;
             self.txn = (s & status::IN_TRANS != 0).then_some(server);
+        }
+        if a.status.is_some() {
+            self.unsure = false;
+        } else if a.saw_err && !self.autocommit && self.txn.is_none() {
+            // With autocommit off a failed statement may still have opened a transaction.
+            self.unsure = true;
         }
         self.last_used = Some(server);
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
@@ -515,15 +532,23 @@ impl Relay {
                         if payload.first() == Some(&COM_INIT_DB) {
                             self.database =
                                 Some(String::from_utf8_lossy(&payload[1..]).into_owned());
+                        } else if let Some(db) = pooled::use_database(&payload) {
+                            self.database = Some(db);
                         } else if let Some(c) = crate::frontend::pg::relay::consistency_setting(
                             &String::from_utf8_lossy(&payload),
                         ) {
                             self.consistency = c;
                         }
+                        let prev = self.history_hashes.last().copied().unwrap_or(0);
+                        let hash = pooled::chain(prev, &payload);
+                        let unsafe_reset = pooled::reset_unsafe(&payload);
                         self.history.push(History::Command(payload));
+                        self.history_hashes.push(hash);
                         let n = self.history.len();
                         if let Some(b) = self.backends[server].as_mut() {
                             b.applied = n;
+                            b.applied_hash = hash;
+                            b.reset_unsafe |= unsafe_reset;
                         }
                     }
                 }

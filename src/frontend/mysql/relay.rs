@@ -1,5 +1,6 @@
 //! The relay loop of one MySQL client: one command at a time, routed by its SQL (or by its prepared
-//! statement), session state replayed on every server used, answers forwarded packet by packet.
+//! statement), session state replayed on every server used, answers forwarded packet by packet;
+//! server connections owned by the session or, in transaction pooling, borrowed per transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,18 +17,27 @@ use crate::config::Consistency;
 use crate::failover::gate::Pass;
 use crate::frontend::pg::ClusterCtx;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
+use crate::pool::Lease;
 use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
 use crate::topology::{Role, Topology};
 use crate::wire::mysql::command::*;
 use crate::wire::mysql::packet::status;
 use crate::wire::mysql::status::ok_packet;
 
-pub(super) struct MyBackend {
-    pub conn: MysqlConn,
-    pub applied: usize,
-    pub stmts: ServerStmts,
+/// A server connection as a session uses it (and as a pool keeps it between sessions).
+pub struct MyBackend {
+    pub(super) conn: MysqlConn,
+    /// How many history commands of the session the connection has applied...
+    pub(super) applied: usize,
+    /// ... and their hash chain ([`pooled::chain`]): tells whether they are a prefix of the
+    /// history of the session that holds the connection now.
+    pub(super) applied_hash: u64,
+    /// COM_RESET_CONNECTION does not undo everything applied (a default database change,
+    /// COM_SET_OPTION): a reset must replace the connection instead.
+    pub(super) reset_unsafe: bool,
+    pub(super) stmts: ServerStmts,
     /// A GTID position this server is known to have applied (from a causal wait).
-    pub replayed_gtid: Option<String>,
+    pub(super) replayed_gtid: Option<String>,
 }
 
 /// A session-state command replayed on every server the session uses.
@@ -43,6 +53,15 @@ pub(super) struct Relay {
     pub login: MyLogin,
     pub backends: Vec<Option<MyBackend>>,
     pub history: Vec<History>,
+    /// `history_hashes[i]` = [`pooled::chain`] over `history[..=i]`.
+    pub history_hashes: Vec<u64>,
+    /// Transaction pooling: the pool slot of each connection in `backends`.
+    pub leases: Vec<Option<Lease<MyBackend>>>,
+    /// A command was written and its answer is not complete yet.
+    pub busy: bool,
+    /// A command failed with autocommit off: whether a transaction is open is unknown until the
+    /// next answer with a status (the connections stay with the session until then).
+    pub unsure: bool,
     pub txn: Option<usize>,
     pub autocommit: bool,
     pub status: u16,
@@ -50,7 +69,8 @@ pub(super) struct Relay {
     pub route_override: RouteOverride,
     pub last_used: Option<usize>,
     pub stmts: StmtRegistry,
-    pub cursors: HashMap<u32, usize>,
+    /// Open cursors: client statement id -> (server, server statement id).
+    pub cursors: HashMap<u32, (usize, u32)>,
     pub excluded: Vec<usize>,
     pub database: Option<String>,
     pub consistency: Consistency,
@@ -96,6 +116,10 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         login,
         backends: (0..servers).map(|_| None).collect(),
         history: Vec::new(),
+        history_hashes: Vec::new(),
+        leases: (0..servers).map(|_| None).collect(),
+        busy: false,
+        unsure: false,
         txn: None,
         autocommit: true,
         status: status::AUTOCOMMIT,
@@ -116,9 +140,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         Ok(()) => relay.run().await,
         Err(e) => Err(e),
     };
-    for i in 0..servers {
-        relay.drop_backend(i);
-    }
+    relay.release_all();
     gauge.dec();
     if let Err(e) = r {
         report(&ctx, &mut relay.client, e).await;
@@ -160,15 +182,21 @@ impl Relay {
                 Ok(()) => {
                     self.last_used = Some(d.server);
                     self.excluded.clear();
+                    self.release_idle();
                     self.client.queue(&ok_packet(0, 0, self.status, 0, ""));
                     return self.client.flush().await;
                 }
                 Err(MysqlBackendError::Server(e, _)) => {
+                    let kind = if pooled::is_pool_timeout(&e) {
+                        ErrorKind::PoolTimeout
+                    } else {
+                        ErrorKind::BackendConnect
+                    };
                     return Err(MyError {
                         code: e.code,
                         state: static_state(&e.sqlstate),
                         message: e.message,
-                        kind: ErrorKind::BackendConnect,
+                        kind,
                         fatal: true,
                         gone: false,
                     });
@@ -198,13 +226,31 @@ impl Relay {
         )
     }
 
+    /// Give the session a connection to `server`: from its pool (transaction pooling) or a new
+    /// one of its own.
     pub(super) async fn connect(&mut self, server: usize) -> Result<(), MysqlBackendError> {
+        if self.pooling() {
+            return self.checkout(server).await;
+        }
+        let b = self.open(server).await?;
+        self.attach(server, b, None);
+        Ok(())
+    }
+
+    /// Open and authenticate a new connection to `server`. A pooled one logs in to the login
+    /// database (its pool's); the session's later database change is replayed like any setting.
+    pub(super) async fn open(&mut self, server: usize) -> Result<MyBackend, MysqlBackendError> {
         let cfg = &self.ctx.config.servers[server];
         let user = &self.login.user.config;
+        let database = if self.pooling() {
+            self.login.database.as_deref()
+        } else {
+            self.database.as_deref()
+        };
         let login = MysqlLogin {
             user: &user.backend_user,
             password: user.backend_password.as_deref(),
-            database: self.database.as_deref(),
+            database,
             charset: self.login.charset,
             capabilities: self.login.capabilities,
         };
@@ -231,14 +277,20 @@ impl Relay {
             .metrics
             .backend_gauge(&self.ctx.name, &cfg.name)
             .inc();
-        self.ctx.balancer.connection_opened(server);
-        self.backends[server] = Some(MyBackend {
+        Ok(MyBackend {
             conn,
             applied: 0,
+            applied_hash: 0,
+            reset_unsafe: false,
             stmts: ServerStmts::default(),
             replayed_gtid: None,
-        });
-        Ok(())
+        })
+    }
+
+    fn attach(&mut self, server: usize, b: MyBackend, lease: Option<Lease<MyBackend>>) {
+        self.ctx.balancer.connection_opened(server);
+        self.backends[server] = Some(b);
+        self.leases[server] = lease;
     }
 
     pub(super) fn drop_backend(&mut self, server: usize) {
@@ -248,10 +300,14 @@ impl Relay {
             self.ctx.balancer.connection_closed(server);
             tokio::spawn(b.conn.quit());
         }
+        // The slot (transaction pooling) frees with the lease.
+        if let Some(l) = self.leases.get_mut(server) {
+            *l = None;
+        }
         if self.last_used == Some(server) {
             self.last_used = None;
         }
-        self.cursors.retain(|_, s| *s != server);
+        self.cursors.retain(|_, c| c.0 != server);
     }
 
     async fn run(&mut self) -> Result<(), MyError> {
@@ -313,6 +369,7 @@ impl Relay {
                     self.client.queue(&e.payload());
                 }
             }
+            self.release_idle();
         }
     }
 
@@ -336,15 +393,15 @@ impl Relay {
             leaks,
         )
         .await?;
-        for i in 0..self.backends.len() {
-            self.drop_backend(i);
-        }
+        self.release_all();
         self.login.user = user;
         if let Some(cs) = cu.charset.and_then(|c| u8::try_from(c).ok()) {
             self.login.charset = cs;
         }
-        self.database = cu.database;
+        self.database = cu.database.filter(|d| !d.is_empty());
+        self.login.database = self.database.clone();
         self.history.clear();
+        self.history_hashes.clear();
         self.stmts.clear();
         self.cursors.clear();
         self.txn = None;
@@ -416,7 +473,11 @@ pub(super) fn static_state(s: &str) -> &'static str {
     }
 }
 
+#[path = "causal.rs"]
+mod causal;
 #[path = "exec.rs"]
 mod exec;
+#[path = "pooled.rs"]
+pub mod pooled;
 #[path = "stmt_exec.rs"]
 mod stmt_exec;

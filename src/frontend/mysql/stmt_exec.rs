@@ -1,6 +1,7 @@
 //! MySQL statement commands of one client: PREPARE (proxy ids), EXECUTE (re-prepare where needed,
 //! carried parameter types, buffered long data), FETCH from cursors, CLOSE, RESET, and
-//! COM_RESET_CONNECTION.
+//! COM_RESET_CONNECTION. Server statements are found by text ([`stmt_key`]), so a statement a
+//! pooled connection got from any session is reused.
 
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::exec::Broken;
 use super::*;
+use crate::frontend::mysql::stmt::stmt_key;
 use crate::wire::mysql::packet::{encode_into, Packet};
 use crate::wire::mysql::response::Expect;
 
@@ -15,12 +17,13 @@ impl Relay {
     pub(super) async fn prepare(&mut self, p: Packet, started: Instant) -> Result<(), MyError> {
         let sql = p.payload.slice(1..);
         let class = self.ctx.classifier.classify(&String::from_utf8_lossy(&sql));
+        let key = stmt_key(self.database.as_deref(), &sql);
         self.run_routed(
             class,
             started,
             |_, _| Ok(Some(p.raw.clone())),
             Expect::Prepare,
-            Some((sql, class)),
+            Some((sql, key, class)),
             None,
         )
         .await?;
@@ -61,6 +64,7 @@ impl Relay {
             }
         }
         let class = stmt.class;
+        let key = stmt.key;
         let sql = stmt.sql.clone();
         let params = stmt.params;
         let types = stmt.types.clone();
@@ -70,18 +74,24 @@ impl Relay {
             let Some(b) = me.backends[server].as_mut() else {
                 return Ok(None);
             };
-            let Some(sid) = b.stmts.server_id(id) else {
+            let Some(sid) = b.stmts.server_id(key) else {
                 return Ok(None);
             };
             let mut body = with_stmt_id(&payload, sid);
-            if !bound && params > 0 && !b.stmts.has_types(id) {
-                if let Some(t) = &types {
-                    if let Some(with) = execute_with_types(&body, params, t) {
-                        body = with;
+            if params > 0 {
+                match &types {
+                    // The server keeps the types it got last for this statement, maybe from
+                    // another proxy statement or session: send ours when they differ.
+                    Some(t) if !bound && !b.stmts.has_types(key, t) => {
+                        if let Some(with) = execute_with_types(&body, params, t) {
+                            body = with;
+                            b.stmts.set_types(key, Some(t));
+                        }
                     }
+                    Some(t) if bound => b.stmts.set_types(key, Some(t)),
+                    _ => {}
                 }
             }
-            b.stmts.set_types(id);
             let mut out = BytesMut::new();
             for ld in &long_data {
                 encode_into(&mut out, 0, &with_stmt_id(ld, sid));
@@ -96,12 +106,17 @@ impl Relay {
                 build,
                 Expect::ResultSet,
                 None,
-                Some((id, sql)),
+                Some((key, sql)),
             )
             .await?;
         match ran {
             Some(server) if cursor => {
-                self.cursors.insert(id, server);
+                let sid = self.backends[server]
+                    .as_ref()
+                    .and_then(|b| b.stmts.server_id(key));
+                if let Some(sid) = sid {
+                    self.cursors.insert(id, (server, sid));
+                }
             }
             Some(_) => {}
             None => {
@@ -118,19 +133,13 @@ impl Relay {
         let Some(id) = stmt_id(&p.payload) else {
             return Err(MyError::protocol("malformed COM_STMT_FETCH"));
         };
-        let Some(&server) = self.cursors.get(&id) else {
-            self.unknown_stmt(id, "mysqld_stmt_fetch");
-            return Ok(());
-        };
-        let Some(sid) = self.backends[server]
-            .as_ref()
-            .and_then(|b| b.stmts.server_id(id))
-        else {
+        let Some(&(server, sid)) = self.cursors.get(&id) else {
             self.unknown_stmt(id, "mysqld_stmt_fetch");
             return Ok(());
         };
         let mut out = BytesMut::new();
         encode_into(&mut out, 0, &with_stmt_id(&p.payload, sid));
+        self.busy = true;
         let sent = match self.backends[server].as_mut() {
             Some(b) => b.conn.write_raw(&out).await,
             None => Err(MysqlBackendError::Closed),
@@ -142,6 +151,9 @@ impl Relay {
                 err,
             }),
         };
+        if !matches!(r, Err(Broken::Client(_))) {
+            self.busy = false;
+        }
         match r {
             Ok(a) => {
                 if let Some(s) = a.status {
@@ -168,14 +180,32 @@ impl Relay {
         }
     }
 
+    /// COM_STMT_CLOSE: forget the client's statement. Its server statements are closed only
+    /// where nothing else may use them: in session mode when no other statement of the session
+    /// has the same text; in transaction mode (where a later session may reuse them) only when
+    /// a cursor was open on one or the connection holds more than `pool.max_prepared_statements`.
     pub(super) async fn close_stmt(&mut self, p: Packet) {
         let Some(id) = stmt_id(&p.payload) else {
             return;
         };
-        self.stmts.remove(id);
-        self.cursors.remove(&id);
-        for b in self.backends.iter_mut().flatten() {
-            if let Some(sid) = b.stmts.remove(id) {
+        let Some(stmt) = self.stmts.remove(id) else {
+            return;
+        };
+        let cursor = self.cursors.remove(&id);
+        if self.stmts.shares_key(id, stmt.key) {
+            return;
+        }
+        let pooling = self.pooling();
+        let max = self.ctx.config.pool.max_prepared_statements;
+        for (server, slot) in self.backends.iter_mut().enumerate() {
+            let Some(b) = slot.as_mut() else {
+                continue;
+            };
+            let had_cursor = cursor.is_some_and(|c| c.0 == server);
+            if pooling && !had_cursor && b.stmts.len() <= max {
+                continue;
+            }
+            if let Some(sid) = b.stmts.remove(stmt.key) {
                 let _ = b.conn.write_packet(0, &with_stmt_id(&p.payload, sid)).await;
             }
         }
@@ -190,16 +220,17 @@ impl Relay {
             return Ok(());
         };
         s.long_data.clear();
-        if let Some(server) = self.cursors.remove(&id) {
+        if let Some((server, sid)) = self.cursors.remove(&id) {
             if let Some(b) = self.backends[server].as_mut() {
-                if let Some(sid) = b.stmts.server_id(id) {
-                    if b.conn
-                        .run_consumed(&with_stmt_id(&p.payload, sid), Expect::Simple)
-                        .await
-                        .is_err()
-                    {
-                        self.drop_backend(server);
-                    }
+                let deadline = self.ctx.limits.session_replay_timeout;
+                let r = tokio::time::timeout(
+                    deadline,
+                    b.conn
+                        .run_consumed(&with_stmt_id(&p.payload, sid), Expect::Simple),
+                )
+                .await;
+                if !matches!(r, Ok(Ok(_))) {
+                    self.drop_backend(server);
                 }
             }
         }
@@ -229,6 +260,7 @@ impl Relay {
             .await?;
         if let Some(server) = ran {
             self.history.clear();
+            self.history_hashes.clear();
             self.stmts.clear();
             self.cursors.clear();
             self.pinned = None;
@@ -241,6 +273,7 @@ impl Relay {
             }
             if let Some(b) = self.backends[server].as_mut() {
                 b.applied = 0;
+                b.applied_hash = 0;
                 b.stmts.clear();
             }
             self.last_used = Some(server);

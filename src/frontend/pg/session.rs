@@ -18,6 +18,7 @@ use crate::backend::pg::send_cancel;
 use crate::classify::Classifier;
 use crate::config::{ClusterConfig, Limits};
 use crate::failover::gate::{Pass, WriteGate};
+use crate::frontend::mysql::relay::MyBackend;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::pool::Pools;
 use crate::router::Balancer;
@@ -43,6 +44,8 @@ pub struct ClusterCtx {
     pub gate: WriteGate,
     /// Transaction pooling: PostgreSQL server connection pools.
     pub pg_pools: Pools<PgPoolKey, Backend>,
+    /// Transaction pooling: MySQL server connection pools.
+    pub my_pools: Pools<crate::frontend::mysql::relay::pooled::MyPoolKey, MyBackend>,
 }
 
 impl ClusterCtx {

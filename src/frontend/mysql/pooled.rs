@@ -1,0 +1,263 @@
+//! Transaction pooling for a MySQL session: server connections come from the cluster's pools when
+//! a command needs them and go back whenever the session is idle outside a transaction and nothing
+//! pins it; a connection whose protocol or transaction state is uncertain is closed, never pooled.
+//!
+//! A pool is keyed by (server, backend user, login database, charset, capabilities), so a pooled
+//! connection always answers in the shape its next client negotiated. What a session changed since
+//! login (its history) is replayed on the connection; when another session left different settings
+//! the connection is first reset with COM_RESET_CONNECTION (see `exec::ensure_ready`). Prepared
+//! statements stay on their connection, filed by text (see `stmt::ServerStmts`).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use super::*;
+use crate::config::PoolMode;
+use crate::pool::{Checkout, Pool};
+use crate::wire::mysql::status::ErrInfo;
+
+/// MySQL error code of a pool timeout (ER_CON_COUNT_ERROR, "Too many connections").
+pub const POOL_TIMEOUT_CODE: u16 = 1040;
+const POOL_TIMEOUT_PREFIX: &str = "switchyard: no server connection free";
+
+/// Which pool a session's connections to one server come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MyPoolKey {
+    pub server: usize,
+    /// Backend user, login database, charset and capabilities, hashed.
+    pub login: u64,
+}
+
+/// Hash chain over history commands: `chain(chain(0, a), b)` stands for `[a, b]`.
+pub(super) fn chain(prev: u64, payload: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    prev.hash(&mut h);
+    payload.hash(&mut h);
+    h.finish()
+}
+
+/// The database a `USE db` statement (a COM_QUERY payload) switches to.
+pub(super) fn use_database(payload: &[u8]) -> Option<String> {
+    let rest = payload.strip_prefix(&[COM_QUERY])?;
+    let text = String::from_utf8_lossy(rest);
+    let text = text.trim().trim_end_matches(';').trim();
+    let (word, name) = text.split_once(|c: char| c.is_ascii_whitespace() || c == '`')?;
+    if !word.eq_ignore_ascii_case("use") {
+        return None;
+    }
+    let name = if text.as_bytes().get(3) == Some(&b'`') {
+        text[3..].trim()
+    } else {
+        name.trim()
+    };
+    let name = match name.strip_prefix('`').and_then(|n| n.strip_suffix('`')) {
+        Some(quoted) => quoted.replace("``", "`"),
+        None => name.to_string(),
+    };
+    (!name.is_empty()).then_some(name)
+}
+
+/// Whether a history command changes what COM_RESET_CONNECTION leaves alone: the default
+/// database (COM_INIT_DB, `USE`) or the multi-statement option (COM_SET_OPTION).
+pub(super) fn reset_unsafe(payload: &[u8]) -> bool {
+    matches!(payload.first(), Some(&COM_INIT_DB) | Some(&COM_SET_OPTION))
+        || use_database(payload).is_some()
+}
+
+/// Whether a server error is our own pool timeout (reported as `ErrorKind::PoolTimeout`).
+pub(super) fn is_pool_timeout(e: &ErrInfo) -> bool {
+    e.code == POOL_TIMEOUT_CODE && e.message.starts_with(POOL_TIMEOUT_PREFIX)
+}
+
+/// Close pooled connections idle or old past the pool limits; runs until the process stops.
+pub async fn reap_forever(ctx: Arc<ClusterCtx>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let now = std::time::Instant::now();
+        for (key, pool) in ctx.my_pools.all() {
+            for b in pool.reap(now) {
+                close_conn(&ctx, key.server, b);
+            }
+        }
+    }
+}
+
+/// Really close a server connection (not back to any pool).
+fn close_conn(ctx: &ClusterCtx, server: usize, b: MyBackend) {
+    if let Some(cfg) = ctx.config.servers.get(server) {
+        ctx.metrics.backend_gauge(&ctx.name, &cfg.name).dec();
+    }
+    tokio::spawn(b.conn.quit());
+}
+
+impl Relay {
+    pub(super) fn pooling(&self) -> bool {
+        self.ctx.config.pool.mode == PoolMode::Transaction
+    }
+
+    fn pool_key(&self, server: usize) -> MyPoolKey {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.login.user.config.backend_user.hash(&mut h);
+        self.login.database.hash(&mut h);
+        self.login.charset.hash(&mut h);
+        self.login.capabilities.hash(&mut h);
+        MyPoolKey {
+            server,
+            login: h.finish(),
+        }
+    }
+
+    fn pool(&self, server: usize) -> Arc<Pool<MyBackend>> {
+        let key = self.pool_key(server);
+        let ctx = &self.ctx;
+        ctx.my_pools.get(&key, || {
+            let name = ctx
+                .config
+                .servers
+                .get(server)
+                .map_or("", |s| s.name.as_str());
+            let gauges =
+                ctx.metrics
+                    .pool_gauges(&ctx.name, name, &self.login.user.config.backend_user);
+            Pool::new(ctx.config.pool.clone(), gauges)
+        })
+    }
+
+    /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new
+    /// one opened in a free slot), waiting in line up to `pool.checkout_timeout`. A timeout comes
+    /// back as a server error that [`is_pool_timeout`] recognises.
+    pub(super) async fn checkout(&mut self, server: usize) -> Result<(), MysqlBackendError> {
+        let pool = self.pool(server);
+        loop {
+            match pool.checkout().await {
+                Err(t) => {
+                    tracing::warn!(cluster = %self.ctx.name, server, "{t}");
+                    let info = ErrInfo {
+                        code: POOL_TIMEOUT_CODE,
+                        sqlstate: "08004".into(),
+                        message: format!(
+                            "{POOL_TIMEOUT_PREFIX} for server {}: {t}; retry",
+                            self.ctx.config.servers[server].name
+                        ),
+                    };
+                    return Err(MysqlBackendError::Server(info, bytes::Bytes::new()));
+                }
+                Ok(Checkout::Idle(mut b, lease)) => {
+                    if b.conn.idle_ok().is_err() {
+                        // Died while pooled: its slot frees with the lease; try again.
+                        drop(lease);
+                        close_conn(&self.ctx, server, b);
+                        continue;
+                    }
+                    self.attach(server, b, Some(lease));
+                    return Ok(());
+                }
+                Ok(Checkout::Open(lease)) => {
+                    let b = self.open(server).await?;
+                    self.attach(server, b, Some(lease));
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Servers the session must keep now: the pinned one and those with an open cursor.
+    fn kept(&self, server: usize) -> bool {
+        self.pinned.map(|p| p.0) == Some(server) || self.cursors.values().any(|c| c.0 == server)
+    }
+
+    /// Whether nothing is half done: no command mid-answer, no transaction (that we know of).
+    fn settled(&self) -> bool {
+        !self.busy && !self.unsure && self.txn.is_none()
+    }
+
+    /// Transaction pooling: give back every connection the session does not need now (it is idle
+    /// outside a transaction; a pinned server and servers with an open cursor stay).
+    pub(super) fn release_idle(&mut self) {
+        if !self.pooling() || !self.settled() {
+            return;
+        }
+        for server in 0..self.backends.len() {
+            if !self.kept(server) {
+                self.give_back(server);
+            }
+        }
+    }
+
+    /// Transaction pooling: give back one connection now if the session does not need it.
+    pub(super) fn release_one(&mut self, server: usize) {
+        if self.pooling() && self.settled() && !self.kept(server) {
+            self.give_back(server);
+        }
+    }
+
+    /// Detach `server`'s connection and pool it (or close it when it may not be pooled).
+    fn give_back(&mut self, server: usize) {
+        let Some(b) = self.backends.get_mut(server).and_then(Option::take) else {
+            return;
+        };
+        self.ctx.balancer.connection_closed(server);
+        if self.last_used == Some(server) {
+            self.last_used = None;
+        }
+        let lease = self.leases.get_mut(server).and_then(Option::take);
+        let max = self.ctx.config.pool.max_prepared_statements;
+        match lease {
+            Some(lease) if b.stmts.len() <= max => {
+                if let Err(b) = self.pool(server).checkin(b, lease) {
+                    close_conn(&self.ctx, server, b);
+                }
+            }
+            _ => close_conn(&self.ctx, server, b),
+        }
+    }
+
+    /// Session end (or COM_CHANGE_USER): pool what is clean (transaction pooling), close the rest
+    /// (a command cut off mid-answer or an open transaction closes every connection).
+    pub(super) fn release_all(&mut self) {
+        if self.pooling() && self.settled() {
+            for server in 0..self.backends.len() {
+                if !self.kept(server) {
+                    self.give_back(server);
+                }
+            }
+        }
+        for server in 0..self.backends.len() {
+            self.drop_backend(server);
+        }
+        self.busy = false;
+        self.unsure = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(text: &str) -> Vec<u8> {
+        let mut p = vec![COM_QUERY];
+        p.extend_from_slice(text.as_bytes());
+        p
+    }
+
+    #[test]
+    fn use_statements_are_recognised() {
+        assert_eq!(use_database(&query("USE app")), Some("app".into()));
+        assert_eq!(use_database(&query(" use `my db`; ")), Some("my db".into()));
+        assert_eq!(use_database(&query("USE`x`")), Some("x".into()));
+        assert_eq!(use_database(&query("SET @use = 1")), None);
+        assert_eq!(use_database(&query("USER()")), None);
+        assert!(reset_unsafe(&[COM_INIT_DB, b'a']));
+        assert!(reset_unsafe(&[COM_SET_OPTION, 1, 0]));
+        assert!(!reset_unsafe(&query("SET sql_mode = ''")));
+    }
+
+    #[test]
+    fn chains_differ_by_order() {
+        let ab = chain(chain(0, b"a"), b"b");
+        let ba = chain(chain(0, b"b"), b"a");
+        assert_ne!(ab, ba);
+        assert_eq!(ab, chain(chain(0, b"a"), b"b"));
+    }
+}
