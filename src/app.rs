@@ -28,6 +28,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let client_slots = Arc::new(Semaphore::new(config.limits.max_client_connections));
     let mut topologies = Vec::new();
     let mut handles = Vec::new();
+    let mut pauses = Vec::new();
+    // Sessions end at once only when this fires: after SIGTERM plus `limits.shutdown_timeout`.
+    let kill = CancellationToken::new();
     for cluster in &config.clusters {
         let listener = TcpListener::bind(cluster.listen).await.map_err(|e| {
             anyhow::anyhow!(
@@ -37,6 +40,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             )
         })?;
         let gate = WriteGate::default();
+        let pause = WriteGate::default();
+        pauses.push((cluster.name.clone(), pause.clone()));
         let spawned = monitor::spawn(
             cluster,
             gate.clone(),
@@ -66,10 +71,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cancels: CancelRegistry::default(),
             mysql: Default::default(),
             gate,
+            pause: pause.clone(),
+            draining: shutdown.clone(),
             pg_pools: Default::default(),
             my_pools: Default::default(),
         });
-        if cluster.pool.mode == crate::config::PoolMode::Transaction {
+        if cluster.pool.mode == crate::config::PoolMode::Transaction
+            && cluster.protocol == Protocol::Postgres
+        {
             let (c, stop) = (ctx.clone(), shutdown.clone());
             tracker.spawn(async move {
                 tokio::select! {
@@ -95,6 +104,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ctx,
             client_slots.clone(),
             shutdown.clone(),
+            kill.clone(),
             tracker.clone(),
         ));
     }
@@ -107,6 +117,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             metrics: metrics.clone(),
             clusters: topologies,
             failover: handles,
+            token: config.admin.token.clone(),
+            pauses,
+            paused: Default::default(),
         };
         let cancel = shutdown.clone();
         tracker.spawn(async move {
@@ -116,8 +129,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     shutdown.cancelled().await;
+    // Draining: listeners are closed (accept loops end on `shutdown`); idle sessions close now,
+    // sessions inside a transaction when it ends, the rest when the deadline passes.
+    let deadline = config.limits.shutdown_timeout;
+    tracing::info!(
+        ?deadline,
+        "draining: no new connections; open transactions may finish"
+    );
     tracker.close();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?deadline,
+            "drain deadline passed: closing the remaining sessions"
+        );
+        kill.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -126,6 +157,7 @@ async fn accept_loop(
     ctx: Arc<ClusterCtx>,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
+    kill: CancellationToken,
     tracker: TaskTracker,
 ) {
     let mut connection_id: u32 = rand::random::<u32>() & 0xffff;
@@ -151,7 +183,7 @@ async fn accept_loop(
             continue;
         };
         let ctx = ctx.clone();
-        let stop = shutdown.clone();
+        let stop = kill.clone();
         connection_id = connection_id.wrapping_add(1);
         let id = connection_id;
         tracker.spawn(async move {

@@ -20,8 +20,15 @@
 //! - `POST /api/clusters/{name}/servers/{server}/fence` and `.../unfence`: an operator fences a
 //!   server (no reads, no writes through the proxy) or lifts a fence (e.g. after rebuilding a
 //!   former primary as a replica).
+//! - `POST /api/pause` (optional `?cluster=NAME&timeout=30s`): like PgBouncer `PAUSE`: waits for
+//!   open transactions to end (up to `timeout`, default 30s, else 409 and nothing paused), then
+//!   holds every new request until `POST /api/resume` (`?cluster=NAME` optional).
+//!
+//! With `admin.token` set, every `/api/*` request needs `Authorization: Bearer <token>` (401
+//! otherwise); `/metrics`, `/health` and `/ready` stay open for scrapers and probes.
 
 pub mod json;
+mod ops;
 
 use std::sync::Arc;
 
@@ -35,6 +42,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::failover::gate::{Closed, WriteGate};
 use crate::failover::FailoverHandle;
 use crate::metrics::Metrics;
 use crate::topology::model::Topology;
@@ -51,6 +59,12 @@ pub struct AdminState {
     pub clusters: Vec<(String, watch::Receiver<Arc<Topology>>)>,
     /// Each cluster's failover command handle, by name.
     pub failover: Vec<(String, FailoverHandle)>,
+    /// Bearer token `/api/*` requires (`None` = open).
+    pub token: Option<String>,
+    /// Each cluster's pause gate, by name.
+    pub pauses: Vec<(String, WriteGate)>,
+    /// The closed pause gates of paused clusters.
+    pub paused: parking_lot::Mutex<Vec<(String, Closed)>>,
 }
 
 impl AdminState {
@@ -65,10 +79,7 @@ impl AdminState {
 
 /// The admin routes over a shared state (exposed for tests and embedding).
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+    let api = Router::new()
         .route("/api/clusters", get(clusters))
         .route("/api/clusters/{name}/switchover", post(switchover))
         .route("/api/clusters/{name}/servers/{server}/fence", post(fence))
@@ -76,6 +87,17 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/api/clusters/{name}/servers/{server}/unfence",
             post(unfence),
         )
+        .route("/api/pause", post(ops::pause))
+        .route("/api/resume", post(ops::resume))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::require_token,
+        ));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .merge(api)
         .with_state(state)
 }
 

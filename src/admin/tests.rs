@@ -66,6 +66,9 @@ async fn endpoints_answer_and_shutdown_is_graceful() {
         metrics,
         clusters: vec![("main".into(), rx)],
         failover: Vec::new(),
+        token: None,
+        pauses: Vec::new(),
+        paused: Default::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

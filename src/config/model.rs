@@ -17,6 +17,8 @@ pub struct Config {
 pub struct AdminConfig {
     /// `None` disables the admin listener.
     pub listen: Option<SocketAddr>,
+    /// Bearer token `/api/*` requires (`None` = open, for loopback-only listeners).
+    pub token: Option<String>,
 }
 
 /// Process-wide limits.
@@ -32,6 +34,8 @@ pub struct Limits {
     pub client_login_timeout: Duration,
     /// Deadline for replaying session state on a backend (default 5s).
     pub session_replay_timeout: Duration,
+    /// SIGTERM: how long open transactions may run to their end before sessions are closed (default 30s).
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,8 @@ pub struct RawAdmin {
     /// Missing = default address; `null`/`"off"` = disabled.
     #[serde(default)]
     pub listen: Scalar,
+    /// Bearer token required by `/api/*`; missing or empty = no token.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +48,8 @@ pub struct RawLimits {
     pub client_login_timeout: Scalar,
     #[serde(default)]
     pub session_replay_timeout: Scalar,
+    #[serde(default)]
+    pub shutdown_timeout: Scalar,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -144,6 +144,7 @@ impl Validator {
                 s if s.is_off() => None,
                 s => self.socket_addr("admin.listen", s),
             },
+            token: raw.admin.token.filter(|t| !t.is_empty()),
         };
         let limits = self.limits(&raw.limits);
 
@@ -224,6 +225,11 @@ impl Validator {
                 "limits.session_replay_timeout",
                 &raw.session_replay_timeout,
                 Duration::from_secs(5),
+            ),
+            shutdown_timeout: self.duration(
+                "limits.shutdown_timeout",
+                &raw.shutdown_timeout,
+                Duration::from_secs(30),
             ),
         }
     }

@@ -31,12 +31,29 @@ pub fn try_http_get(addr: impl ToSocketAddrs, path: &str) -> io::Result<(u16, St
 /// `POST path` with a JSON `body` (may be empty); (status, body). `timeout` bounds the whole
 /// exchange (a switchover answers when it is done). Panics on I/O errors.
 pub fn http_post(addr: SocketAddr, path: &str, body: &str, timeout: Duration) -> (u16, String) {
+    http_request(addr, "POST", path, &[], body, timeout)
+}
+
+/// Any request with extra header lines (`"Authorization: Bearer x"`); (status, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+    timeout: Duration,
+) -> (u16, String) {
     let run = || -> io::Result<(u16, String)> {
         let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
+        let mut extra = String::new();
+        for h in headers {
+            extra.push_str(h);
+            extra.push_str("\r\n");
+        }
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
@@ -45,7 +62,7 @@ pub fn http_post(addr: SocketAddr, path: &str, body: &str, timeout: Duration) ->
         stream.read_to_end(&mut raw)?;
         parse_response(&raw)
     };
-    run().unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    run().unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// Parse a complete HTTP/1.1 response: status line, headers, then a body that is either

@@ -10,7 +10,7 @@ pub mod mysql_cluster;
 pub mod pg_cluster;
 pub mod proxy;
 
-pub use http::{http_get, http_post, try_http_get};
+pub use http::{http_get, http_post, http_request, try_http_get};
 pub use link::Link;
 pub use mysql_cluster::{
     shared_mysql, MariaDbCluster, MYSQL_APP_PASSWORD, MYSQL_APP_USER, MYSQL_MONITOR_PASSWORD,

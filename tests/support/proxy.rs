@@ -156,9 +156,27 @@ users:
     /// Wait (30 s max) until `/api/clusters` shows `up` servers of the first cluster up with a
     /// known role (the primary, or a replica with measured lag).
     pub fn wait_topology(&self, up: usize) {
+        self.wait_topology_token(up, "");
+    }
+
+    /// [`wait_topology`](Self::wait_topology) for a proxy whose admin API needs a bearer token.
+    pub fn wait_topology_token(&self, up: usize, token: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = self.admin.expect("config has no admin listener");
+        let header = format!("Authorization: Bearer {token}");
         loop {
-            let (status, body) = self.http_get("/api/clusters");
+            let (status, body) = if token.is_empty() {
+                self.http_get("/api/clusters")
+            } else {
+                super::http::http_request(
+                    admin,
+                    "GET",
+                    "/api/clusters",
+                    &[&header],
+                    "",
+                    Duration::from_secs(5),
+                )
+            };
             if status == 200 {
                 let v: serde_json::Value = serde_json::from_str(&body).expect("clusters JSON");
                 let n = v

@@ -285,11 +285,15 @@ impl Relay {
         prepare: Option<(Bytes, u64, Classification)>,
         needs: Option<(u64, Bytes)>,
     ) -> Result<Option<usize>, MyError> {
+        if self.pause_pass.is_none() {
+            self.pause_pass = Some(self.ctx.pass_pause().await);
+        }
         let r = self
             .run_routed_once(class, started, build, expect, prepare, needs)
             .await;
         if self.txn.is_none() {
             self.gate_pass = None;
+            self.pause_pass = None;
         }
         r
     }

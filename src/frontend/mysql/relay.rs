@@ -82,6 +82,8 @@ pub(super) struct Relay {
     /// Held while the session has work on the primary (until it is outside a transaction
     /// again); a switchover waits for every pass to come back.
     pub gate_pass: Option<Pass>,
+    /// Held while the session has any work in flight; `POST /api/pause` waits for every pass.
+    pub pause_pass: Option<Pass>,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -135,6 +137,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         causal_gtid: None,
         stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
         gate_pass: None,
+        pause_pass: None,
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,
@@ -313,7 +316,18 @@ impl Relay {
     async fn run(&mut self) -> Result<(), MyError> {
         loop {
             self.client.flush().await?;
-            let p = self.client.read_packet().await?;
+            let draining = self.ctx.draining.clone();
+            let idle = self.txn.is_none();
+            let p = tokio::select! {
+                p = self.client.read_packet() => p?,
+                _ = draining.cancelled(), if idle => {
+                    tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
+                    let e = MyError::new(1053, "08S01", "switchyard is shutting down", ErrorKind::ClientProtocol);
+                    self.client.queue(&e.payload());
+                    let _ = self.client.flush().await;
+                    return Ok(());
+                }
+            };
             let Some(&cmd) = p.payload.first() else {
                 return Err(MyError::protocol("empty command packet"));
             };

@@ -22,6 +22,9 @@ impl Relay {
             self.client.queue(&msg::ready_for_query(self.status));
             return Ok(());
         }
+        if self.pause_pass.is_none() {
+            self.pause_pass = Some(self.ctx.pass_pause().await);
+        }
         let attempts = self.ctx.config.servers.len() + 1;
         let mut held = false;
         for _ in 0..attempts {
@@ -260,6 +263,10 @@ impl Relay {
         self.client.queue(&e.to_message());
         for _ in 0..info.syncs {
             self.client.queue(&msg::ready_for_query(self.status));
+        }
+        if self.inflight.is_empty() && self.txn.is_none() && !self.unsynced {
+            self.gate_pass = None;
+            self.pause_pass = None;
         }
         Ok(())
     }
@@ -503,6 +510,7 @@ impl Relay {
         if self.inflight.is_empty() && !self.unsynced && self.txn.is_none() {
             self.bound = None;
             self.gate_pass = None;
+            self.pause_pass = None;
             *self.cancel_slot.lock() = None;
             self.release_idle();
         }
@@ -595,6 +603,7 @@ impl Relay {
         self.status = b'I';
         self.txn = None;
         self.gate_pass = None;
+        self.pause_pass = None;
         Ok(())
     }
 }

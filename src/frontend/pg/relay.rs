@@ -52,6 +52,8 @@ struct InFlight {
 enum Event {
     Client(Result<(), ClientError>),
     Backend(usize, Result<(), BackendError>),
+    /// SIGTERM: the proxy is draining.
+    Drain,
 }
 
 pub struct Relay {
@@ -94,6 +96,8 @@ pub struct Relay {
     /// Held from the first request on the primary until the session is idle again outside a
     /// transaction; a switchover waits for every pass to come back.
     gate_pass: Option<Pass>,
+    /// Held while the session has any work in flight; `POST /api/pause` waits for every pass.
+    pause_pass: Option<Pass>,
 }
 
 impl Relay {
@@ -146,6 +150,7 @@ impl Relay {
             wrote: false,
             causal_lsn: None,
             gate_pass: None,
+            pause_pass: None,
         };
         relay.login_key = login_key;
         relay
@@ -313,8 +318,28 @@ impl Relay {
         }
     }
 
+    /// Nothing in flight, no transaction, nothing buffered: the session may end or be paused.
+    fn idle(&self) -> bool {
+        self.txn.is_none()
+            && self.inflight.is_empty()
+            && !self.unsynced
+            && !self.copy_in
+            && self.batch.is_empty()
+    }
+
     async fn run(&mut self) -> Result<(), ClientError> {
         loop {
+            if self.ctx.draining.is_cancelled() && self.idle() {
+                tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
+                let e = ClientError::fatal(
+                    "57P01",
+                    "terminating connection: switchyard is shutting down",
+                    ErrorKind::ClientProtocol,
+                );
+                self.client.queue(&e.to_message());
+                let _ = self.client.flush().await;
+                return Ok(());
+            }
             while !self.holding() {
                 let Some(f) = self.client.buffered_frame()? else {
                     break;
@@ -342,6 +367,7 @@ impl Relay {
                     }
                 }
                 Event::Backend(b, Err(e)) => self.backend_failed(b, e).await?,
+                Event::Drain => {}
             }
         }
     }
@@ -372,9 +398,12 @@ impl Relay {
                 std::future::pending().await
             }
         };
+        let draining = &self.ctx.draining;
+        let drain_seen = draining.is_cancelled();
         tokio::select! {
             (i, r) = backend_fut => Event::Backend(i, r),
             r = client_fut => Event::Client(r),
+            _ = draining.cancelled(), if !drain_seen => Event::Drain,
         }
     }
 

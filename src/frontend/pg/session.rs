@@ -42,6 +42,10 @@ pub struct ClusterCtx {
     pub mysql: crate::frontend::mysql::login::MysqlShared,
     /// Passed while a session has work on the primary; closed by a switchover.
     pub gate: WriteGate,
+    /// Passed while a session has any work (outside its idle time); closed by `POST /api/pause`.
+    pub pause: WriteGate,
+    /// Cancelled on SIGTERM: sessions close once they are idle outside a transaction.
+    pub draining: tokio_util::sync::CancellationToken,
     /// Transaction pooling: PostgreSQL server connection pools.
     pub pg_pools: Pools<PgPoolKey, Backend>,
     /// Transaction pooling: MySQL server connection pools.
@@ -91,6 +95,15 @@ impl ClusterCtx {
             tracing::warn!(cluster = %self.name, ?hold, "no primary within failover.write_hold");
         }
         released
+    }
+
+    /// Pass the pause gate: waits as long as `POST /api/pause` holds it (like PgBouncer PAUSE).
+    pub async fn pass_pause(&self) -> Pass {
+        loop {
+            if let Ok((p, _)) = self.pause.enter(std::time::Duration::from_secs(3600)).await {
+                return p;
+            }
+        }
     }
 
     /// Pass the write gate (held while a switchover runs, up to `failover.write_hold`).

@@ -1,0 +1,118 @@
+//! Operational admin endpoints: the `/api` bearer-token check and pause / resume.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::AdminState;
+use crate::config::values::parse_duration;
+
+/// Rejects `/api/*` requests without the configured bearer token (constant-time compare).
+pub(super) async fn require_token(
+    State(st): State<Arc<AdminState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = st.token.as_deref() else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        next.run(req).await
+    } else {
+        tracing::warn!(path = %req.uri().path(), "admin API request without a valid token");
+        let body = json!({ "error": "missing or wrong bearer token (admin.token)" });
+        (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct PauseArgs {
+    cluster: Option<String>,
+    timeout: Option<String>,
+}
+
+/// `POST /api/pause`: wait for open transactions, then hold new requests.
+pub(super) async fn pause(
+    State(st): State<Arc<AdminState>>,
+    Query(args): Query<PauseArgs>,
+) -> Response {
+    let timeout = match args.timeout.as_deref().map(parse_duration) {
+        None => Duration::from_secs(30),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            let body = json!({ "error": format!("bad timeout: {e}") });
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
+    let targets: Vec<_> = st
+        .pauses
+        .iter()
+        .filter(|(n, _)| args.cluster.as_deref().is_none_or(|c| c == n))
+        .filter(|(n, _)| !st.paused.lock().iter().any(|(p, _)| p == n))
+        .cloned()
+        .collect();
+    if targets.is_empty()
+        && args.cluster.is_some()
+        && !st
+            .pauses
+            .iter()
+            .any(|(n, _)| Some(n) == args.cluster.as_ref())
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such cluster" })),
+        )
+            .into_response();
+    }
+    let mut closed = Vec::new();
+    for (name, gate) in targets {
+        tracing::warn!(cluster = %name, "pause requested: waiting for open transactions");
+        match gate.close(timeout).await {
+            Ok(c) => closed.push((name, c)),
+            Err(after) => {
+                // Nothing paused: reopen what this request closed.
+                drop(closed);
+                let body = json!({ "error": format!("cluster {name}: transactions still open after {after:?}; nothing paused") });
+                return (StatusCode::CONFLICT, Json(body)).into_response();
+            }
+        }
+    }
+    let names: Vec<String> = closed.iter().map(|(n, _)| n.clone()).collect();
+    st.paused.lock().extend(closed);
+    tracing::warn!(clusters = ?names, "paused: new requests are held until resume");
+    let all: Vec<String> = st.paused.lock().iter().map(|(n, _)| n.clone()).collect();
+    Json(json!({ "paused": all })).into_response()
+}
+
+/// `POST /api/resume`: release the held requests.
+pub(super) async fn resume(
+    State(st): State<Arc<AdminState>>,
+    Query(args): Query<PauseArgs>,
+) -> Response {
+    let mut paused = st.paused.lock();
+    let before = paused.len();
+    paused.retain(|(n, _)| args.cluster.as_deref().is_some_and(|c| c != n));
+    let resumed = before - paused.len();
+    tracing::warn!(resumed, "resumed");
+    let still: Vec<String> = paused.iter().map(|(n, _)| n.clone()).collect();
+    Json(json!({ "resumed": resumed, "paused": still })).into_response()
+}

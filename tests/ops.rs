@@ -1,0 +1,158 @@
+//! End-to-end operations: SIGTERM drains (open transactions finish, new connections are refused,
+//! exit 0), pause / resume hold and release requests, the admin token guards `/api`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::pg_cluster::{APP_PASSWORD, APP_USER};
+use support::{http_request, pg_conn_str, shared, Proxy};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+async fn connect(port: u16) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) =
+        tokio_postgres::connect(&pg_conn_str(port, APP_USER, APP_PASSWORD, "app"), NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn value(c: &Client, sql: &str) -> String {
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows.iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn setup(table: &str) {
+    let c = shared();
+    c.psql(
+        c.primary_port(),
+        "app",
+        &format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int); GRANT ALL ON {table} TO app"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_open_transaction_finish_then_exits_zero() {
+    setup("drain_t");
+    let (yaml, ports) = Proxy::pg_config(shared());
+    let yaml = yaml.replace("clusters:", "limits: { shutdown_timeout: 20s }\nclusters:");
+    let mut proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let busy = connect(ports.listen).await.unwrap();
+    let idle = connect(ports.listen).await.unwrap();
+    assert_eq!(value(&idle, "SELECT 1").await, "1");
+    busy.simple_query("BEGIN; INSERT INTO drain_t VALUES (1)")
+        .await
+        .unwrap();
+
+    proxy.signal("TERM");
+    let termed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // New connections are refused, the idle session was closed.
+    assert!(
+        connect(ports.listen).await.is_err(),
+        "new connection accepted while draining"
+    );
+    assert!(
+        idle.simple_query("SELECT 1").await.is_err(),
+        "idle session still served"
+    );
+    // The open transaction goes on to its end.
+    busy.simple_query("INSERT INTO drain_t VALUES (2)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    busy.simple_query("COMMIT")
+        .await
+        .expect("COMMIT while draining");
+    let status = proxy.terminate(Duration::from_secs(20));
+    println!(
+        "drained and exited {status} {:?} after SIGTERM",
+        termed.elapsed()
+    );
+    assert!(status.success(), "exit status {status}\n{}", proxy.log());
+    let c = shared();
+    assert_eq!(
+        c.psql(c.primary_port(), "app", "SELECT count(*) FROM drain_t"),
+        "2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_requests_until_resume_and_the_token_guards_the_api() {
+    setup("pause_t");
+    let (yaml, ports) = Proxy::pg_config(shared());
+    let yaml = yaml.replace(
+        &format!("admin: {{ listen: \"127.0.0.1:{}\" }}", ports.admin),
+        &format!(
+            "admin: {{ listen: \"127.0.0.1:{}\", token: s3cret }}",
+            ports.admin
+        ),
+    );
+    assert!(yaml.contains("token: s3cret"));
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology_token(3, "s3cret");
+    let admin = proxy.admin_addr().unwrap();
+    let auth = "Authorization: Bearer s3cret";
+    let req = move |method: &'static str, path: &'static str, headers: Vec<&'static str>| {
+        tokio::task::spawn_blocking(move || {
+            http_request(admin, method, path, &headers, "", Duration::from_secs(30))
+        })
+    };
+    // The token: /api needs it, /metrics does not.
+    assert_eq!(req("GET", "/api/clusters", vec![]).await.unwrap().0, 401);
+    assert_eq!(
+        req("GET", "/api/clusters", vec!["Authorization: Bearer nope"])
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(
+        req("GET", "/api/clusters", vec![auth]).await.unwrap().0,
+        200
+    );
+    assert_eq!(req("GET", "/metrics", vec![]).await.unwrap().0, 200);
+
+    // A pause waits for open transactions: with one open and a short timeout, it is refused.
+    let c = connect(ports.listen).await.unwrap();
+    c.simple_query("BEGIN; INSERT INTO pause_t VALUES (1)")
+        .await
+        .unwrap();
+    let (status, body) = req("POST", "/api/pause?timeout=300ms", vec![auth])
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{body}");
+    c.simple_query("COMMIT").await.unwrap();
+
+    let (status, body) = req("POST", "/api/pause?timeout=5s", vec![auth])
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let held = tokio::spawn(async move {
+        let started = Instant::now();
+        c.simple_query("INSERT INTO pause_t VALUES (2)")
+            .await
+            .unwrap();
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!held.is_finished(), "a request ran while paused");
+    let (status, _) = req("POST", "/api/resume", vec![auth]).await.unwrap();
+    assert_eq!(status, 200);
+    let waited = held.await.unwrap();
+    assert!(waited >= Duration::from_millis(700), "{waited:?}");
+    let sh = shared();
+    assert_eq!(
+        sh.psql(sh.primary_port(), "app", "SELECT count(*) FROM pause_t"),
+        "2"
+    );
+}
