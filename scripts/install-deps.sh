@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests, the demo and the benchmarks need on Debian: PostgreSQL 15
-# server + client (pgbench included), MariaDB server + client, sysbench, gcc, pkg-config, and the
+# server + client (pgbench included), MariaDB server + client, sysbench, prometheus (+ promtool),
+# docker-compose (only to validate docker/compose.yaml), gcc, pkg-config, and the
 # `postgres` and `mysql` OS users. Idempotent: installs only what is missing and runs
 # `apt-get update` at most once. Works as root (CI) or with sudo.
 set -euo pipefail
@@ -38,6 +39,10 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 [ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
 [ -x /usr/bin/mariadb ] && [ -x /usr/bin/mariadb-admin ] || missing+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
+# tests/observability.rs scrapes with a real Prometheus and runs promtool; tests/docker_compose.rs
+# validates docker/compose.yaml with `docker-compose config` (no Docker engine needed).
+[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 
 installed_pg=0
 installed_mariadb=0

@@ -29,6 +29,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut topologies = Vec::new();
     let mut handles = Vec::new();
     let mut pauses = Vec::new();
+    let mut contexts = Vec::new();
     // Sessions end at once only when this fires: after SIGTERM plus `limits.shutdown_timeout`.
     let kill = CancellationToken::new();
     for cluster in &config.clusters {
@@ -98,6 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }
             });
         }
+        contexts.push(ctx.clone());
         tracing::info!(cluster = %cluster.name, listen = %cluster.listen, protocol = ?cluster.protocol, "accepting clients");
         tracker.spawn(accept_loop(
             listener,
@@ -120,6 +122,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             token: config.admin.token.clone(),
             pauses,
             paused: Default::default(),
+            contexts,
         };
         let cancel = shutdown.clone();
         tracker.spawn(async move {

@@ -460,6 +460,11 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A session got pinned to one server connection.
+    pub fn pinned(&self, cluster: &str, reason: &str) {
+        self.pins.with_label_values(&[cluster, reason]).inc();
+    }
+
     /// A request waited for a primary: released (a primary came) or timed out.
     pub fn write_hold(&self, cluster: &str, released: bool) {
         let result = if released { "released" } else { "timed_out" };

@@ -232,6 +232,7 @@ mod tests {
             state_reason: "test",
             lag_alert: false,
             fenced: false,
+            mode: crate::topology::ServerMode::Enabled,
         }
     }
 

@@ -156,3 +156,85 @@ async fn pause_holds_requests_until_resume_and_the_token_guards_the_api() {
         "2"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_drain_and_enable_replicas_and_see_the_pools() {
+    let sh = shared();
+    let (yaml, ports) = Proxy::pg_config(sh);
+    let yaml = yaml.replace(
+        "    monitor: {",
+        "    pool: { mode: transaction, size: 3 }\n    monitor: {",
+    );
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let admin = proxy.admin_addr().unwrap();
+    let post = move |path: String| {
+        tokio::task::spawn_blocking(move || {
+            http_request(admin, "POST", &path, &[], "", Duration::from_secs(10))
+        })
+    };
+    let [r1, r2] = sh.replica_ports();
+    let c = connect(ports.listen).await.unwrap();
+    let ports_seen = |c: Client| async move {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            seen.insert(
+                value(&c, "SELECT inet_server_port()")
+                    .await
+                    .parse::<u16>()
+                    .unwrap(),
+            );
+        }
+        (c, seen)
+    };
+    let (c, seen) = ports_seen(c).await;
+    assert!(seen.contains(&r1) && seen.contains(&r2), "{seen:?}");
+
+    let (status, body) = post("/api/clusters/main/servers/replica1/drain".into())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (c, seen) = ports_seen(c).await;
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        vec![r2],
+        "drained replica1 still read"
+    );
+    let (status, _) = post("/api/clusters/main/servers/replica2/maintenance".into())
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    // No replica left: reads fall back to the primary.
+    let (c, seen) = ports_seen(c).await;
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        vec![sh.primary_port()]
+    );
+    let (status, body) = post("/api/clusters/main/servers/primary/maintenance".into())
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "the primary cannot be taken out: {body}");
+    for s in ["replica1", "replica2"] {
+        let (status, _) = post(format!("/api/clusters/main/servers/{s}/enable"))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    let (_, seen) = ports_seen(c).await;
+    assert!(seen.contains(&r1) && seen.contains(&r2), "{seen:?}");
+    let (status, body) = proxy.http_get("/api/clusters");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"mode\":\"enabled\""), "{body}");
+
+    let (status, body) = proxy.http_get("/api/pools");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let pools = v["clusters"][0]["pools"].as_array().unwrap();
+    assert_eq!(v["clusters"][0]["mode"], "transaction");
+    assert!(!pools.is_empty(), "{body}");
+    for p in pools {
+        assert_eq!(p["size"], 3);
+        assert!(p["idle"].as_u64().unwrap() + p["in_use"].as_u64().unwrap() <= 3);
+        assert_eq!(p["user"], "app");
+    }
+}

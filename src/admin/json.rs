@@ -36,6 +36,7 @@ fn server_json(s: &ServerState) -> Value {
         "state_reason": s.state_reason,
         "lag_alert": s.lag_alert,
         "fenced": s.fenced,
+        "mode": s.mode.as_str(),
     })
 }
 
@@ -98,6 +99,7 @@ mod tests {
             state_reason: "lag_within_limits",
             lag_alert: false,
             fenced: false,
+            mode: crate::topology::ServerMode::Enabled,
         }
     }
 

@@ -20,6 +20,10 @@
 //! - `POST /api/clusters/{name}/servers/{server}/fence` and `.../unfence`: an operator fences a
 //!   server (no reads, no writes through the proxy) or lifts a fence (e.g. after rebuilding a
 //!   former primary as a replica).
+//! - `POST /api/clusters/{name}/servers/{server}/drain`: no new reads on that replica (sessions in a
+//!   transaction or pinned there finish); `.../maintenance`: no reads at all (sessions tied to it
+//!   lose that connection); `.../enable`: back. Refused (409) for the primary: switch over first.
+//! - `GET /api/pools`: transaction pools per cluster: server, user, size, idle, in_use, waiting.
 //! - `POST /api/pause` (optional `?cluster=NAME&timeout=30s`): like PgBouncer `PAUSE`: waits for
 //!   open transactions to end (up to `timeout`, default 30s, else 409 and nothing paused), then
 //!   holds every new request until `POST /api/resume` (`?cluster=NAME` optional).
@@ -65,6 +69,8 @@ pub struct AdminState {
     pub pauses: Vec<(String, WriteGate)>,
     /// The closed pause gates of paused clusters.
     pub paused: parking_lot::Mutex<Vec<(String, Closed)>>,
+    /// Each cluster's shared session state (pools), by name.
+    pub contexts: Vec<Arc<crate::frontend::pg::ClusterCtx>>,
 }
 
 impl AdminState {
@@ -87,6 +93,19 @@ pub fn router(state: Arc<AdminState>) -> Router {
             "/api/clusters/{name}/servers/{server}/unfence",
             post(unfence),
         )
+        .route(
+            "/api/clusters/{name}/servers/{server}/drain",
+            post(ops::drain),
+        )
+        .route(
+            "/api/clusters/{name}/servers/{server}/maintenance",
+            post(ops::maintenance),
+        )
+        .route(
+            "/api/clusters/{name}/servers/{server}/enable",
+            post(ops::enable),
+        )
+        .route("/api/pools", get(ops::pools))
         .route("/api/pause", post(ops::pause))
         .route("/api/resume", post(ops::resume))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -138,11 +157,11 @@ async fn clusters(State(st): State<Arc<AdminState>>) -> Response {
     Json(clusters_json(&st.snapshots())).into_response()
 }
 
-fn handle<'a>(st: &'a AdminState, name: &str) -> Option<&'a FailoverHandle> {
+pub(super) fn handle<'a>(st: &'a AdminState, name: &str) -> Option<&'a FailoverHandle> {
     st.failover.iter().find(|(n, _)| n == name).map(|(_, h)| h)
 }
 
-fn no_cluster(name: &str) -> Response {
+pub(super) fn no_cluster(name: &str) -> Response {
     let body = json!({ "error": format!("no cluster named {name:?}") });
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::AdminState;
 use crate::config::values::parse_duration;
+use crate::topology::ServerMode;
 
 /// Rejects `/api/*` requests without the configured bearer token (constant-time compare).
 pub(super) async fn require_token(
@@ -115,4 +116,74 @@ pub(super) async fn resume(
     tracing::warn!(resumed, "resumed");
     let still: Vec<String> = paused.iter().map(|(n, _)| n.clone()).collect();
     Json(json!({ "resumed": resumed, "paused": still })).into_response()
+}
+
+async fn set_mode(st: &AdminState, name: &str, server: String, mode: ServerMode) -> Response {
+    let Some(h) = super::handle(st, name) else {
+        return super::no_cluster(name);
+    };
+    tracing::warn!(cluster = %name, server = %server, mode = mode.as_str(), "server mode requested through the admin API");
+    match h.set_mode(server.clone(), mode).await {
+        Ok(()) => Json(json!({ "server": server, "mode": mode.as_str() })).into_response(),
+        Err(e) => (StatusCode::CONFLICT, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+pub(super) async fn drain(
+    State(st): State<Arc<AdminState>>,
+    Path((name, server)): Path<(String, String)>,
+) -> Response {
+    set_mode(&st, &name, server, ServerMode::Drain).await
+}
+
+pub(super) async fn maintenance(
+    State(st): State<Arc<AdminState>>,
+    Path((name, server)): Path<(String, String)>,
+) -> Response {
+    set_mode(&st, &name, server, ServerMode::Maintenance).await
+}
+
+pub(super) async fn enable(
+    State(st): State<Arc<AdminState>>,
+    Path((name, server)): Path<(String, String)>,
+) -> Response {
+    set_mode(&st, &name, server, ServerMode::Enabled).await
+}
+
+/// `GET /api/pools`: every transaction pool with its use.
+pub(super) async fn pools(State(st): State<Arc<AdminState>>) -> Response {
+    let clusters: Vec<serde_json::Value> = st
+        .contexts
+        .iter()
+        .map(|ctx| {
+            let server = |i: usize| ctx.config.servers.get(i).map_or("", |s| s.name.as_str());
+            let mut pools: Vec<serde_json::Value> = Vec::new();
+            for (k, p) in ctx.pg_pools.all() {
+                pools.push(pool_json(server(k.server), &p.stats()));
+            }
+            for (k, p) in ctx.my_pools.all() {
+                pools.push(pool_json(server(k.server), &p.stats()));
+            }
+            json!({
+                "name": ctx.name,
+                "mode": match ctx.config.pool.mode {
+                    crate::config::PoolMode::Session => "session",
+                    crate::config::PoolMode::Transaction => "transaction",
+                },
+                "pools": pools,
+            })
+        })
+        .collect();
+    Json(json!({ "clusters": clusters })).into_response()
+}
+
+fn pool_json(server: &str, s: &crate::pool::PoolStats) -> serde_json::Value {
+    json!({
+        "server": server,
+        "user": s.user,
+        "size": s.size,
+        "idle": s.idle,
+        "in_use": s.in_use,
+        "waiting": s.waiting,
+    })
 }

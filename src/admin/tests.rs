@@ -36,6 +36,7 @@ fn topo(primary_up: bool) -> Arc<Topology> {
             state_reason: "test",
             lag_alert: false,
             fenced: false,
+            mode: crate::topology::ServerMode::Enabled,
         }],
         failover: "idle",
     })
@@ -69,6 +70,7 @@ async fn endpoints_answer_and_shutdown_is_graceful() {
         token: None,
         pauses: Vec::new(),
         paused: Default::default(),
+        contexts: Vec::new(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -50,6 +50,7 @@ fn topo(states: &[(Role, Health, bool)]) -> Topology {
                 state_reason: "test",
                 lag_alert: false,
                 fenced: false,
+                mode: crate::topology::ServerMode::Enabled,
             })
             .collect(),
         failover: "idle",

@@ -15,7 +15,7 @@ use super::run::{self, SwitchoverReport};
 use crate::config::ClusterConfig;
 use crate::metrics::Metrics;
 use crate::topology::hysteresis::ClusterState;
-use crate::topology::{Health, Role, Topology};
+use crate::topology::{Health, Role, ServerMode, Topology};
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
@@ -31,6 +31,12 @@ pub enum Command {
     Fence {
         server: String,
         fenced: bool,
+        reply: Reply<()>,
+    },
+    /// Drain, put in maintenance, or enable a replica by name.
+    SetMode {
+        server: String,
+        mode: ServerMode,
         reply: Reply<()>,
     },
 }
@@ -54,6 +60,19 @@ impl FailoverHandle {
             Command::Fence {
                 server,
                 fenced,
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    pub async fn set_mode(&self, server: String, mode: ServerMode) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(
+            Command::SetMode {
+                server,
+                mode,
                 reply,
             },
             rx,
@@ -280,6 +299,27 @@ impl<A: Actions> Driver<A> {
                     let steps = self.controller.operator_fence(i, fenced);
                     self.apply(steps, state);
                     state.set_phase(self.controller.phase());
+                });
+                let _ = reply.send(r);
+            }
+            Command::SetMode {
+                server,
+                mode,
+                reply,
+            } => {
+                let r = find(&server).and_then(|i| {
+                    let is_primary = topo.primary().is_some_and(|p| p.index == i)
+                        || self.controller.known_primary() == Some(i);
+                    if is_primary && mode != ServerMode::Enabled {
+                        return Err(format!(
+                            "{server} is the primary: switch over first (POST /api/clusters/{}/switchover)",
+                            self.cluster.name
+                        ));
+                    }
+                    if state.set_mode(i, mode) {
+                        tracing::warn!(cluster = %self.cluster.name, server = %server, mode = mode.as_str(), "server mode set by an operator");
+                    }
+                    Ok(())
                 });
                 let _ = reply.send(r);
             }

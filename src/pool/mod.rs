@@ -28,6 +28,16 @@ pub struct PoolGauges {
     pub timeouts: IntCounter,
 }
 
+/// A pool's use right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    pub user: String,
+    pub size: usize,
+    pub idle: usize,
+    pub in_use: usize,
+    pub waiting: usize,
+}
+
 /// What a checkout got.
 pub enum Checkout<C: Send + 'static> {
     /// A pooled connection, ready to use (still the caller's to check for liveness).
@@ -79,6 +89,8 @@ struct State<C: Send + 'static> {
 /// One pool of interchangeable connections.
 pub struct Pool<C: Send + 'static> {
     cfg: PoolConfig,
+    /// The backend user the pool's connections log in as (for reports).
+    user: String,
     state: Mutex<State<C>>,
     gauges: PoolGauges,
 }
@@ -89,10 +101,11 @@ pub struct Pool<C: Send + 'static> {
 pub struct CheckoutTimeout(pub Duration, pub usize);
 
 impl<C: Send + 'static> Pool<C> {
-    pub fn new(cfg: PoolConfig, gauges: PoolGauges) -> Arc<Self> {
+    pub fn new(cfg: PoolConfig, gauges: PoolGauges, user: &str) -> Arc<Self> {
         gauges.size.set(i64::try_from(cfg.size).unwrap_or(i64::MAX));
         Arc::new(Pool {
             cfg,
+            user: user.to_owned(),
             state: Mutex::new(State {
                 idle: Vec::new(),
                 total: 0,
@@ -109,6 +122,17 @@ impl<C: Send + 'static> Pool<C> {
 
     pub fn idle(&self) -> usize {
         self.state.lock().idle.len()
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let st = self.state.lock();
+        PoolStats {
+            user: self.user.clone(),
+            size: self.cfg.size,
+            idle: st.idle.len(),
+            in_use: st.total.saturating_sub(st.idle.len()),
+            waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
+        }
     }
 
     /// An idle connection, room for a new one, or (after waiting in line) whichever comes first.

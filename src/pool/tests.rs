@@ -22,6 +22,7 @@ fn pool(size: usize, checkout_ms: u64) -> Arc<Pool<u32>> {
             ..PoolConfig::default()
         },
         gauges(),
+        "u",
     )
 }
 
@@ -88,6 +89,7 @@ async fn reap_closes_idle_connections_past_their_limits() {
             ..PoolConfig::default()
         },
         gauges(),
+        "u",
     );
     let (_, l) = lease_of(p.checkout().await.unwrap());
     p.checkin(7, l).unwrap();
@@ -106,6 +108,7 @@ async fn old_connections_are_not_pooled_again() {
             ..PoolConfig::default()
         },
         gauges(),
+        "u",
     );
     let (_, l) = lease_of(p.checkout().await.unwrap());
     tokio::time::sleep(Duration::from_millis(15)).await;

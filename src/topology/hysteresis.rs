@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::ClusterConfig;
-use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerState, Topology};
+use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerMode, ServerState, Topology};
 use crate::topology::probe_mysql::gtid::gtid_behind;
 use crate::topology::probe_pg::ProbeResult;
 use crate::topology::replica_state::{reason, AlertChange, LagPolicy, Reading, Tracker};
@@ -110,6 +110,8 @@ struct Track {
     repl: Tracker,
     /// Fenced by failover.
     fenced: bool,
+    /// Operator mode.
+    mode: ServerMode,
 }
 
 /// The monitor's memory for one cluster.
@@ -146,6 +148,7 @@ impl ClusterState {
                 last_ok_at: None,
                 repl: Tracker::new(),
                 fenced: false,
+                mode: ServerMode::Enabled,
             })
             .collect();
         let mut st = ClusterState {
@@ -201,6 +204,17 @@ impl ClusterState {
         }
     }
 
+    /// Set an operator mode; returns whether it changed. Shows in the next published snapshot.
+    pub fn set_mode(&mut self, index: usize, mode: ServerMode) -> bool {
+        match self.tracks.get_mut(index) {
+            Some(t) if t.mode != mode => {
+                t.mode = mode;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Which servers are fenced, by index.
     pub fn fenced(&self) -> Vec<bool> {
         self.tracks.iter().map(|t| t.fenced).collect()
@@ -217,6 +231,7 @@ impl ClusterState {
         let mut next = (*self.current).clone();
         for (s, t) in next.servers.iter_mut().zip(&self.tracks) {
             s.fenced = t.fenced;
+            s.mode = t.mode;
             let (state, reason) = shown_state(t);
             s.state = state;
             s.state_reason = reason;
@@ -439,6 +454,7 @@ impl ClusterState {
                     state_reason: shown_state(t).1,
                     lag_alert: t.repl.alert(),
                     fenced: t.fenced,
+                    mode: t.mode,
                 }
             })
             .collect()
@@ -503,6 +519,7 @@ fn same_ignoring_time(a: &Topology, b: &Topology) -> bool {
                 && x.state_reason == y.state_reason
                 && x.lag_alert == y.lag_alert
                 && x.fenced == y.fenced
+                && x.mode == y.mode
         })
 }
 

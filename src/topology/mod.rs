@@ -7,4 +7,4 @@ pub mod probe_mysql;
 pub mod probe_pg;
 pub mod replica_state;
 
-pub use model::{Health, Lag, ReplicaState, Role, ServerState, Topology};
+pub use model::{Health, Lag, ReplicaState, Role, ServerMode, ServerState, Topology};

@@ -20,6 +20,27 @@ impl Role {
     }
 }
 
+/// What an operator lets a server take (admin API `drain` / `maintenance` / `enable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerMode {
+    #[default]
+    Enabled,
+    /// No new reads; transactions and pinned sessions already on it finish (ProxySQL OFFLINE_SOFT).
+    Drain,
+    /// No reads at all: sessions tied to it lose that connection (ProxySQL OFFLINE_HARD).
+    Maintenance,
+}
+
+impl ServerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerMode::Enabled => "enabled",
+            ServerMode::Drain => "drain",
+            ServerMode::Maintenance => "maintenance",
+        }
+    }
+}
+
 /// Health after hysteresis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -109,6 +130,8 @@ pub struct ServerState {
     pub lag_alert: bool,
     /// Fenced by failover: never routed to, whatever it claims to be.
     pub fenced: bool,
+    /// Operator mode; only `Enabled` replicas take reads.
+    pub mode: ServerMode,
 }
 
 /// One cluster's topology at one moment. Published whole, never mutated.
@@ -159,6 +182,7 @@ impl Topology {
         self.servers.iter().filter(move |s| {
             if s.role != Role::Replica
                 || s.fenced
+                || s.mode != ServerMode::Enabled
                 || s.health != Health::Up
                 || !s.replicating
                 || s.state != ReplicaState::Healthy

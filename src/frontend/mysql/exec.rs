@@ -55,6 +55,18 @@ impl Relay {
     /// whose settings are not a prefix of this session's history (left by another session) is
     /// reset first. On failure the connection is dropped.
     pub(super) async fn ensure_ready(&mut self, server: usize) -> Result<(), MysqlBackendError> {
+        let maintenance = self
+            .topology()
+            .servers
+            .get(server)
+            .is_some_and(|s| s.mode == crate::topology::ServerMode::Maintenance);
+        if maintenance {
+            // An operator took the server out: sessions tied to it lose that connection.
+            self.drop_backend(server);
+            return Err(MysqlBackendError::Protocol(
+                "server is in maintenance".into(),
+            ));
+        }
         if let Some(b) = self.backends[server].as_mut() {
             if let Err(e) = b.conn.idle_ok() {
                 self.drop_backend(server);
@@ -559,6 +571,9 @@ impl Relay {
                 Intent::Pin if self.pinned.is_none() => {
                     tracing::info!(cluster = %self.ctx.name, reason = class.reason.as_str(), "mysql session pinned to the primary");
                     self.pinned = Some((server, class.reason));
+                    self.ctx
+                        .metrics
+                        .pinned(&self.ctx.name, class.reason.as_str());
                 }
                 _ => {}
             }

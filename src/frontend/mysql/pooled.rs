@@ -120,7 +120,11 @@ impl Relay {
             let gauges =
                 ctx.metrics
                     .pool_gauges(&ctx.name, name, &self.login.user.config.backend_user);
-            Pool::new(ctx.config.pool.clone(), gauges)
+            Pool::new(
+                ctx.config.pool.clone(),
+                gauges,
+                &self.login.user.config.backend_user,
+            )
         })
     }
 

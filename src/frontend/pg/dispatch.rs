@@ -169,6 +169,16 @@ impl Relay {
 
     /// Make `server` usable now: alive (or reconnected), session settings replayed.
     async fn ready(&mut self, server: usize) -> Result<(), BackendError> {
+        let maintenance = self
+            .topology()
+            .servers
+            .get(server)
+            .is_some_and(|s| s.mode == crate::topology::ServerMode::Maintenance);
+        if maintenance {
+            // An operator took the server out: sessions tied to it lose that connection.
+            self.drop_backend(server);
+            return Err(BackendError::Protocol("server is in maintenance".into()));
+        }
         let fresh = self.backends[server].is_none();
         if !fresh && self.bound != Some(server) {
             let alive = match self.backends[server].as_mut() {
@@ -305,11 +315,15 @@ impl Relay {
             if c.intent == Intent::Pin && self.pinned.is_none() {
                 tracing::info!(cluster = %self.ctx.name, reason = c.reason.as_str(), "session pinned to the primary");
                 self.pinned = Some((server, c.reason));
+                self.ctx.metrics.pinned(&self.ctx.name, c.reason.as_str());
             }
             if matches!(c.intent, Intent::SessionSet) && self.txn.is_some() && self.pinned.is_none()
             {
                 tracing::info!(cluster = %self.ctx.name, "session setting inside a transaction: session pinned");
                 self.pinned = Some((server, Reason::Session));
+                self.ctx
+                    .metrics
+                    .pinned(&self.ctx.name, Reason::Session.as_str());
             }
         }
         let retry = (d.route == Route::Replica

@@ -74,7 +74,11 @@ impl Relay {
             let gauges = ctx
                 .metrics
                 .pool_gauges(&ctx.name, name, &self.user.config.backend_user);
-            Pool::new(ctx.config.pool.clone(), gauges)
+            Pool::new(
+                ctx.config.pool.clone(),
+                gauges,
+                &self.user.config.backend_user,
+            )
         })
     }
 

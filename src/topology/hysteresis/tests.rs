@@ -41,6 +41,7 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
         },
         failover: crate::config::FailoverConfig::default(),
         pool: crate::config::PoolConfig::default(),
+        tls: crate::config::TlsConfig::default(),
         monitor: MonitorConfig {
             interval: INTERVAL,
             timeout: Duration::from_millis(500),

@@ -108,6 +108,7 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
         },
         failover: crate::config::FailoverConfig::default(),
         pool: crate::config::PoolConfig::default(),
+        tls: crate::config::TlsConfig::default(),
         monitor: MonitorConfig {
             interval: Duration::from_millis(20),
             timeout: Duration::from_millis(200),
@@ -430,6 +431,7 @@ fn gtid_behind_gauge_follows_the_snapshot() {
         state_reason: "test",
         lag_alert: false,
         fenced: false,
+        mode: crate::topology::ServerMode::Enabled,
     };
     let metrics = Metrics::new();
     let topo = |behind| Topology {
