@@ -22,5 +22,6 @@ pub mod frontend;
 pub mod metrics;
 pub mod pool;
 pub mod router;
+pub mod tls;
 pub mod topology;
 pub mod wire;

@@ -16,6 +16,13 @@ struct Cli {
     /// Configuration file (YAML).
     #[arg(short, long, env = "SWITCHYARD_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines as `text` or `json` (one object per line). Levels: RUST_LOG (default info).
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Worker threads of the runtime (default: one per core). On a host shared with the
+    /// databases, fewer threads can mean fewer cross-thread wake-ups.
+    #[arg(long, env = "SWITCHYARD_THREADS")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -27,6 +34,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // One rustls crypto provider (ring) for every crate in the process, before anything uses TLS.
+    switchyard::tls::install_default_provider();
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = cli.command {
         return match switchyard::config::load_file(&file) {
@@ -46,12 +55,17 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if cli.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let Some(path) = cli.config else {
         eprintln!("switchyard: --config FILE is required (or `switchyard check-config FILE`)");
         return ExitCode::from(2);
@@ -63,10 +77,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.threads.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchyard: cannot start the runtime: {e}");

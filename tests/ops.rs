@@ -238,3 +238,74 @@ async fn operators_drain_and_enable_replicas_and_see_the_pools() {
         assert_eq!(p["user"], "app");
     }
 }
+
+#[test]
+fn session_debug_shows_routing_decisions_and_logs_hold_no_secrets() {
+    let sh = shared();
+    let (yaml, ports) = Proxy::pg_config(sh);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &ports.listen.to_string(),
+            "-U",
+            APP_USER,
+            "-d",
+            "app",
+        ])
+        .args([
+            "-c",
+            "SET switchyard.debug = on",
+            "-c",
+            "SELECT 1",
+            "-c",
+            "BEGIN",
+            "-c",
+            "SELECT 2",
+        ])
+        .env("PGPASSWORD", APP_PASSWORD)
+        .output()
+        .expect("run psql");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("NOTICE:  switchyard: replica replica"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("switchyard: primary primary"), "{stderr}");
+    // A failed login and the successful ones above: no password, proof or verifier in the log.
+    let bad = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &ports.listen.to_string(),
+            "-U",
+            APP_USER,
+            "-d",
+            "app",
+            "-c",
+            "SELECT 1",
+        ])
+        .env("PGPASSWORD", "not-the-password-xyz")
+        .output()
+        .expect("run psql");
+    assert!(!bad.status.success());
+    let log = proxy.log();
+    assert!(
+        log.contains("routing decision"),
+        "debug decisions are logged"
+    );
+    for secret in [
+        APP_PASSWORD,
+        "not-the-password-xyz",
+        sh.superuser_password(),
+    ] {
+        assert!(!log.contains(secret), "the log holds a secret ({secret})");
+    }
+}

@@ -55,6 +55,8 @@ pub struct ClusterConfig {
     pub monitor: MonitorConfig,
     pub failover: FailoverConfig,
     pub pool: PoolConfig,
+    /// TLS towards clients (default: disabled).
+    pub tls: TlsConfig,
 }
 
 /// When a client gives its server connections back.
@@ -293,5 +295,42 @@ impl Config {
     }
     pub fn user(&self, name: &str) -> Option<&UserConfig> {
         self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// TLS towards the clients of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// No TLS: `SSLRequest` is answered `N`, MySQL clients are not offered CLIENT_SSL.
+    #[default]
+    Disable,
+    /// TLS offered; plain clients are accepted too.
+    Allow,
+    /// TLS offered; clients that do not upgrade are refused.
+    Require,
+}
+
+/// A cluster's `tls` section, with its files read and the server config built at load.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// Clients must present a certificate signed by one of these CAs.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Built from the files (`None` when the mode is `disable`).
+    pub server: Option<crate::tls::TlsServer>,
+}
+
+impl TlsConfig {
+    /// The server config to offer clients, if TLS is on.
+    pub fn offered(&self) -> Option<&crate::tls::TlsServer> {
+        match self.mode {
+            TlsMode::Disable => None,
+            TlsMode::Allow | TlsMode::Require => self.server.as_ref(),
+        }
+    }
+    pub fn required(&self) -> bool {
+        self.mode == TlsMode::Require
     }
 }

@@ -77,6 +77,8 @@ pub struct RawCluster {
     pub failover: RawFailover,
     #[serde(default)]
     pub pool: RawPool,
+    #[serde(default)]
+    pub tls: RawTls,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -344,6 +346,28 @@ impl<'de> Deserialize<'de> for Scalar {
         }
         deserializer.deserialize_any(ScalarVisitor)
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTlsMode {
+    Disable,
+    Allow,
+    Require,
+}
+
+/// A cluster's `tls` section (TLS towards clients).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Missing = `allow` when `cert` is given, else `disable`.
+    pub mode: Option<RawTlsMode>,
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<String>,
+    /// PEM CA bundle: when given, clients must present a certificate it signed.
+    pub client_ca: Option<String>,
 }
 
 pub use super::values::*;

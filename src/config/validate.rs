@@ -306,14 +306,17 @@ impl Validator {
         };
         let failover = self.failover(&format!("{path}.failover"), raw.failover, &monitor);
         let pool = self.pool(&format!("{path}.pool"), raw.pool);
+        let protocol = match raw.protocol {
+            RawProtocol::Postgres => Protocol::Postgres,
+            RawProtocol::Mysql => Protocol::Mysql,
+        };
+        let tls = self.tls(&format!("{path}.tls"), raw.tls, protocol);
         ClusterConfig {
             name,
             failover,
             pool,
-            protocol: match raw.protocol {
-                RawProtocol::Postgres => Protocol::Postgres,
-                RawProtocol::Mysql => Protocol::Mysql,
-            },
+            tls,
+            protocol,
             listen,
             servers,
             routing,
@@ -558,6 +561,9 @@ mod validate_routing;
 
 #[path = "validate_failover.rs"]
 mod validate_failover;
+
+#[path = "validate_tls.rs"]
+mod validate_tls;
 
 #[cfg(test)]
 #[path = "tests.rs"]

@@ -1,11 +1,12 @@
-//! The MySQL client socket (packet reads, sequence ids, buffered writes) and the typed client error
-//! that becomes an ERR packet in exactly one place.
+//! The MySQL client socket (plain or TLS: packet reads, sequence ids, buffered writes, the TLS
+//! upgrade) and the typed client error that becomes an ERR packet in exactly one place.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::metrics::ErrorKind;
+use crate::tls::{ClientStream, TlsServer};
 use crate::wire::mysql::packet::{encode_into, split_packet, Packet};
 use crate::wire::mysql::status::err_packet;
 
@@ -73,7 +74,8 @@ impl MyError {
 
 #[derive(Debug)]
 pub struct MyClient {
-    stream: TcpStream,
+    /// `None` only after a failed TLS upgrade (the connection is then gone).
+    stream: Option<ClientStream>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     max_packet: usize,
@@ -89,12 +91,39 @@ impl MyClient {
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         MyClient {
-            stream,
+            stream: Some(ClientStream::Plain(stream)),
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
             max_packet,
             seq: 0,
             peer_ip,
+        }
+    }
+
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.as_ref().is_some_and(ClientStream::is_tls)
+    }
+
+    /// Upgrade to TLS after the client's SSL request packet; sequence ids continue. Bytes the
+    /// client sent ahead of the handshake are refused (they were not protected by it).
+    pub async fn start_tls(&mut self, tls: &TlsServer) -> Result<(), MyError> {
+        if !self.rbuf.is_empty() {
+            return Err(MyError::protocol("unencrypted data after the SSL request"));
+        }
+        self.flush().await?;
+        let Some(ClientStream::Plain(tcp)) = self.stream.take() else {
+            return Err(MyError::protocol("TLS is already on"));
+        };
+        match tls.accept(tcp).await {
+            Ok(s) => {
+                self.stream = Some(s);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::info!(peer = %self.peer_ip, error = %e, "client TLS handshake failed");
+                Err(MyError::gone())
+            }
         }
     }
 
@@ -116,7 +145,8 @@ impl MyClient {
                     .fatal())
                 }
             }
-            match self.stream.read_buf(&mut self.rbuf).await {
+            let stream = self.stream.as_mut().ok_or_else(MyError::gone)?;
+            match stream.read_buf(&mut self.rbuf).await {
                 Ok(0) | Err(_) => return Err(MyError::gone()),
                 Ok(_) => {}
             }
@@ -141,7 +171,11 @@ impl MyClient {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let r = self.stream.write_all(&self.wbuf).await;
+        let stream = self.stream.as_mut().ok_or_else(MyError::gone)?;
+        let r = match stream.write_all(&self.wbuf).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
         self.wbuf.clear();
         r.map_err(|_| MyError::gone())
     }

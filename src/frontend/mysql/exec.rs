@@ -554,6 +554,10 @@ impl Relay {
                             &String::from_utf8_lossy(&payload),
                         ) {
                             self.consistency = c;
+                        } else if let Some(d) = crate::frontend::pg::relay::debug_setting(
+                            &String::from_utf8_lossy(&payload),
+                        ) {
+                            self.debug = d;
                         }
                         let prev = self.history_hashes.last().copied().unwrap_or(0);
                         let hash = pooled::chain(prev, &payload);
@@ -580,6 +584,10 @@ impl Relay {
         }
         self.stats.routed(d.route, d.reason);
         self.stats.observe(d.route, started.elapsed().as_secs_f64());
+        if self.debug {
+            let name = &self.ctx.config.servers[server].name;
+            tracing::info!(cluster = %self.ctx.name, server = %name, route = d.route.as_str(), reason = d.reason.as_str(), "routing decision");
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! MySQL client login: HandshakeV10 with a fresh scramble, HandshakeResponse41, auth switch, and
-//! verification with mysql_native_password or caching_sha2_password (fast path, and full
-//! authentication over plain TCP through the RSA public-key exchange).
+//! MySQL client login: HandshakeV10 with a fresh scramble (offering CLIENT_SSL when TLS is on), the
+//! TLS upgrade after an SSL request, HandshakeResponse41, auth switch, and verification with
+//! mysql_native_password or caching_sha2_password (fast path; full authentication with the
+//! cleartext password over TLS, or through the RSA public-key exchange over plain TCP).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::conn::{MyClient, MyError};
 use crate::backend::mysql::PROXY_CAPS;
-use crate::config::{ClientSecret, MysqlAuth};
+use crate::config::{ClientSecret, MysqlAuth, TlsConfig};
 use crate::frontend::pg::login::{UserAuth, UserDirectory};
 use crate::metrics::ErrorKind;
 use crate::wire::mysql::auth::{
@@ -79,21 +80,27 @@ fn scramble() -> [u8; 20] {
     s
 }
 
-/// Run the handshake and authentication. On success nothing has been sent after the auth
-/// exchange: the caller connects a server and then sends OK.
+/// Run the handshake (with the TLS upgrade `tls` allows) and authentication. On success nothing
+/// has been sent after the auth exchange: the caller connects a server and then sends OK.
 pub async fn login(
     client: &mut MyClient,
     cluster: &str,
     users: &UserDirectory,
     shared: &MysqlShared,
     connection_id: u32,
+    tls: &TlsConfig,
 ) -> Result<MyLogin, MyError> {
     let scramble = scramble();
+    let offered = tls.offered();
     let hs = HandshakeV10 {
         server_version: SERVER_VERSION.to_string(),
         connection_id,
         scramble,
-        capabilities: PROXY_CAPS,
+        capabilities: if offered.is_some() {
+            PROXY_CAPS | caps::CLIENT_SSL
+        } else {
+            PROXY_CAPS
+        },
         charset: 45,
         status: status::AUTOCOMMIT,
         auth_plugin: NATIVE.to_string(),
@@ -101,13 +108,27 @@ pub async fn login(
     client.seq = 0;
     client.queue(&hs.encode());
     client.flush().await?;
-    let p = client.read_packet().await?;
+    let mut p = client.read_packet().await?;
     if is_ssl_request(&p.payload) {
+        let Some(server) = offered else {
+            return Err(MyError::new(
+                1045,
+                "08004",
+                "TLS is not enabled on this switchyard listener",
+                ErrorKind::ClientProtocol,
+            )
+            .fatal());
+        };
+        // The real handshake response follows over TLS; sequence ids continue.
+        client.start_tls(server).await?;
+        p = client.read_packet().await?;
+    } else if tls.required() {
+        tracing::warn!(peer = %client.peer_ip, "mysql login refused: TLS required");
         return Err(MyError::new(
-            1045,
+            3159,
             "08004",
-            "TLS is not enabled on this switchyard listener",
-            ErrorKind::ClientProtocol,
+            "TLS required: connections using insecure transport are prohibited on this listener",
+            ErrorKind::AuthFailed,
         )
         .fatal());
     }
@@ -269,9 +290,10 @@ fn leaks_password_on_full_auth(resp: &HandshakeResponse) -> bool {
             .any(|(k, v)| k == "_client_name" && v.eq_ignore_ascii_case("libmariadb"))
 }
 
-/// caching_sha2_password full authentication without TLS: the client asks for our public key and
-/// sends the password encrypted with it. Anything but an RSA ciphertext of our key's size (such
-/// as a cleartext password) is refused.
+/// caching_sha2_password full authentication. Over TLS the client sends its password in
+/// cleartext (NUL-terminated), as MySQL accepts on secure transports. Without TLS the client asks
+/// for our public key and sends the password encrypted with it; anything but an RSA ciphertext of
+/// our key's size (such as a cleartext password) is refused.
 async fn full_sha2(
     client: &mut MyClient,
     shared: &MysqlShared,
@@ -281,6 +303,11 @@ async fn full_sha2(
     client.queue(&auth_more_data(&[SHA2_PERFORM_FULL_AUTH]));
     client.flush().await?;
     let mut p = client.read_packet().await?;
+    if client.is_tls() && p.payload.as_ref() != [SHA2_REQUEST_PUBLIC_KEY] {
+        tracing::debug!(peer = %client.peer_ip, "caching_sha2 full authentication over TLS");
+        let sent = p.payload.strip_suffix(&[0]).unwrap_or(&p.payload);
+        return Ok(sent == password.as_bytes());
+    }
     let Some(keys) = shared.keys().await else {
         return Ok(false);
     };

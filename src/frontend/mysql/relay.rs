@@ -84,6 +84,8 @@ pub(super) struct Relay {
     pub gate_pass: Option<Pass>,
     /// Held while the session has any work in flight; `POST /api/pause` waits for every pass.
     pub pause_pass: Option<Pass>,
+    /// `SET @switchyard_debug = 1`: each routing decision is logged.
+    pub debug: bool,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -98,6 +100,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
             &ctx.users,
             &ctx.mysql,
             connection_id,
+            &ctx.config.tls,
         ),
     )
     .await
@@ -138,6 +141,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
         gate_pass: None,
         pause_pass: None,
+        debug: false,
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,

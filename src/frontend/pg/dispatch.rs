@@ -369,6 +369,16 @@ impl Relay {
         {
             self.consistency = c;
         }
+        if let Some(d) = info.session_texts.iter().find_map(|t| debug_setting(t)) {
+            self.debug = d;
+        }
+        if self.debug {
+            let name = &self.ctx.config.servers[server].name;
+            let (route, reason) = (d.route.as_str(), d.reason.as_str());
+            tracing::info!(cluster = %self.ctx.name, session = self.cancel_key.0, server = %name, route, reason, "routing decision");
+            let text = format!("switchyard: {route} {name} ({reason})");
+            self.client.queue(&msg::notice_response(&text));
+        }
         self.unsynced = info.unsynced;
         self.bound = Some(server);
         self.last_used = Some(server);

@@ -1,5 +1,6 @@
-//! Client login: startup packet (SSL/GSS refusal, cancel requests) and client authentication
-//! (SCRAM-SHA-256 or md5) against the users in the config.
+//! Client login: startup packet (TLS upgrade through SSLRequest or PostgreSQL 17 direct TLS, GSS
+//! refusal, cancel requests) and client authentication (SCRAM-SHA-256 or md5) against the users in
+//! the config.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
 use super::session::{ClientConn, ClientError};
-use crate::config::{AuthMethod, ClientSecret, UserConfig};
+use crate::config::{AuthMethod, ClientSecret, TlsConfig, UserConfig};
 use crate::metrics::ErrorKind;
+use crate::tls::PG_ALPN;
 use crate::wire::pg::auth::{md5_verify, ScramServer, ScramVerifier};
 use crate::wire::pg::msg;
 use crate::wire::pg::startup::{parse_startup, StartupPacket, StartupParams};
@@ -71,23 +73,50 @@ fn auth_failed(user: &str) -> ClientError {
     )
 }
 
-/// Run the startup phase and authenticate. Errors are sent to the client by the caller.
+/// Run the startup phase (with the TLS upgrade `tls` allows) and authenticate. Errors are sent to
+/// the client by the caller.
 pub async fn login(
     client: &mut ClientConn,
     cluster: &str,
     users: &UserDirectory,
+    tls: &TlsConfig,
 ) -> Result<Login, ClientError> {
+    if let Some(server) = tls.offered() {
+        // PostgreSQL 17 direct TLS: the connection opens with a ClientHello, no SSLRequest.
+        if client.starts_with_tls_hello().await? {
+            client.start_tls(server).await?;
+            if client.alpn() != Some(PG_ALPN) {
+                return Err(ClientError::protocol(
+                    "received direct SSL connection request without ALPN protocol negotiation \
+                     extension",
+                ));
+            }
+        }
+    }
     let params = loop {
         let body = client.read_startup(MAX_STARTUP).await?;
         match parse_startup(&body) {
-            Ok(StartupPacket::SslRequest) | Ok(StartupPacket::GssEncRequest) => {
-                client.write_now(b"N").await?;
-            }
+            Ok(StartupPacket::SslRequest) => match tls.offered() {
+                Some(server) if !client.is_tls() => {
+                    client.write_now(b"S").await?;
+                    client.start_tls(server).await?;
+                }
+                _ => client.write_now(b"N").await?,
+            },
+            Ok(StartupPacket::GssEncRequest) => client.write_now(b"N").await?,
             Ok(StartupPacket::Cancel { pid, secret }) => return Ok(Login::Cancel { pid, secret }),
             Ok(StartupPacket::Startup(p)) => break p,
             Err(e) => return Err(ClientError::protocol(e.to_string())),
         }
     };
+    if tls.required() && !client.is_tls() {
+        tracing::warn!(user = ?params.user(), "login refused: TLS required");
+        return Err(ClientError::fatal(
+            "28000",
+            "TLS required: this listener accepts only encrypted connections (use sslmode=require)",
+            ErrorKind::AuthFailed,
+        ));
+    }
     let Some(user_name) = params.user().map(str::to_string) else {
         return Err(ClientError::fatal(
             "28000",

@@ -98,6 +98,8 @@ pub struct Relay {
     gate_pass: Option<Pass>,
     /// Held while the session has any work in flight; `POST /api/pause` waits for every pass.
     pause_pass: Option<Pass>,
+    /// `SET switchyard.debug = on`: each routing decision is logged and sent as a NOTICE.
+    debug: bool,
 }
 
 impl Relay {
@@ -114,6 +116,10 @@ impl Relay {
             .and_then(consistency_setting)
             .unwrap_or(ctx.config.routing.consistency);
         let stats = SessionMetrics::new(ctx.metrics.clone(), &ctx.name);
+        let debug = startup
+            .get("options")
+            .and_then(debug_setting)
+            .unwrap_or(false);
         let mut params = startup.params;
         if !params.iter().any(|(k, _)| k == "database") {
             params.push(("database".into(), user.config.name.clone()));
@@ -151,6 +157,7 @@ impl Relay {
             causal_lsn: None,
             gate_pass: None,
             pause_pass: None,
+            debug,
         };
         relay.login_key = login_key;
         relay
@@ -542,29 +549,45 @@ pub mod pooled;
 /// A `switchyard.consistency` setting inside a SET text or a startup `options` string
 /// (`-c switchyard.consistency=strong`).
 pub fn consistency_setting(text: &str) -> Option<Consistency> {
-    let lower = text.to_ascii_lowercase();
-    let at = lower
-        .find("switchyard.consistency")
-        .or_else(|| lower.find("switchyard_consistency"))?
-        + "switchyard.consistency".len();
-    let rest = lower[at..].trim_start();
-    let rest = rest
-        .strip_prefix('=')
-        .or_else(|| rest.strip_prefix("to "))
-        .unwrap_or(rest)
-        .trim_start();
-    let word: String = rest
-        .trim_start_matches(['\'', '"'])
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    match word.as_str() {
+    match proxy_setting(text, "consistency")?.as_str() {
         "eventual" => Some(Consistency::Eventual),
         "read_your_writes" => Some(Consistency::ReadYourWrites),
         "global" => Some(Consistency::Global),
         "strong" => Some(Consistency::Strong),
         _ => None,
     }
+}
+
+/// `SET switchyard.debug = on|off` (also `-c switchyard.debug=on`, MySQL `SET @switchyard_debug =
+/// 1`): log (and, on PostgreSQL, tell the client in a NOTICE) where each statement goes and why.
+pub fn debug_setting(text: &str) -> Option<bool> {
+    match proxy_setting(text, "debug")?.as_str() {
+        "on" | "true" | "1" | "yes" => Some(true),
+        "off" | "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// The value word of `switchyard.<name>` / `switchyard_<name>` assigned in `text`, lower case.
+fn proxy_setting(text: &str, name: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let dotted = format!("switchyard.{name}");
+    let at = lower
+        .find(&dotted)
+        .or_else(|| lower.find(&format!("switchyard_{name}")))?
+        + dotted.len();
+    let rest = lower[at..].trim_start();
+    let rest = rest
+        .strip_prefix('=')
+        .or_else(|| rest.strip_prefix("to "))
+        .unwrap_or(rest)
+        .trim_start();
+    Some(
+        rest.trim_start_matches(['\'', '"'])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect(),
+    )
 }
 
 #[cfg(test)]

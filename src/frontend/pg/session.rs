@@ -22,6 +22,7 @@ use crate::frontend::mysql::relay::MyBackend;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::pool::Pools;
 use crate::router::Balancer;
+use crate::tls::{ClientStream, TlsServer};
 use crate::topology::Topology;
 use crate::wire::pg::frame::{split_frame, split_startup, Frame};
 use crate::wire::pg::msg::{self, Severity};
@@ -171,10 +172,14 @@ impl ClientError {
     }
 }
 
-/// The client socket with its read buffer and a write buffer flushed in batches.
+/// First byte of a TLS record carrying a handshake message (a ClientHello opens with it).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The client socket (plain or TLS) with its read buffer and a write buffer flushed in batches.
 #[derive(Debug)]
 pub struct ClientConn {
-    stream: TcpStream,
+    /// `None` only after a failed TLS upgrade (the connection is then gone).
+    stream: Option<ClientStream>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     max_message: usize,
@@ -183,16 +188,68 @@ pub struct ClientConn {
 impl ClientConn {
     pub fn new(stream: TcpStream, max_message: usize) -> Self {
         ClientConn {
-            stream,
+            stream: Some(ClientStream::Plain(stream)),
             rbuf: BytesMut::with_capacity(16 * 1024),
             wbuf: BytesMut::with_capacity(16 * 1024),
             max_message,
         }
     }
 
+    /// Whether the connection runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.as_ref().is_some_and(ClientStream::is_tls)
+    }
+
+    /// The ALPN protocol agreed by the TLS handshake, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.stream.as_ref().and_then(ClientStream::alpn)
+    }
+
+    /// Whether the client's first byte (not consumed) opens a TLS handshake (PostgreSQL 17
+    /// direct TLS). Only meaningful before anything was read.
+    pub async fn starts_with_tls_hello(&mut self) -> Result<bool, ClientError> {
+        if !self.rbuf.is_empty() {
+            return Ok(self.rbuf[0] == TLS_HANDSHAKE_RECORD);
+        }
+        let Some(ClientStream::Plain(tcp)) = &self.stream else {
+            return Ok(false);
+        };
+        let mut first = [0u8; 1];
+        match tcp.peek(&mut first).await {
+            Ok(1) => Ok(first[0] == TLS_HANDSHAKE_RECORD),
+            _ => Err(ClientError::gone()),
+        }
+    }
+
+    /// Upgrade the plain connection to TLS (server side of the handshake). Refuses bytes the
+    /// client sent ahead of the handshake (they were not protected by it).
+    pub async fn start_tls(&mut self, tls: &TlsServer) -> Result<(), ClientError> {
+        if !self.rbuf.is_empty() {
+            return Err(ClientError::protocol(
+                "received unencrypted data after SSL request",
+            ));
+        }
+        self.flush().await?;
+        let Some(ClientStream::Plain(tcp)) = self.stream.take() else {
+            return Err(ClientError::protocol("TLS is already on"));
+        };
+        match tls.accept(tcp).await {
+            Ok(s) => {
+                self.stream = Some(s);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "client TLS handshake failed");
+                Err(ClientError::gone())
+            }
+        }
+    }
+
     /// Read more bytes; cancel-safe.
     pub async fn fill(&mut self) -> Result<(), ClientError> {
-        match self.stream.read_buf(&mut self.rbuf).await {
+        let rbuf = &mut self.rbuf;
+        let stream = self.stream.as_mut().ok_or_else(ClientError::gone)?;
+        match stream.read_buf(rbuf).await {
             Ok(0) | Err(_) => Err(ClientError::gone()),
             Ok(_) => Ok(()),
         }
@@ -242,7 +299,11 @@ impl ClientConn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let r = self.stream.write_all(&self.wbuf).await;
+        let stream = self.stream.as_mut().ok_or_else(ClientError::gone)?;
+        let r = match stream.write_all(&self.wbuf).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
         self.wbuf.clear();
         r.map_err(|_| ClientError::gone())
     }
@@ -263,7 +324,7 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
     let mut client = ClientConn::new(stream, ctx.limits.max_message_size);
     let login_result = tokio::time::timeout(
         ctx.limits.client_login_timeout,
-        login(&mut client, &ctx.name, &ctx.users),
+        login(&mut client, &ctx.name, &ctx.users, &ctx.config.tls),
     )
     .await
     .unwrap_or_else(|_| {

@@ -26,6 +26,21 @@ pub enum Severity {
     Fatal,
 }
 
+/// NoticeResponse (severity NOTICE, SQLSTATE 00000) carrying `message`.
+pub fn notice_response(message: &str) -> Bytes {
+    build(b'N', |b| {
+        b.put_u8(b'S');
+        put_cstr(b, b"NOTICE");
+        b.put_u8(b'V');
+        put_cstr(b, b"NOTICE");
+        b.put_u8(b'C');
+        put_cstr(b, b"00000");
+        b.put_u8(b'M');
+        put_cstr(b, message.as_bytes());
+        b.put_u8(0);
+    })
+}
+
 /// ErrorResponse with severity, SQLSTATE and message.
 pub fn error_response(sev: Severity, code: &str, message: &str) -> Bytes {
     let s: &[u8] = match sev {
