@@ -5,7 +5,7 @@
 //! Every action opens a fresh connection with the cluster's `failover` login (which needs
 //! `SUPER`, or `READ_ONLY ADMIN`, `REPLICATION SLAVE ADMIN`, `CONNECTION ADMIN`, `PROCESS` and
 //! `BINLOG MONITOR`), runs each statement under a per-statement deadline (the monitor timeout, at
-//! least 2 s) and closes the connection. The session's `sql_mode` is cleared first, so string
+//! least 5 s) and closes the connection. The session's `sql_mode` is cleared first, so string
 //! literals are always escaped the same way.
 
 use crate::topology::probe_mysql::describe;
@@ -23,7 +23,7 @@ pub mod sql;
 use sql::{change_master_sql, checked_gtid, kill_targets, quote, text_row, SlaveStatus};
 
 /// Shortest per-statement deadline, whatever the monitor timeout.
-const MIN_STEP: Duration = Duration::from_secs(2);
+const MIN_STEP: Duration = Duration::from_secs(5);
 /// Longest single `MASTER_GTID_WAIT` call; between calls the replica status is checked for errors.
 const WAIT_CHUNK: Duration = Duration::from_secs(1);
 /// MariaDB error codes this module reacts to.

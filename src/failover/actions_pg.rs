@@ -1,7 +1,7 @@
 //! PostgreSQL failover actions: promote, repoint (`primary_conninfo`), fence and WAL positions.
 //!
 //! Every action opens a fresh connection with the cluster's `failover` login (actions are rare),
-//! runs each statement under a per-statement deadline (the monitor timeout, at least 2 s) and
+//! runs each statement under a per-statement deadline (the monitor timeout, at least 5 s) and
 //! closes the connection. The login must be a superuser, or hold the grants the statements need
 //! (`pg_promote`, `ALTER SYSTEM`, `pg_reload_conf`, `pg_signal_backend`, reading
 //! `primary_conninfo`, creating replication slots).
@@ -24,7 +24,7 @@ pub mod conninfo;
 use conninfo::{conninfo_target, repoint_conninfo, sql_literal, valid_slot_name};
 
 /// Shortest per-statement deadline, whatever the monitor timeout.
-const MIN_STEP: Duration = Duration::from_secs(2);
+const MIN_STEP: Duration = Duration::from_secs(5);
 /// How often `wait_applied` and the reload checks poll.
 const POLL: Duration = Duration::from_millis(50);
 /// `default_transaction_read_only`, the setting a fence turns on.
