@@ -92,8 +92,8 @@ impl MyClient {
             .unwrap_or_default();
         MyClient {
             stream: Some(ClientStream::Plain(stream)),
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: BytesMut::with_capacity(16 * 1024),
+            rbuf: BytesMut::with_capacity(1024),
+            wbuf: BytesMut::with_capacity(1024),
             max_packet,
             seq: 0,
             peer_ip,
@@ -144,6 +144,10 @@ impl MyClient {
                     )
                     .fatal())
                 }
+            }
+            let chunk = crate::frontend::pg::session::READ_CHUNK;
+            if self.rbuf.capacity() - self.rbuf.len() < chunk / 4 {
+                self.rbuf.reserve(chunk);
             }
             let stream = self.stream.as_mut().ok_or_else(MyError::gone)?;
             match stream.read_buf(&mut self.rbuf).await {

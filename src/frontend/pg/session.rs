@@ -120,6 +120,9 @@ impl ClusterCtx {
     }
 }
 
+/// Free space a client read asks for (a big message is then read in few system calls).
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
+
 /// A client-facing failure: what the client is told (SQLSTATE + message), and how we count it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientError {
@@ -189,8 +192,10 @@ impl ClientConn {
     pub fn new(stream: TcpStream, max_message: usize) -> Self {
         ClientConn {
             stream: Some(ClientStream::Plain(stream)),
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            wbuf: BytesMut::with_capacity(16 * 1024),
+            // Small to start: thousands of idle clients should cost little; the buffers grow
+            // with the traffic (reads reserve READ_CHUNK at a time).
+            rbuf: BytesMut::with_capacity(1024),
+            wbuf: BytesMut::with_capacity(1024),
             max_message,
         }
     }
@@ -248,6 +253,9 @@ impl ClientConn {
     /// Read more bytes; cancel-safe.
     pub async fn fill(&mut self) -> Result<(), ClientError> {
         let rbuf = &mut self.rbuf;
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
         let stream = self.stream.as_mut().ok_or_else(ClientError::gone)?;
         match stream.read_buf(rbuf).await {
             Ok(0) | Err(_) => Err(ClientError::gone()),

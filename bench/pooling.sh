@@ -1,0 +1,901 @@
+#!/usr/bin/env bash
+# Transaction-pooling benchmark, in one run:
+#   1. pgbench -S (-M simple/extended/prepared) at 1/16/64/256 clients and tpcb-like at 16 clients
+#      against the primary directly, Switchyard (transaction pool of 20, reads over 2 replicas),
+#      PgBouncer 1.18 (transaction mode, primary only), Pgpool-II 4.3 (load balancing over the 3
+#      servers), and PgCat / PgDog when PGCAT_BIN / PGDOG_BIN name their binaries;
+#   2. sysbench oltp_read_only / oltp_read_write at 16/64 threads: MariaDB directly vs Switchyard
+#      (MySQL cluster, transaction pool of 20);
+#   3. added latency: pgbench -c 1 -S -M prepared with a per-transaction log, direct vs Switchyard;
+#   4. memory: proxy RSS per idle client (5,000 idle clients) and a burst of 10,000 concurrent
+#      short clients over a pool of 50 (examples/pool_clients.rs, md5 user mdapp);
+#   5. the targets and whether each was met.
+#
+#   bench/pooling.sh                         full run (SCALE=10, DURATION=10 s per cell)
+#   QUICK=1 bench/pooling.sh                 smoke run (DURATION=3, fewer client counts, fewer clients)
+#   PGCAT_BIN=/path/pgcat PGDOG_BIN=/path/pgdog bench/pooling.sh
+#
+# Env: SCALE, DURATION, CLIENTS ("1 16 64 256"), TPCB_CLIENTS (16), SB_THREADS ("16 64"),
+# LAT_DURATION (10), IDLE_CLIENTS (5000), BURST_CLIENTS (10000), BURST_POOL (50),
+# BURST_CHECKOUT_TIMEOUT (30s), PARTS ("pgbench sysbench latency memory"), TARGETS
+# ("direct switchyard pgbouncer pgpool pgcat pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1.
+# Run as root (PgBouncer and Pgpool-II then run as the OS user postgres; `ulimit -n` is raised for
+# the 10,000 clients). Everything shares this machine's cores: only ratios compare across machines.
+# Every process the script starts (and the demo, if it started it) is stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+QUICK="${QUICK:-0}"
+if [ "${QUICK}" = 1 ]; then
+    DURATION="${DURATION:-3}" CLIENTS="${CLIENTS:-1 16}" SB_THREADS="${SB_THREADS:-16}"
+    LAT_DURATION="${LAT_DURATION:-3}" IDLE_CLIENTS="${IDLE_CLIENTS:-1000}" BURST_CLIENTS="${BURST_CLIENTS:-2000}"
+fi
+SCALE="${SCALE:-10}"
+DURATION="${DURATION:-10}"
+CLIENTS="${CLIENTS:-1 16 64 256}"
+TPCB_CLIENTS="${TPCB_CLIENTS:-16}"
+SB_THREADS="${SB_THREADS:-16 64}"
+LAT_DURATION="${LAT_DURATION:-10}"
+IDLE_CLIENTS="${IDLE_CLIENTS:-5000}"
+BURST_CLIENTS="${BURST_CLIENTS:-10000}"
+BURST_POOL="${BURST_POOL:-50}"
+BURST_CHECKOUT_TIMEOUT="${BURST_CHECKOUT_TIMEOUT:-30s}"
+POOL_SIZE=20
+PARTS="${PARTS:-pgbench sysbench latency memory}"
+TARGETS="${TARGETS:-direct switchyard pgbouncer pgpool pgcat pgdog}"
+PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
+REPLICA_PORTS=("${DEMO_REPLICA1_PORT:-15433}" "${DEMO_REPLICA2_PORT:-15434}")
+MY_PRIMARY_PORT="${DEMO_MYSQL_PRIMARY_PORT:-13306}"
+MY_REPLICA_PORTS=("${DEMO_MYSQL_REPLICA1_PORT:-13307}" "${DEMO_MYSQL_REPLICA2_PORT:-13308}")
+SU_PASSWORD="postgres-demo"  # set by scripts/demo.sh
+MY_ROOT_PASSWORD="root-demo" # set by scripts/demo.sh
+DEMO_CONFIG="${ROOT}/.demo/switchyard.yaml"
+BIN="${ROOT}/target/release/switchyard"
+CLIENT_BIN="${ROOT}/target/release/examples/pool_clients"
+SB_TABLES=4 SB_TABLE_SIZE=10000
+export PGPASSWORD=app-secret PGUSER=app PGHOST=127.0.0.1 PGDATABASE=app
+
+log() { printf 'pooling: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+has() { [[ " $1 " == *" $2 "* ]]; }
+is_root() { [ "$(id -u)" -eq 0 ]; }
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---- processes, temp dir, cleanup ----
+
+TMP="$(mktemp -d /tmp/switchyard-pooling.XXXXXX)"
+chmod 755 "${TMP}"
+STARTED=()      # process-group leaders this script started (setsid)
+DEMO_STARTED=0
+SB_PREPARED=0
+IDLE_FD_OPEN=0
+
+# Command prefix that runs a command as the OS user postgres when root (PgBouncer and Pgpool-II
+# refuse root); setpriv execs, so the pid stays the server's.
+AS_PG=()
+is_root && AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+
+# start_bg VAR LOGFILE CMD...: start CMD in its own process group; its pid goes to VAR.
+start_bg() {
+    local var="$1" logfile="$2"
+    shift 2
+    (cd "${TMP}" && exec setsid "$@" </dev/null >>"${logfile}" 2>&1) &
+    printf -v "${var}" '%s' "$!"
+    STARTED+=("$!")
+}
+
+# alive PID: the process runs (a child that exited stays a zombie until waited for; that is not alive).
+alive() {
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null)" && [ -n "${state}" ] && [[ "${state}" != Z* ]]
+}
+
+# stop_bg PID [SIGNAL]: signal the process group, wait up to 15 s, then SIGKILL it.
+stop_bg() {
+    local pid="$1" sig="${2:-TERM}"
+    [ -n "${pid}" ] || return 0
+    kill "-${sig}" -- "-${pid}" 2>/dev/null || kill "-${sig}" "${pid}" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+        alive "${pid}" || break
+        sleep 0.1
+    done
+    kill -KILL -- "-${pid}" 2>/dev/null || true
+    wait "${pid}" 2>/dev/null || true
+    local keep=() p
+    for p in "${STARTED[@]}"; do [ "${p}" = "${pid}" ] || keep+=("${p}"); done
+    STARTED=("${keep[@]+"${keep[@]}"}")
+}
+
+cleanup() {
+    local rc=$? p
+    set +e
+    if [ "${IDLE_FD_OPEN}" = 1 ]; then exec 7>&-; fi
+    for p in "${STARTED[@]+"${STARTED[@]}"}"; do stop_bg "${p}"; done
+    if [ "${SB_PREPARED}" = 1 ]; then sb oltp_read_write "${MY_PRIMARY_PORT}" cleanup >/dev/null 2>&1; fi
+    if [ "${DEMO_STARTED}" = 1 ] && [ "${KEEP_DEMO:-0}" != 1 ]; then
+        log "stopping the demo this script started (KEEP_DEMO=1 keeps it)"
+        "${ROOT}/scripts/demo.sh" stop >/dev/null 2>&1 || true
+    fi
+    if [ "${KEEP_TMP:-0}" = 1 ]; then log "logs and configs kept in ${TMP}"; else rm -rf "${TMP}"; fi
+    exit "${rc}"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NEXT_PORT="${PORT_BASE:-17400}"
+# alloc_port VAR: a free local port (not handed out before in this run) into VAR.
+alloc_port() {
+    while port_in_use "${NEXT_PORT}"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    printf -v "$1" '%s' "${NEXT_PORT}"
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+wait_port() { # port seconds pid -> 0 when the port accepts, 1 when the pid died or time ran out
+    for _ in $(seq 1 $(($2 * 10))); do
+        port_in_use "$1" && return 0
+        alive "$3" || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---- prerequisites: demo, packages, build ----
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((BURST_CLIENTS + 1000)) ] ||
+    log "warning: ulimit -n is $(ulimit -n): too low for ${BURST_CLIENTS} clients (run as root)"
+
+demo_up() {
+    local p
+    for p in "${PRIMARY_PORT}" "${REPLICA_PORTS[@]}" "${MY_PRIMARY_PORT}" "${MY_REPLICA_PORTS[@]}"; do
+        port_in_use "${p}" || return 1
+    done
+}
+if ! demo_up; then
+    port_in_use "${PRIMARY_PORT}" || port_in_use "${MY_PRIMARY_PORT}" || DEMO_STARTED=1
+    log "starting the demo servers (scripts/demo.sh)..."
+    "${ROOT}/scripts/demo.sh" >"${TMP}/demo.log" 2>&1 || { tail -n 30 "${TMP}/demo.log" >&2; die "scripts/demo.sh failed"; }
+fi
+[ -f "${DEMO_CONFIG}" ] || die "no ${DEMO_CONFIG}: run scripts/demo.sh once"
+
+need_pkgs=()
+{ has "${TARGETS}" pgbouncer && ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; } && need_pkgs+=(pgbouncer)
+{ has "${TARGETS}" pgpool && [ ! -x /usr/sbin/pgpool ]; } && need_pkgs+=(pgpool2)
+if [ "${#need_pkgs[@]}" -gt 0 ] && has "${PARTS}" pgbench; then
+    is_root || die "${need_pkgs[*]} missing: install them (apt-get install ${need_pkgs[*]}) or run as root"
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >"${TMP}/apt.log" 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >"${TMP}/apt.log" 2>&1; } ||
+        { tail -n 20 "${TMP}/apt.log" >&2; die "apt-get install ${need_pkgs[*]} failed"; }
+    # The packages' system services (PgBouncer's listens on 6432, the demo proxy's port) are not used.
+    for svc in pgbouncer pgpool2; do
+        if command -v service >/dev/null 2>&1; then service "${svc}" stop >/dev/null 2>&1 || true; fi
+    done
+fi
+PGBOUNCER="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+PGPOOL=/usr/sbin/pgpool
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "cargo build --release --bins --examples"
+    (cd "${ROOT}" && cargo build --release --bins --examples >"${TMP}/build.log" 2>&1) ||
+        { tail -n 40 "${TMP}/build.log" >&2; die "cargo build failed"; }
+fi
+[ -x "${BIN}" ] || die "no ${BIN}"
+
+psql_su() { # port sql
+    PGPASSWORD="${SU_PASSWORD}" psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d app -c "$2"
+}
+
+wait_pg_replicas() { # until both replicas replayed the primary's current WAL position (60 s)
+    local lsn
+    lsn="$(psql_su "${PRIMARY_PORT}" "SELECT pg_current_wal_lsn()")"
+    for _ in $(seq 1 600); do
+        [ "$(psql_su "${PRIMARY_PORT}" "SELECT count(*) FROM pg_stat_replication
+            WHERE replay_lsn >= '${lsn}'::pg_lsn")" -ge 2 ] && return 0
+        sleep 0.1
+    done
+    log "warning: replicas did not replay ${lsn} within 60 s"
+}
+
+# ---- Switchyard: own process, config generated from the demo's ----
+
+# cluster_block NAME: the demo config's cluster NAME (without any pool line).
+cluster_block() {
+    awk -v want="$1" '
+        /^[^ #]/ { inside = 0 }
+        /^  - name: / { inside = ($3 == want) }
+        inside && !/^    pool:/ { print }' "${DEMO_CONFIG}"
+}
+
+# users_block CLUSTER: the demo's users that may use CLUSTER.
+users_block() {
+    awk -v want="$1" '
+        /^users:/ { inside = 1; print; next }
+        /^[^ #]/ { inside = 0 }
+        inside && /^  - / {
+            if (match($0, /clusters: \[[^]]*\]/)) {
+                list = substr($0, RSTART + 11, RLENGTH - 12)
+                gsub(/ /, "", list)
+                if (index("," list ",", "," want ",") == 0) next
+            }
+            print
+        }' "${DEMO_CONFIG}"
+}
+
+SY_PID=""
+SY_LOG=""
+# start_switchyard TAG CLUSTER PORT POOL_SIZE CHECKOUT_TIMEOUT: own switchyard on PORT in front
+# of the demo's CLUSTER in transaction mode; waits until the admin API shows a primary (and, for
+# PostgreSQL, a healthy replica). Returns 1 (log tail printed) when it fails to start.
+start_switchyard() {
+    local tag="$1" cluster="$2" port="$3" size="$4" checkout="$5" admin conf body
+    alloc_port admin
+    conf="${TMP}/switchyard-${tag}.yaml"
+    SY_LOG="${TMP}/switchyard-${tag}.log"
+    {
+        echo "# bench/pooling.sh: the demo's cluster ${cluster} in transaction pooling mode"
+        echo "admin: { listen: \"127.0.0.1:${admin}\" }"
+        echo "limits: { max_client_connections: $((BURST_CLIENTS + 5000)) }"
+        echo "clusters:"
+        cluster_block "${cluster}" | sed "s|^    listen: .*|    listen: \"127.0.0.1:${port}\"|"
+        echo "    pool: { mode: transaction, size: ${size}, checkout_timeout: ${checkout} }"
+        users_block "${cluster}"
+    } >"${conf}"
+    grep -q "^  - name: ${cluster}\$" "${conf}" || die "cluster ${cluster} not found in ${DEMO_CONFIG}"
+    RUST_LOG="${RUST_LOG:-switchyard=info}" start_bg SY_PID "${SY_LOG}" "${BIN}" --config "${conf}"
+    if ! wait_port "${port}" 20 "${SY_PID}"; then
+        tail -n 20 "${SY_LOG}" >&2
+        stop_bg "${SY_PID}"
+        SY_PID=""
+        return 1
+    fi
+    for _ in $(seq 1 300); do
+        body="$(curl -s -m 2 "http://127.0.0.1:${admin}/api/clusters" || true)"
+        if grep -q '"primary":"[^"]' <<<"${body}"; then
+            [ "${cluster}" != main ] || grep -q '"state":"healthy"' <<<"${body}" && break
+        fi
+        sleep 0.1
+    done
+    grep -q '"primary":"[^"]' <<<"${body}" || { log "switchyard ${tag}: no primary after 30 s: ${body}"; return 1; }
+    grep -q '"state":"healthy"' <<<"${body}" || log "switchyard ${tag}: no healthy replica yet (reads may go to the primary)"
+    return 0
+}
+
+# proxy_problems LOG: the proxy's ERROR and WARN lines, colours stripped, startup notices left out.
+proxy_problems() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E ' (ERROR|WARN) ' | grep -v 'following a new primary' || true
+}
+
+# ---- 1. pgbench ----
+
+declare -A R=()         # "target|workload|clients" -> tps | fails | n/a
+declare -A NOTE=()      # target -> why it was skipped
+WORKLOADS=("select-simple:-S:simple" "select-extended:-S:extended" "select-prepared:-S:prepared" "tpcb-like::simple")
+
+# pgb LABEL PORT MODE CLIENTS EXTRA... -> tps on stdout, or "fails" (first error line to stderr)
+pgb() {
+    local label="$1" port="$2" mode="$3" c="$4" out rc=0
+    shift 4
+    local j=$((c < 2 ? c : 2)) logf="${TMP}/pgbench-${label}-${mode}-${c}${1:-}.log"
+    pgbench -n -h 127.0.0.1 -p "${port}" -M "${mode}" -c "${c}" -j "${j}" -T "${DURATION}" "$@" app \
+        >"${logf}" 2>&1 || rc=$?
+    local tps
+    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "${logf}" | head -1)"
+    if [ "${rc}" != 0 ] || [ -z "${tps}" ] || grep -q "aborted" "${logf}"; then
+        local why
+        why="$(grep -m1 -E 'error:|ERROR|FATAL|aborted' "${logf}" || true)"
+        grep -q '^number of transactions actually processed: 0$' "${logf}" &&
+            why="${why:+${why}; }no transaction completed in ${DURATION} s"
+        log "  ${label} -M ${mode} -c ${c} $*: fails: ${why:-$(tail -n1 "${logf}")}"
+        echo fails
+    else
+        echo "${tps}"
+    fi
+}
+
+# bench_target TARGET PORT: every pgbench cell against PORT, after a warm-up at the highest client
+# count (so server connections a pooler opens lazily, e.g. Pgpool-II's 3 per child, are open).
+bench_target() {
+    local target="$1" port="$2" spec name flag mode c
+    timeout 180 pgbench -n -S -h 127.0.0.1 -p "${port}" -c "$(max_clients)" -j 2 -t 20 app \
+        >"${TMP}/pgbench-${target}-warmup.log" 2>&1 ||
+        log "  ${target} warm-up failed: $(grep -m1 -E 'error:|ERROR|FATAL' "${TMP}/pgbench-${target}-warmup.log" || true)"
+    for spec in "${WORKLOADS[@]}"; do
+        IFS=: read -r name flag mode <<<"${spec}"
+        if [ -n "${flag}" ]; then
+            for c in ${CLIENTS}; do
+                R["${target}|${name}|${c}"]="$(pgb "${target}" "${port}" "${mode}" "${c}" "${flag}")"
+                log "  ${target} ${name} c=${c}: ${R["${target}|${name}|${c}"]}"
+            done
+        else
+            R["${target}|${name}|${TPCB_CLIENTS}"]="$(pgb "${target}" "${port}" "${mode}" "${TPCB_CLIENTS}")"
+            log "  ${target} ${name} c=${TPCB_CLIENTS}: ${R["${target}|${name}|${TPCB_CLIENTS}"]}"
+            wait_pg_replicas
+        fi
+    done
+}
+
+max_clients() { local m=1 c; for c in ${CLIENTS} ${TPCB_CLIENTS}; do [ "${c}" -gt "${m}" ] && m="${c}"; done; echo "${m}"; }
+
+run_pgbouncer() { # port
+    local dir="${TMP}/pgbouncer" pid
+    mkdir -p "${dir}"
+    cat >"${dir}/pgbouncer.ini" <<INI
+[databases]
+app = host=127.0.0.1 port=${PRIMARY_PORT} dbname=app
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $1
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = ${dir}/userlist.txt
+pool_mode = transaction
+default_pool_size = ${POOL_SIZE}
+max_client_conn = $(($(max_clients) + 100))
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+INI
+    echo '"app" "app-secret"' >"${dir}/userlist.txt"
+    is_root && chown -R postgres:postgres "${dir}"
+    start_bg pid "${dir}/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "${dir}/pgbouncer.ini"
+    if wait_port "$1" 20 "${pid}"; then
+        bench_target pgbouncer "$1"
+    else
+        tail -n 20 "${dir}/pgbouncer.log" >&2
+        NOTE[pgbouncer]="did not start (log above)"
+    fi
+    stop_bg "${pid}"
+}
+
+run_pgpool() { # port
+    local dir="${TMP}/pgpool" pid pcp children
+    alloc_port pcp
+    children=$(($(max_clients) + 4))
+    mkdir -p "${dir}"
+    cat >"${dir}/pgpool.conf" <<CONF
+backend_clustering_mode = 'streaming_replication'
+listen_addresses = '127.0.0.1'
+port = $1
+socket_dir = '${dir}'
+pcp_listen_addresses = '127.0.0.1'
+pcp_port = ${pcp}
+pcp_socket_dir = '${dir}'
+wd_ipc_socket_dir = '${dir}'
+pid_file_name = '${dir}/pgpool.pid'
+logdir = '${dir}'
+backend_hostname0 = '127.0.0.1'
+backend_port0 = ${PRIMARY_PORT}
+backend_weight0 = 1
+backend_flag0 = 'ALLOW_TO_FAILOVER'
+backend_hostname1 = '127.0.0.1'
+backend_port1 = ${REPLICA_PORTS[0]}
+backend_weight1 = 1
+backend_flag1 = 'ALLOW_TO_FAILOVER'
+backend_hostname2 = '127.0.0.1'
+backend_port2 = ${REPLICA_PORTS[1]}
+backend_weight2 = 1
+backend_flag2 = 'ALLOW_TO_FAILOVER'
+enable_pool_hba = on
+pool_passwd = 'pool_passwd'
+num_init_children = ${children}
+max_pool = 1
+listen_backlog_multiplier = 2
+load_balance_mode = on
+sr_check_period = 0
+sr_check_user = 'postgres'
+sr_check_password = '${SU_PASSWORD}'
+sr_check_database = 'postgres'
+health_check_period = 0
+failover_on_backend_error = off
+use_watchdog = off
+log_destination = 'stderr'
+log_min_messages = warning
+CONF
+    printf 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"${dir}/pool_hba.conf"
+    echo "app:TEXTapp-secret" >"${dir}/pool_passwd"
+    : >"${dir}/pcp.conf"
+    chmod 600 "${dir}/pool_passwd"
+    is_root && chown -R postgres:postgres "${dir}"
+    start_bg pid "${dir}/pgpool.log" "${AS_PG[@]}" "${PGPOOL}" -n -f "${dir}/pgpool.conf" -F "${dir}/pcp.conf" -a "${dir}/pool_hba.conf"
+    local ok=0
+    if wait_port "$1" 30 "${pid}"; then
+        for _ in $(seq 1 100); do # until it answers and has found the primary (20 s)
+            psql -X -q -A -t -h 127.0.0.1 -p "$1" -c "SHOW pool_nodes" >"${dir}/nodes.txt" 2>&1 && ok=1
+            [ "${ok}" = 1 ] && grep -q '|primary|' "${dir}/nodes.txt" && break
+            sleep 0.2
+        done
+    fi
+    if [ "${ok}" = 1 ]; then
+        log "  pgpool nodes (id|port|status|pg_status|role|pg_role): $(cut -d'|' -f1,3,4,5,7,8 "${dir}/nodes.txt" | tr '\n' ' ')"
+        bench_target pgpool "$1"
+    else
+        tail -n 20 "${dir}/pgpool.log" "${dir}/nodes.txt" >&2 2>/dev/null || true
+        NOTE[pgpool]="did not start (log above)"
+    fi
+    stop_bg "${pid}" INT # fast shutdown
+}
+
+run_pgcat() { # port
+    local dir="${TMP}/pgcat" pid admin_port
+    mkdir -p "${dir}"
+    alloc_port admin_port
+    cat >"${dir}/pgcat.toml" <<TOML
+[general]
+host = "127.0.0.1"
+port = $1
+enable_prometheus_exporter = false
+prometheus_exporter_port = ${admin_port}
+admin_username = "pgcat_admin"
+admin_password = "pgcat_admin"
+worker_threads = 2
+connect_timeout = 5000
+healthcheck_timeout = 1000
+ban_time = 60
+
+[pools.app]
+pool_mode = "transaction"
+default_role = "any"
+query_parser_enabled = true
+query_parser_read_write_splitting = true
+primary_reads_enabled = false
+load_balancing_mode = "random"
+prepared_statements_cache_size = 500
+
+[pools.app.users.0]
+username = "app"
+password = "app-secret"
+pool_size = ${POOL_SIZE}
+
+[pools.app.shards.0]
+database = "app"
+servers = [
+    ["127.0.0.1", ${PRIMARY_PORT}, "primary"],
+    ["127.0.0.1", ${REPLICA_PORTS[0]}, "replica"],
+    ["127.0.0.1", ${REPLICA_PORTS[1]}, "replica"],
+]
+TOML
+    start_bg pid "${dir}/pgcat.log" "${PGCAT_BIN}" "${dir}/pgcat.toml"
+    if wait_port "$1" 20 "${pid}"; then
+        bench_target pgcat "$1"
+    else
+        tail -n 20 "${dir}/pgcat.log" >&2
+        NOTE[pgcat]="did not start (log above)"
+    fi
+    stop_bg "${pid}"
+}
+
+run_pgdog() { # port
+    local dir="${TMP}/pgdog" pid
+    mkdir -p "${dir}"
+    cat >"${dir}/pgdog.toml" <<TOML
+[general]
+host = "127.0.0.1"
+port = $1
+workers = 2
+default_pool_size = ${POOL_SIZE}
+pooler_mode = "transaction"
+prepared_statements = "extended"
+load_balancing_strategy = "random"
+read_write_split = "exclude_primary"
+
+[[databases]]
+name = "app"
+host = "127.0.0.1"
+port = ${PRIMARY_PORT}
+role = "primary"
+
+[[databases]]
+name = "app"
+host = "127.0.0.1"
+port = ${REPLICA_PORTS[0]}
+role = "replica"
+
+[[databases]]
+name = "app"
+host = "127.0.0.1"
+port = ${REPLICA_PORTS[1]}
+role = "replica"
+TOML
+    cat >"${dir}/users.toml" <<TOML
+[[users]]
+name = "app"
+database = "app"
+password = "app-secret"
+pool_size = ${POOL_SIZE}
+TOML
+    start_bg pid "${dir}/pgdog.log" "${PGDOG_BIN}" --config "${dir}/pgdog.toml" --users "${dir}/users.toml"
+    if wait_port "$1" 20 "${pid}"; then
+        bench_target pgdog "$1"
+    else
+        tail -n 20 "${dir}/pgdog.log" >&2
+        NOTE[pgdog]="did not start (log above)"
+    fi
+    stop_bg "${pid}"
+}
+
+label() {
+    case "$1" in
+        direct) echo "direct (primary)" ;;
+        switchyard) echo "switchyard txn/${POOL_SIZE} 2 repl" ;;
+        pgbouncer) echo "pgbouncer 1.18 txn/${POOL_SIZE}" ;;
+        pgpool) echo "pgpool-II 4.3 lb 3 srv" ;;
+        pgcat) echo "pgcat txn/${POOL_SIZE} 2 repl" ;;
+        pgdog) echo "pgdog txn/${POOL_SIZE} 2 repl" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+is_num() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# print_table WORKLOAD TITLE CLIENT_COUNTS
+print_table() {
+    local w="$1" title="$2" counts="$3" t c v d
+    printf '\n%-28s' "${title}"
+    for c in ${counts}; do printf ' %17s' "c=${c} tps (x dir)"; done
+    printf '\n'
+    for t in ${RAN_TARGETS}; do
+        printf '%-28s' "$(label "${t}")"
+        for c in ${counts}; do
+            v="${R["${t}|${w}|${c}"]:-n/a}"
+            d="${R["direct|${w}|${c}"]:-}"
+            if is_num "${v}"; then
+                if is_num "${d}"; then
+                    printf ' %17s' "$(printf '%.0f (x%s)' "${v}" "$(ratio "${v}" "${d}")")"
+                else
+                    printf ' %17s' "$(printf '%.0f' "${v}")"
+                fi
+            else
+                printf ' %17s' "${v}"
+            fi
+        done
+        printf '\n'
+    done
+}
+
+RAN_TARGETS=""
+part_pgbench() {
+    log "pgbench: initialising scale ${SCALE} on the primary..."
+    psql_su "${PRIMARY_PORT}" "GRANT CREATE ON SCHEMA public TO app" >/dev/null
+    pgbench -i -q -s "${SCALE}" -h 127.0.0.1 -p "${PRIMARY_PORT}" app >"${TMP}/pgbench-init.log" 2>&1 ||
+        { tail -n 20 "${TMP}/pgbench-init.log" >&2; die "pgbench -i failed"; }
+    psql_su "${PRIMARY_PORT}" "GRANT SELECT ON pgbench_branches TO md5user" >/dev/null
+    psql_su "${PRIMARY_PORT}" "CHECKPOINT" >/dev/null
+    wait_pg_replicas
+    # Warm the caches of all three servers so the first measured cells are not cold.
+    pgbench -n -S -c 4 -j 2 -T 2 -h 127.0.0.1 -p "${PRIMARY_PORT}" app >/dev/null 2>&1 || true
+    for port in "${REPLICA_PORTS[@]}"; do
+        pgbench -n -S -c 4 -j 2 -T 2 -h 127.0.0.1 -p "${port}" app >/dev/null 2>&1 || true
+    done
+    local t port
+    for t in ${TARGETS}; do
+        alloc_port port
+        case "${t}" in
+            direct)
+                log "pgbench: direct"
+                bench_target direct "${PRIMARY_PORT}"
+                ;;
+            switchyard)
+                log "pgbench: switchyard (transaction pool ${POOL_SIZE}) on ${port}"
+                if start_switchyard pgbench main "${port}" "${POOL_SIZE}" 5s; then
+                    bench_target switchyard "${port}"
+                    local problems
+                    problems="$(proxy_problems "${SY_LOG}" | wc -l)"
+                    [ "${problems}" = 0 ] || NOTE[switchyard]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
+                else
+                    NOTE[switchyard]="did not start (log above)"
+                fi
+                stop_bg "${SY_PID}"
+                ;;
+            pgbouncer)
+                log "pgbench: pgbouncer on ${port}"
+                run_pgbouncer "${port}"
+                ;;
+            pgpool)
+                log "pgbench: pgpool-II on ${port}"
+                run_pgpool "${port}"
+                ;;
+            pgcat | pgdog)
+                local var="${t^^}_BIN"
+                if [ -z "${!var:-}" ] || [ ! -x "${!var}" ]; then
+                    NOTE["${t}"]="skipped: set ${var} to its binary to include it"
+                    continue
+                fi
+                log "pgbench: ${t} on ${port}"
+                "run_${t}" "${port}"
+                ;;
+            *) die "unknown target ${t}" ;;
+        esac
+        RAN_TARGETS+=" ${t}"
+    done
+
+    echo
+    echo "== 1. pgbench (scale ${SCALE}, ${DURATION} s per cell; tps and ratio to direct) =="
+    print_table select-simple "select-only -M simple" "${CLIENTS}"
+    print_table select-extended "select-only -M extended" "${CLIENTS}"
+    print_table select-prepared "select-only -M prepared" "${CLIENTS}"
+    print_table tpcb-like "tpcb-like -M simple" "${TPCB_CLIENTS}"
+    echo
+    echo "direct = the primary alone; switchyard/pgcat/pgdog split reads over the 2 replicas; pgbouncer is"
+    echo "in front of the primary only; pgpool balances over all 3. \"fails\" = pgbench aborted (e.g."
+    echo "-M prepared through PgBouncer 1.18 transaction mode: named statements are lost between transactions)."
+    for t in ${TARGETS}; do [ -z "${NOTE[${t}]:-}" ] || echo "${t}: ${NOTE[${t}]}"; done
+}
+
+# ---- 2. sysbench ----
+
+sb() { # workload port command extra-args...
+    local workload="$1" port="$2" command="$3"
+    shift 3
+    sysbench "${workload}" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="${port}" \
+        --mysql-user=app --mysql-password=app-secret --mysql-db=app \
+        --tables="${SB_TABLES}" --table-size="${SB_TABLE_SIZE}" "$@" "${command}"
+}
+
+mysql_root() { # port sql
+    mariadb --no-defaults -N -B -h127.0.0.1 -P"$1" -uroot --password="${MY_ROOT_PASSWORD}" --connect-timeout=5 -e "$2"
+}
+
+wait_my_replicas() {
+    local pos port
+    pos="$(mysql_root "${MY_PRIMARY_PORT}" "SELECT @@gtid_binlog_pos")"
+    for port in "${MY_REPLICA_PORTS[@]}"; do
+        [ "$(mysql_root "${port}" "SELECT MASTER_GTID_WAIT('${pos}', 120)")" = "0" ] ||
+            log "warning: MariaDB replica ${port} did not reach ${pos} within 120 s"
+    done
+}
+
+# sbrun LABEL WORKLOAD PORT THREADS -> tps, or "fails" (first errors to stderr)
+sbrun() {
+    local logf="${TMP}/sysbench-$1-$2-$4.log" rc=0 tps
+    sb "$2" "$3" run --threads="$4" --time="${DURATION}" >"${logf}" 2>&1 || rc=$?
+    tps="$(sed -n 's/^ *transactions: .*(\([0-9.]*\) per sec.)/\1/p' "${logf}" | head -1)"
+    if [ "${rc}" != 0 ] || [ -z "${tps}" ]; then
+        log "  $1 $2 threads=$4: fails (exit ${rc}):"
+        grep -m4 -iE 'fatal|error' "${logf}" | sed 's/^/    /' >&2 || tail -n 4 "${logf}" >&2
+        echo fails
+    else
+        echo "${tps}"
+    fi
+}
+
+part_sysbench() {
+    local port w t
+    log "sysbench: preparing ${SB_TABLES} tables of ${SB_TABLE_SIZE} rows on the MariaDB primary..."
+    sb oltp_read_write "${MY_PRIMARY_PORT}" cleanup >/dev/null 2>&1 || true
+    SB_PREPARED=1
+    sb oltp_read_write "${MY_PRIMARY_PORT}" prepare --threads="${SB_TABLES}" >"${TMP}/sysbench-prepare.log" 2>&1 ||
+        { tail -n 20 "${TMP}/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
+    wait_my_replicas
+    declare -A S=()
+    for w in oltp_read_only oltp_read_write; do
+        for t in ${SB_THREADS}; do
+            S["direct|${w}|${t}"]="$(sbrun direct "${w}" "${MY_PRIMARY_PORT}" "${t}")"
+            log "  direct ${w} threads=${t}: ${S["direct|${w}|${t}"]}"
+            wait_my_replicas
+        done
+    done
+    alloc_port port
+    local sy_error=""
+    log "sysbench: switchyard mysql (transaction pool ${POOL_SIZE}) on ${port}"
+    if start_switchyard sysbench mysql "${port}" "${POOL_SIZE}" 5s; then
+        for w in oltp_read_only oltp_read_write; do
+            for t in ${SB_THREADS}; do
+                S["switchyard|${w}|${t}"]="$(sbrun switchyard "${w}" "${port}" "${t}")"
+                log "  switchyard ${w} threads=${t}: ${S["switchyard|${w}|${t}"]}"
+                wait_my_replicas
+            done
+        done
+        local errs
+        errs="$(proxy_problems "${SY_LOG}" | wc -l)"
+        [ "${errs}" = 0 ] || sy_error="proxy log has ${errs} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
+    else
+        sy_error="switchyard with a transaction-mode MySQL cluster did not start: $(tail -n 3 "${SY_LOG}" | tr '\n' ' ' | cut -c1-400)"
+    fi
+    stop_bg "${SY_PID}"
+    sb oltp_read_write "${MY_PRIMARY_PORT}" cleanup >/dev/null 2>&1 || true
+    SB_PREPARED=0
+
+    echo
+    echo "== 2. sysbench (MariaDB, ${SB_TABLES} x ${SB_TABLE_SIZE} rows, ${DURATION} s per cell; tps and ratio to direct) =="
+    for w in oltp_read_only oltp_read_write; do
+        printf '\n%-28s' "${w}"
+        for t in ${SB_THREADS}; do printf ' %17s' "${t} thr tps (x dir)"; done
+        printf '\n'
+        local who v d
+        for who in direct switchyard; do
+            if [ "${who}" = direct ]; then printf '%-28s' "direct (primary)"; else printf '%-28s' "switchyard txn/${POOL_SIZE} 2 repl"; fi
+            for t in ${SB_THREADS}; do
+                v="${S["${who}|${w}|${t}"]:-n/a}" d="${S["direct|${w}|${t}"]:-}"
+                if is_num "${v}" && is_num "${d}"; then
+                    printf ' %17s' "$(printf '%.0f (x%s)' "${v}" "$(ratio "${v}" "${d}")")"
+                else
+                    printf ' %17s' "${v}"
+                fi
+            done
+            printf '\n'
+        done
+    done
+    [ -z "${sy_error}" ] || echo "switchyard (mysql): ${sy_error}"
+}
+
+# ---- 3. latency ----
+
+LAT_ADDED=""
+# lat_run LABEL PORT -> "median_us p99_us count"
+lat_run() {
+    local prefix="${TMP}/lat-$1" rc=0
+    rm -f "${prefix}".*
+    pgbench -n -h 127.0.0.1 -p "$2" -M prepared -S -c 1 -j 1 -T "${LAT_DURATION}" -l --log-prefix="${prefix}" app \
+        >"${prefix}.out" 2>&1 || rc=$?
+    if [ "${rc}" != 0 ] || ! ls "${prefix}".[0-9]* >/dev/null 2>&1; then
+        log "  latency $1: pgbench failed: $(grep -m1 -iE 'error|fatal|abort' "${prefix}.out" || tail -n1 "${prefix}.out")"
+        echo "n/a n/a 0"
+        return
+    fi
+    cat "${prefix}".[0-9]* | awk '{ print $3 }' | sort -n | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "n/a n/a 0"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            i = int(NR * 0.99); if (i < NR * 0.99) i++; if (i < 1) i = 1
+            printf "%d %d %d\n", m, v[i], NR
+        }'
+}
+
+part_latency() {
+    local port dm dp dn pm pp pn
+    log "latency: pgbench -c 1 -S -M prepared -l, ${LAT_DURATION} s each"
+    read -r dm dp dn <<<"$(lat_run direct "${PRIMARY_PORT}")"
+    alloc_port port
+    pm=n/a pp=n/a pn=0
+    if start_switchyard latency main "${port}" "${POOL_SIZE}" 5s; then
+        read -r pm pp pn <<<"$(lat_run switchyard "${port}")"
+    fi
+    stop_bg "${SY_PID}"
+    echo
+    echo "== 3. latency (pgbench -c 1 -S -M prepared, ${LAT_DURATION} s, per query) =="
+    printf '%-28s %12s %12s %12s\n' "" "median us" "p99 us" "queries"
+    printf '%-28s %12s %12s %12s\n' "direct (primary)" "${dm}" "${dp}" "${dn}"
+    printf '%-28s %12s %12s %12s\n' "switchyard txn/${POOL_SIZE} 2 repl" "${pm}" "${pp}" "${pn}"
+    if is_num "${dm}" && is_num "${pm}"; then
+        LAT_ADDED=$((pm - dm))
+        printf '%-28s %12s %12s\n' "added by switchyard" "$((pm - dm))" "$((pp - dp))"
+    fi
+}
+
+# ---- 4. memory ----
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+KIB_PER_IDLE=""
+
+part_memory() {
+    local port idle_pid line before after open failed
+    alloc_port port
+    echo
+    echo "== 4. memory and many clients (md5 user mdapp) =="
+    log "memory: ${IDLE_CLIENTS} idle clients through a fresh switchyard on ${port}"
+    if ! start_switchyard memory main "${port}" "${POOL_SIZE}" 5s; then
+        echo "switchyard did not start: $(tail -n 3 "${SY_LOG}" | tr '\n' ' ')"
+        return
+    fi
+    # Warm up (allocator arenas, pools, classifier) with a few logins first.
+    "${CLIENT_BIN}" burst 200 --port "${port}" --user mdapp --password md5-secret --db app >"${TMP}/warmup.out" 2>&1 || true
+    sleep 1
+    before="$(rss_kib "${SY_PID}")"
+    mkfifo "${TMP}/idle.in"
+    (exec setsid "${CLIENT_BIN}" idle "${IDLE_CLIENTS}" --port "${port}" --user mdapp --password md5-secret \
+        --db app <"${TMP}/idle.in" >"${TMP}/idle.out" 2>"${TMP}/idle.err") &
+    idle_pid=$!
+    STARTED+=("${idle_pid}")
+    exec 7>"${TMP}/idle.in"
+    IDLE_FD_OPEN=1
+    line=""
+    for _ in $(seq 1 3000); do
+        line="$(grep -m1 '^ready' "${TMP}/idle.out" 2>/dev/null || true)"
+        [ -n "${line}" ] && break
+        alive "${idle_pid}" || break
+        sleep 0.1
+    done
+    if [ -n "${line}" ]; then
+        read -r _ open failed <<<"${line}"
+        sleep 2
+        after="$(rss_kib "${SY_PID}")"
+        KIB_PER_IDLE="$(awk -v a="${after}" -v b="${before}" -v n="${open}" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n }')"
+        printf '%-40s %s\n' "idle clients open / failed" "${open} / ${failed}"
+        printf '%-40s %s\n' "proxy RSS before / with them (KiB)" "${before} / ${after}"
+        printf '%-40s %s\n' "KiB per idle client" "${KIB_PER_IDLE}"
+        [ "${failed}" = 0 ] || sed 's/^/    /' "${TMP}/idle.err"
+    else
+        echo "idle clients never got ready:"
+        tail -n 8 "${TMP}/idle.err"
+    fi
+    exec 7>&-
+    IDLE_FD_OPEN=0
+    stop_bg "${idle_pid}"
+    stop_bg "${SY_PID}"
+
+    alloc_port port
+    log "burst: ${BURST_CLIENTS} concurrent clients, pool size ${BURST_POOL}, on ${port}"
+    if ! start_switchyard burst main "${port}" "${BURST_POOL}" "${BURST_CHECKOUT_TIMEOUT}"; then
+        echo "switchyard (pool ${BURST_POOL}) did not start: $(tail -n 3 "${SY_LOG}" | tr '\n' ' ')"
+        return
+    fi
+    local out
+    out="$("${CLIENT_BIN}" burst "${BURST_CLIENTS}" --port "${port}" --user mdapp --password md5-secret --db app 2>&1 || true)"
+    echo "burst of ${BURST_CLIENTS} concurrent clients (pool ${BURST_POOL}, checkout_timeout ${BURST_CHECKOUT_TIMEOUT}):"
+    printf '%s\n' "${out}" | sed 's/^/    /'
+    printf '    proxy RSS after the burst: %s KiB\n' "$(rss_kib "${SY_PID}")"
+    stop_bg "${SY_PID}"
+}
+
+# ---- 5. targets ----
+
+part_targets() {
+    echo
+    echo "== 5. targets =="
+    local w c sy other worst verdict t
+    if has "${PARTS}" pgbench; then
+        for t in pgcat pgdog; do
+            if ! has "${RAN_TARGETS}" "${t}"; then
+                printf '%-62s %s\n' "switchyard -S tps >= 1.3x ${t}" "not measured (${NOTE[${t}]:-not run})"
+                continue
+            fi
+            worst="" verdict=met
+            for w in select-simple select-extended select-prepared; do
+                for c in ${CLIENTS}; do
+                    sy="${R["switchyard|${w}|${c}"]:-}" other="${R["${t}|${w}|${c}"]:-}"
+                    is_num "${other}" || continue
+                    is_num "${sy}" || { verdict="NOT met"; worst="switchyard fails ${w} c=${c}"; continue; }
+                    r="$(ratio "${sy}" "${other}")"
+                    awk -v r="${r}" 'BEGIN { exit !(r < 1.3) }' && verdict="NOT met"
+                    if [ -z "${worst}" ] || awk -v r="${r}" -v w="${worst%% *}" 'BEGIN { exit !(r < w) }'; then worst="${r} (${w} c=${c})"; fi
+                done
+            done
+            printf '%-62s %s\n' "switchyard -S tps >= 1.3x ${t}" "${verdict}, lowest ratio ${worst:-n/a}"
+        done
+        if has "${RAN_TARGETS}" pgbouncer; then
+            worst="" verdict=met
+            for w in select-simple select-extended select-prepared; do
+                for c in ${CLIENTS}; do
+                    [ "${c}" -ge 16 ] || continue
+                    sy="${R["switchyard|${w}|${c}"]:-}" other="${R["pgbouncer|${w}|${c}"]:-}"
+                    is_num "${other}" || continue # PgBouncer fails -M prepared: nothing to compare
+                    is_num "${sy}" || { verdict="NOT met"; continue; }
+                    r="$(ratio "${sy}" "${other}")"
+                    awk -v r="${r}" 'BEGIN { exit !(r < 1.0) }' && verdict="NOT met"
+                    if [ -z "${worst}" ] || awk -v r="${r}" -v w="${worst%% *}" 'BEGIN { exit !(r < w) }'; then worst="${r} (${w} c=${c})"; fi
+                done
+            done
+            printf '%-62s %s\n' "switchyard -S tps >= pgbouncer at 16+ clients" "${verdict}, lowest ratio ${worst:-n/a}"
+        fi
+    fi
+    if has "${PARTS}" latency; then
+        if [ -n "${LAT_ADDED}" ]; then
+            verdict="NOT met"
+            [ "${LAT_ADDED}" -le 30 ] && verdict=met
+            printf '%-62s %s\n' "median added latency <= 30 us at 1 client" "${verdict} (${LAT_ADDED} us)"
+        else
+            printf '%-62s %s\n' "median added latency <= 30 us at 1 client" "not measured"
+        fi
+    fi
+    if has "${PARTS}" memory; then
+        if [ -n "${KIB_PER_IDLE}" ]; then
+            verdict="NOT met"
+            awk -v k="${KIB_PER_IDLE}" 'BEGIN { exit !(k <= 8) }' && verdict=met
+            printf '%-62s %s\n' "RSS per idle client <= 8 KiB" "${verdict} (${KIB_PER_IDLE} KiB)"
+        else
+            printf '%-62s %s\n' "RSS per idle client <= 8 KiB" "not measured"
+        fi
+    fi
+}
+
+echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, clients: ${CLIENTS}"
+has "${PARTS}" pgbench && part_pgbench
+has "${PARTS}" sysbench && part_sysbench
+has "${PARTS}" latency && part_latency
+has "${PARTS}" memory && part_memory
+part_targets
