@@ -324,8 +324,12 @@ async fn prepared_statements_follow_clients_across_connections() {
         )
         .parse()
         .unwrap();
+    // PREPARED_STMT_COUNT is server-wide: the other tests of this binary (sysbench prepares its
+    // own statements) run at the same time on the same primary, so the bound leaves room for
+    // them. Without per-connection caching by text this test alone would leave 6 clients x 3+
+    // statements on every connection they ever used.
     assert!(
-        open <= 40,
+        open <= 150,
         "{open} statements open on the primary\n{}",
         proxy.log()
     );
