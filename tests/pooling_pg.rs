@@ -18,6 +18,10 @@ use switchyard::wire::pg::msg;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const MDAPP_PASSWORD: &str = support::proxy::MDAPP_PASSWORD;
+/// A backend role only the 500-client test uses, so connections counted on the servers are its own
+/// (the other tests of this binary log in as md5user at the same time).
+const POOL_ROLE: &str = "pool500";
+const POOL_PASSWORD: &str = "pool500-secret";
 
 /// The shared cluster's standard config in transaction pooling mode with `size` per pool.
 fn config(size: usize) -> (String, ProxyPorts) {
@@ -80,7 +84,24 @@ fn server_connections(user: &str) -> Vec<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_clients_share_ten_connections_per_server() {
     setup("pool_t");
+    let sh = shared();
+    sh.psql(
+        sh.primary_port(),
+        "app",
+        &format!(
+            "DO $$ BEGIN CREATE ROLE {POOL_ROLE} LOGIN PASSWORD '{POOL_PASSWORD}'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; GRANT ALL ON pool_t TO {POOL_ROLE}"
+        ),
+    );
+    sh.wait_replicas_caught_up();
     let (yaml, ports) = config(10);
+    // Clients log in as pooluser (md5 towards the proxy: cheap for 500 logins), the proxy as pool500.
+    let yaml = yaml.replace(
+        "users:\n",
+        &format!(
+            "users:\n  - {{ name: pooluser, password: \"{MDAPP_PASSWORD}\", auth: md5, backend_user: {POOL_ROLE}, backend_password: \"{POOL_PASSWORD}\" }}\n"
+        ),
+    );
     let proxy = Proxy::start(&yaml);
     proxy.wait_topology(3);
     let done = Arc::new(AtomicBool::new(false));
@@ -89,7 +110,7 @@ async fn five_hundred_clients_share_ten_connections_per_server() {
         let (done, max_seen) = (done.clone(), max_seen.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
-                for n in server_connections(MD5_USER) {
+                for n in server_connections(POOL_ROLE) {
                     max_seen.fetch_max(n, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -101,7 +122,7 @@ async fn five_hundred_clients_share_ten_connections_per_server() {
     for client in 0..500 {
         let port = ports.listen;
         tasks.push(tokio::spawn(async move {
-            let mut c = connect(port, "mdapp", MDAPP_PASSWORD).await;
+            let mut c = connect(port, "pooluser", MDAPP_PASSWORD).await;
             for i in 0..4 {
                 c.simple_query(&format!("INSERT INTO pool_t VALUES ({client}, {i})"))
                     .await
@@ -143,7 +164,7 @@ async fn five_hundred_clients_share_ten_connections_per_server() {
     assert!(max <= 10, "a pool exceeded its size: {max}");
     let m = proxy.metrics();
     assert!(
-        m.contains("switchyard_pool_size{cluster=\"main\",server=\"primary\",user=\"md5user\"} 10"),
+        m.contains("switchyard_pool_size{cluster=\"main\",server=\"primary\",user=\"pool500\"} 10"),
         "{m}"
     );
 }
