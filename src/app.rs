@@ -77,24 +77,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             pg_pools: Default::default(),
             my_pools: Default::default(),
         });
-        if cluster.pool.mode == crate::config::PoolMode::Transaction
-            && cluster.protocol == Protocol::Postgres
-        {
+        if cluster.pool.mode == crate::config::PoolMode::Transaction {
             let (c, stop) = (ctx.clone(), shutdown.clone());
             tracker.spawn(async move {
                 tokio::select! {
-                    _ = crate::frontend::pg::relay::pooled::reap_forever(c) => {}
-                    _ = stop.cancelled() => {}
-                }
-            });
-        }
-        if cluster.pool.mode == crate::config::PoolMode::Transaction
-            && cluster.protocol == Protocol::Mysql
-        {
-            let (c, stop) = (ctx.clone(), shutdown.clone());
-            tracker.spawn(async move {
-                tokio::select! {
-                    _ = crate::frontend::mysql::relay::pooled::reap_forever(c) => {}
+                    _ = c.reap_pools_forever() => {}
                     _ = stop.cancelled() => {}
                 }
             });

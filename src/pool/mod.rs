@@ -289,6 +289,15 @@ impl<K: Hash + Eq + Clone, C: Send + 'static> Pools<K, C> {
         p
     }
 
+    /// The connections of every pool that are idle or old past its limits, taken out of their
+    /// pools (slots freed) for the caller to close.
+    pub fn reap_all(&self, now: Instant) -> Vec<(K, C)> {
+        self.all()
+            .into_iter()
+            .flat_map(|(k, p)| p.reap(now).into_iter().map(move |c| (k.clone(), c)))
+            .collect()
+    }
+
     /// Every pool (for reaping and reporting).
     pub fn all(&self) -> Vec<(K, Arc<Pool<C>>)> {
         self.map

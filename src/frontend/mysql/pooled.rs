@@ -69,22 +69,8 @@ pub(super) fn is_pool_timeout(e: &ErrInfo) -> bool {
     e.code == POOL_TIMEOUT_CODE && e.message.starts_with(POOL_TIMEOUT_PREFIX)
 }
 
-/// Close pooled connections idle or old past the pool limits; runs until the process stops.
-pub async fn reap_forever(ctx: Arc<ClusterCtx>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        let now = std::time::Instant::now();
-        for (key, pool) in ctx.my_pools.all() {
-            for b in pool.reap(now) {
-                close_conn(&ctx, key.server, b);
-            }
-        }
-    }
-}
-
 /// Really close a server connection (not back to any pool).
-fn close_conn(ctx: &ClusterCtx, server: usize, b: MyBackend) {
+pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: MyBackend) {
     if let Some(cfg) = ctx.config.servers.get(server) {
         ctx.metrics.backend_gauge(&ctx.name, &cfg.name).dec();
     }
@@ -112,19 +98,7 @@ impl Relay {
         let key = self.pool_key(server);
         let ctx = &self.ctx;
         ctx.my_pools.get(&key, || {
-            let name = ctx
-                .config
-                .servers
-                .get(server)
-                .map_or("", |s| s.name.as_str());
-            let gauges =
-                ctx.metrics
-                    .pool_gauges(&ctx.name, name, &self.login.user.config.backend_user);
-            Pool::new(
-                ctx.config.pool.clone(),
-                gauges,
-                &self.login.user.config.backend_user,
-            )
+            ctx.new_pool(server, &self.login.user.config.backend_user)
         })
     }
 

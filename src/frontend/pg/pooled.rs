@@ -32,22 +32,8 @@ pub fn login_hash(user: &str, params: &[(String, String)]) -> u64 {
     h.finish()
 }
 
-/// Close pooled connections idle or old past the pool limits; runs until the process stops.
-pub async fn reap_forever(ctx: Arc<ClusterCtx>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        let now = std::time::Instant::now();
-        for (key, pool) in ctx.pg_pools.all() {
-            for b in pool.reap(now) {
-                close_conn(&ctx, key.server, b);
-            }
-        }
-    }
-}
-
 /// Really close a server connection (not back to any pool).
-fn close_conn(ctx: &ClusterCtx, server: usize, b: Backend) {
+pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: Backend) {
     if let Some(cfg) = ctx.config.servers.get(server) {
         ctx.metrics.backend_gauge(&ctx.name, &cfg.name).dec();
     }
@@ -66,19 +52,7 @@ impl Relay {
         };
         let ctx = &self.ctx;
         ctx.pg_pools.get(&key, || {
-            let name = ctx
-                .config
-                .servers
-                .get(server)
-                .map_or("", |s| s.name.as_str());
-            let gauges = ctx
-                .metrics
-                .pool_gauges(&ctx.name, name, &self.user.config.backend_user);
-            Pool::new(
-                ctx.config.pool.clone(),
-                gauges,
-                &self.user.config.backend_user,
-            )
+            ctx.new_pool(server, &self.user.config.backend_user)
         })
     }
 

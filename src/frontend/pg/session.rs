@@ -98,6 +98,37 @@ impl ClusterCtx {
         released
     }
 
+    /// A new pool of connections to `server` for backend `user`, with its metric handles.
+    pub fn new_pool<C: Send + 'static>(
+        &self,
+        server: usize,
+        user: &str,
+    ) -> Arc<crate::pool::Pool<C>> {
+        let name = self
+            .config
+            .servers
+            .get(server)
+            .map_or("", |s| s.name.as_str());
+        let gauges = self.metrics.pool_gauges(&self.name, name, user);
+        crate::pool::Pool::new(self.config.pool.clone(), gauges, user)
+    }
+
+    /// Transaction pooling: every few seconds, close pooled connections idle or old past the
+    /// pool limits (both protocols); runs until the process stops.
+    pub async fn reap_pools_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            let now = std::time::Instant::now();
+            for (key, b) in self.pg_pools.reap_all(now) {
+                super::relay::pooled::close_conn(&self, key.server, b);
+            }
+            for (key, b) in self.my_pools.reap_all(now) {
+                crate::frontend::mysql::relay::pooled::close_conn(&self, key.server, b);
+            }
+        }
+    }
+
     /// Pass the pause gate: waits as long as `POST /api/pause` holds it (like PgBouncer PAUSE).
     pub async fn pass_pause(&self) -> Pass {
         loop {
