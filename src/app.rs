@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -55,20 +56,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         handles.push((cluster.name.clone(), spawned.failover));
         let ctx = Arc::new(ClusterCtx {
             name: cluster.name.clone(),
-            config: cluster.clone(),
-            limits: config.limits.clone(),
+            config: ArcSwap::from_pointee(cluster.clone()),
+            limits: ArcSwap::from_pointee(config.limits.clone()),
             topology,
-            classifier: Classifier::new(ClassifierSettings {
+            classifier: ArcSwap::from_pointee(Classifier::new(ClassifierSettings {
                 write_functions: cluster.routing.write_functions.clone(),
                 cache_size: cluster.routing.classifier_cache_size,
                 dialect: match cluster.protocol {
                     Protocol::Postgres => Dialect::Postgres,
                     Protocol::Mysql => Dialect::Mysql,
                 },
-            }),
+            })),
             balancer: Balancer::new(cluster.servers.len()),
             metrics: metrics.clone(),
-            users: users.clone(),
+            users: ArcSwap::from_pointee(users.clone()),
             cancels: CancelRegistry::default(),
             mysql: Default::default(),
             gate,
@@ -169,7 +170,7 @@ async fn accept_loop(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             ctx.metrics.error(&ctx.name, ErrorKind::TooManyClients);
             tracing::warn!(cluster = %ctx.name, %peer, "too many client connections");
-            tracker.spawn(refuse_too_many(stream, ctx.config.protocol));
+            tracker.spawn(refuse_too_many(stream, ctx.config().protocol));
             continue;
         };
         let ctx = ctx.clone();
@@ -177,7 +178,7 @@ async fn accept_loop(
         connection_id = connection_id.wrapping_add(1);
         let id = connection_id;
         tracker.spawn(async move {
-            match ctx.config.protocol {
+            match ctx.config().protocol {
                 Protocol::Postgres => tokio::select! {
                     _ = serve_client(ctx, stream) => {}
                     _ = stop.cancelled() => {}

@@ -156,7 +156,8 @@ pub(super) async fn pools(State(st): State<Arc<AdminState>>) -> Response {
         .contexts
         .iter()
         .map(|ctx| {
-            let server = |i: usize| ctx.config.servers.get(i).map_or("", |s| s.name.as_str());
+            let config = ctx.config();
+            let server = |i: usize| config.servers.get(i).map_or("", |s| s.name.as_str());
             let mut pools: Vec<serde_json::Value> = Vec::new();
             for (k, p) in ctx.pg_pools.all() {
                 pools.push(pool_json(server(k.server), &p.stats()));
@@ -166,7 +167,7 @@ pub(super) async fn pools(State(st): State<Arc<AdminState>>) -> Response {
             }
             json!({
                 "name": ctx.name,
-                "mode": match ctx.config.pool.mode {
+                "mode": match config.pool.mode {
                     crate::config::PoolMode::Session => "session",
                     crate::config::PoolMode::Transaction => "transaction",
                 },

@@ -22,7 +22,7 @@ impl Relay {
             return Ok(d);
         }
         let fallback = |me: &Self, reason| me.route(Want::Primary(reason)).unwrap_or(d);
-        let deadline = self.ctx.limits.session_replay_timeout;
+        let deadline = self.ctx.limits().session_replay_timeout;
         let target = match self.consistency {
             Consistency::Eventual => return Ok(d),
             Consistency::Strong => return Ok(fallback(self, RouteReason::Consistency)),
@@ -69,7 +69,7 @@ impl Relay {
             return Ok(d);
         }
         self.ensure_ready(d.server).await?;
-        let limit = self.ctx.config.routing.causal_timeout;
+        let limit = self.ctx.config().routing.causal_timeout;
         let started = Instant::now();
         let safe: String = target
             .chars()

@@ -41,7 +41,7 @@ impl Relay {
     }
 
     pub(super) fn lost_fatal(&self, server: usize, err: &MysqlBackendError) -> MyError {
-        let name = &self.ctx.config.servers[server].name;
+        let name = &self.ctx.config().servers[server].name;
         MyError::new(
             1927,
             "70100",
@@ -86,7 +86,7 @@ impl Relay {
     }
 
     async fn sync_state(&mut self, server: usize) -> Result<(), MysqlBackendError> {
-        let deadline = self.ctx.limits.session_replay_timeout;
+        let deadline = self.ctx.limits().session_replay_timeout;
         let Some(b) = self.backends[server].as_mut() else {
             return Err(MysqlBackendError::Closed);
         };
@@ -155,7 +155,7 @@ impl Relay {
     async fn replace_backend(&mut self, server: usize) -> Result<(), MysqlBackendError> {
         let lease = self.leases.get_mut(server).and_then(Option::take);
         if let Some(b) = self.backends.get_mut(server).and_then(Option::take) {
-            let name = &self.ctx.config.servers[server].name;
+            let name = &self.ctx.config().servers[server].name;
             self.ctx.metrics.backend_gauge(&self.ctx.name, name).dec();
             self.ctx.balancer.connection_closed(server);
             tokio::spawn(b.conn.quit());
@@ -336,7 +336,7 @@ impl Relay {
                     let message = match e {
                         RouteError::NoPrimary => format!(
                             "switchyard: no primary (failover in progress or primary unreachable) within failover.write_hold ({:?}); retry",
-                            self.ctx.config.failover.write_hold
+                            self.ctx.config().failover.write_hold
                         ),
                         RouteError::NoReplica => format!("switchyard: {e}"),
                     };
@@ -418,7 +418,7 @@ impl Relay {
                     continue;
                 };
                 if b.stmts.server_id(*key).is_none() {
-                    let deadline = self.ctx.limits.session_replay_timeout;
+                    let deadline = self.ctx.limits().session_replay_timeout;
                     let r = tokio::time::timeout(deadline, b.conn.prepare(sql))
                         .await
                         .unwrap_or(Err(MysqlBackendError::Timeout(deadline)));
@@ -494,7 +494,7 @@ impl Relay {
                     let e = MyError::new(
                         1105,
                         "HY000",
-                        format!("switchyard: lost connection to server {} while running the command: {err}", self.ctx.config.servers[server].name),
+                        format!("switchyard: lost connection to server {} while running the command: {err}", self.ctx.config().servers[server].name),
                         ErrorKind::BackendLost,
                     );
                     self.client.queue(&e.payload());
@@ -585,7 +585,7 @@ impl Relay {
         self.stats.routed(d.route, d.reason);
         self.stats.observe(d.route, started.elapsed().as_secs_f64());
         if self.debug {
-            let name = &self.ctx.config.servers[server].name;
+            let name = &self.ctx.config().servers[server].name;
             tracing::info!(cluster = %self.ctx.name, server = %name, route = d.route.as_str(), reason = d.reason.as_str(), "routing decision");
         }
     }

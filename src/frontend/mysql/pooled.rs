@@ -71,7 +71,7 @@ pub(super) fn is_pool_timeout(e: &ErrInfo) -> bool {
 
 /// Really close a server connection (not back to any pool).
 pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: MyBackend) {
-    if let Some(cfg) = ctx.config.servers.get(server) {
+    if let Some(cfg) = ctx.config().servers.get(server) {
         ctx.metrics.backend_gauge(&ctx.name, &cfg.name).dec();
     }
     tokio::spawn(b.conn.quit());
@@ -79,7 +79,7 @@ pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: MyBackend) {
 
 impl Relay {
     pub(super) fn pooling(&self) -> bool {
-        self.ctx.config.pool.mode == PoolMode::Transaction
+        self.ctx.config().pool.mode == PoolMode::Transaction
     }
 
     fn pool_key(&self, server: usize) -> MyPoolKey {
@@ -116,7 +116,7 @@ impl Relay {
                         sqlstate: "08004".into(),
                         message: format!(
                             "{POOL_TIMEOUT_PREFIX} for server {}: {t}; retry",
-                            self.ctx.config.servers[server].name
+                            self.ctx.config().servers[server].name
                         ),
                     };
                     return Err(MysqlBackendError::Server(info, bytes::Bytes::new()));
@@ -180,7 +180,7 @@ impl Relay {
             self.last_used = None;
         }
         let lease = self.leases.get_mut(server).and_then(Option::take);
-        let max = self.ctx.config.pool.max_prepared_statements;
+        let max = self.ctx.config().pool.max_prepared_statements;
         match lease {
             Some(lease) if b.stmts.len() <= max => {
                 if let Err(b) = self.pool(server).checkin(b, lease) {

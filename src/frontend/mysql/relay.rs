@@ -91,16 +91,16 @@ pub(super) struct Relay {
 /// Serve one accepted MySQL client connection to its end.
 pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
     let _ = stream.set_nodelay(true);
-    let mut client = MyClient::new(stream, ctx.limits.max_message_size);
+    let mut client = MyClient::new(stream, ctx.limits().max_message_size);
     let logged = tokio::time::timeout(
-        ctx.limits.client_login_timeout,
+        ctx.limits().client_login_timeout,
         login(
             &mut client,
             &ctx.name,
-            &ctx.users,
+            &ctx.users(),
             &ctx.mysql,
             connection_id,
-            &ctx.config.tls,
+            &ctx.config().tls,
         ),
     )
     .await
@@ -113,7 +113,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
     };
     let gauge = ctx.metrics.client_gauge(&ctx.name);
     gauge.inc();
-    let servers = ctx.config.servers.len();
+    let servers = ctx.config().servers.len();
     let database = login.database.clone();
     let mut relay = Relay {
         ctx: ctx.clone(),
@@ -135,7 +135,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         cursors: HashMap::new(),
         excluded: Vec::new(),
         database,
-        consistency: ctx.config.routing.consistency,
+        consistency: ctx.config().routing.consistency,
         wrote: false,
         causal_gtid: None,
         stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
@@ -227,7 +227,7 @@ impl Relay {
         decide(
             want,
             &self.topology(),
-            &self.ctx.config.routing,
+            &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
         )
@@ -247,7 +247,7 @@ impl Relay {
     /// Open and authenticate a new connection to `server`. A pooled one logs in to the login
     /// database (its pool's); the session's later database change is replayed like any setting.
     pub(super) async fn open(&mut self, server: usize) -> Result<MyBackend, MysqlBackendError> {
-        let cfg = &self.ctx.config.servers[server];
+        let cfg = &self.ctx.config().servers[server];
         let user = &self.login.user.config;
         let database = if self.pooling() {
             self.login.database.as_deref()
@@ -264,8 +264,8 @@ impl Relay {
         let conn = MysqlConn::connect(
             &cfg.address(),
             login,
-            self.ctx.limits.max_message_size,
-            self.ctx.limits.connect_timeout,
+            self.ctx.limits().max_message_size,
+            self.ctx.limits().connect_timeout,
         )
         .await;
         let conn = match conn {
@@ -302,7 +302,7 @@ impl Relay {
 
     pub(super) fn drop_backend(&mut self, server: usize) {
         if let Some(b) = self.backends.get_mut(server).and_then(Option::take) {
-            let name = &self.ctx.config.servers[server].name;
+            let name = &self.ctx.config().servers[server].name;
             self.ctx.metrics.backend_gauge(&self.ctx.name, name).dec();
             self.ctx.balancer.connection_closed(server);
             tokio::spawn(b.conn.quit());
@@ -341,7 +341,7 @@ impl Relay {
                 COM_PING => self.local_ok(),
                 COM_QUERY => {
                     let text = String::from_utf8_lossy(&p.payload[1..]);
-                    let class = self.ctx.classifier.classify(&text);
+                    let class = self.ctx.classifier().classify(&text);
                     if let Intent::ProxyRoute(o) = class.intent {
                         self.route_override = o;
                         self.local_ok();
@@ -405,7 +405,7 @@ impl Relay {
         let user = super::login::change_user(
             &mut self.client,
             &ctx.name,
-            &ctx.users,
+            &ctx.users(),
             &ctx.mysql,
             &cu.username,
             leaks,
@@ -427,7 +427,7 @@ impl Relay {
         self.status = status::AUTOCOMMIT;
         self.pinned = None;
         self.route_override = RouteOverride::Auto;
-        self.consistency = ctx.config.routing.consistency;
+        self.consistency = ctx.config().routing.consistency;
         self.wrote = false;
         self.causal_gtid = None;
         self.last_used = None;

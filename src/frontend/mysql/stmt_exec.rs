@@ -16,7 +16,10 @@ use crate::wire::mysql::response::Expect;
 impl Relay {
     pub(super) async fn prepare(&mut self, p: Packet, started: Instant) -> Result<(), MyError> {
         let sql = p.payload.slice(1..);
-        let class = self.ctx.classifier.classify(&String::from_utf8_lossy(&sql));
+        let class = self
+            .ctx
+            .classifier()
+            .classify(&String::from_utf8_lossy(&sql));
         let key = stmt_key(self.database.as_deref(), &sql);
         self.run_routed(
             class,
@@ -196,7 +199,7 @@ impl Relay {
             return;
         }
         let pooling = self.pooling();
-        let max = self.ctx.config.pool.max_prepared_statements;
+        let max = self.ctx.config().pool.max_prepared_statements;
         for (server, slot) in self.backends.iter_mut().enumerate() {
             let Some(b) = slot.as_mut() else {
                 continue;
@@ -222,7 +225,7 @@ impl Relay {
         s.long_data.clear();
         if let Some((server, sid)) = self.cursors.remove(&id) {
             if let Some(b) = self.backends[server].as_mut() {
-                let deadline = self.ctx.limits.session_replay_timeout;
+                let deadline = self.ctx.limits().session_replay_timeout;
                 let r = tokio::time::timeout(
                     deadline,
                     b.conn

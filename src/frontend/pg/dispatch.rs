@@ -25,7 +25,7 @@ impl Relay {
         if self.pause_pass.is_none() {
             self.pause_pass = Some(self.ctx.pass_pause().await);
         }
-        let attempts = self.ctx.config.servers.len() + 1;
+        let attempts = self.ctx.config().servers.len() + 1;
         let mut held = false;
         for _ in 0..attempts {
             let d = match target {
@@ -104,7 +104,7 @@ impl Relay {
                     let tied = self.txn == Some(d.server)
                         || self.pinned.map(|p| p.0) == Some(d.server)
                         || (self.unsynced && self.bound == Some(d.server));
-                    tracing::warn!(cluster = %self.ctx.name, server = %self.ctx.config.servers[d.server].name, error = %e, "server unusable for this request");
+                    tracing::warn!(cluster = %self.ctx.name, server = %self.ctx.config().servers[d.server].name, error = %e, "server unusable for this request");
                     self.ctx
                         .metrics
                         .error(&self.ctx.name, ErrorKind::BackendLost);
@@ -210,7 +210,7 @@ impl Relay {
     /// Learns the primary's current WAL position (once per write for read_your_writes, per read for
     /// global) and waits up to `causal_timeout` for the replica to replay it.
     pub(super) async fn causal_ok(&mut self, server: usize) -> Result<bool, BackendError> {
-        let deadline = self.ctx.limits.session_replay_timeout;
+        let deadline = self.ctx.limits().session_replay_timeout;
         let target = match (self.consistency, self.causal_lsn) {
             (Consistency::ReadYourWrites, Some(lsn)) if !self.wrote => lsn,
             (Consistency::ReadYourWrites, _) if !self.wrote => return Ok(true),
@@ -242,7 +242,7 @@ impl Relay {
         }
         self.ready(server).await?;
         let started = Instant::now();
-        let limit = self.ctx.config.routing.causal_timeout;
+        let limit = self.ctx.config().routing.causal_timeout;
         let hex = format!("{:X}/{:X}", target >> 32, target & 0xffff_ffff);
         let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{hex}'::pg_lsn");
         loop {
@@ -373,7 +373,7 @@ impl Relay {
             self.debug = d;
         }
         if self.debug {
-            let name = &self.ctx.config.servers[server].name;
+            let name = &self.ctx.config().servers[server].name;
             let (route, reason) = (d.route.as_str(), d.reason.as_str());
             tracing::info!(cluster = %self.ctx.name, session = self.cancel_key.0, server = %name, route, reason, "routing decision");
             let text = format!("switchyard: {route} {name} ({reason})");
@@ -412,7 +412,7 @@ impl Relay {
             answers += 1;
         }
         let drops = !prefix || pending.iter().any(|t| state::drops_statements(t));
-        let deadline = self.ctx.limits.session_replay_timeout;
+        let deadline = self.ctx.limits().session_replay_timeout;
         let r = tokio::time::timeout(deadline, async {
             be.conn.write_all(&out).await?;
             let mut failure = None;
@@ -568,7 +568,7 @@ impl Relay {
         b: usize,
         e: BackendError,
     ) -> Result<(), ClientError> {
-        let name = self.ctx.config.servers[b].name.clone();
+        let name = self.ctx.config().servers[b].name.clone();
         self.ctx
             .metrics
             .error(&self.ctx.name, ErrorKind::BackendLost);

@@ -34,7 +34,7 @@ pub fn login_hash(user: &str, params: &[(String, String)]) -> u64 {
 
 /// Really close a server connection (not back to any pool).
 pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: Backend) {
-    if let Some(cfg) = ctx.config.servers.get(server) {
+    if let Some(cfg) = ctx.config().servers.get(server) {
         ctx.metrics.backend_gauge(&ctx.name, &cfg.name).dec();
     }
     tokio::spawn(b.conn.terminate());
@@ -42,7 +42,7 @@ pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: Backend) {
 
 impl Relay {
     pub(super) fn pooling(&self) -> bool {
-        self.ctx.config.pool.mode == PoolMode::Transaction
+        self.ctx.config().pool.mode == PoolMode::Transaction
     }
 
     fn pool(&self, server: usize) -> Arc<Pool<Backend>> {
@@ -110,7 +110,7 @@ impl Relay {
             self.bound = None;
         }
         let lease = self.leases.get_mut(server).and_then(Option::take);
-        let max = self.ctx.config.pool.max_prepared_statements;
+        let max = self.ctx.config().pool.max_prepared_statements;
         match lease {
             Some(lease) if b.state.statements.len() <= max => {
                 if let Err(b) = self.pool(server).checkin(b, lease) {

@@ -110,11 +110,11 @@ impl Relay {
         startup: StartupParams,
     ) -> Self {
         let (cancel_key, cancel_slot) = ctx.cancels.register();
-        let servers = ctx.config.servers.len();
+        let servers = ctx.config().servers.len();
         let consistency = startup
             .get("options")
             .and_then(consistency_setting)
-            .unwrap_or(ctx.config.routing.consistency);
+            .unwrap_or(ctx.config().routing.consistency);
         let stats = SessionMetrics::new(ctx.metrics.clone(), &ctx.name);
         let debug = startup
             .get("options")
@@ -210,7 +210,7 @@ impl Relay {
 
     async fn connect_first(&mut self) -> Result<usize, ClientError> {
         let want = Want::Replica(RouteReason::Class(Reason::Session));
-        for _ in 0..self.ctx.config.servers.len().max(1) {
+        for _ in 0..self.ctx.config().servers.len().max(1) {
             let d = self.route(want).map_err(|e| {
                 ClientError::fatal(
                     "08006",
@@ -245,7 +245,7 @@ impl Relay {
         decide(
             want,
             &topo,
-            &self.ctx.config.routing,
+            &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
         )
@@ -264,7 +264,7 @@ impl Relay {
 
     /// Open and authenticate a new connection to `server`.
     async fn open(&mut self, server: usize) -> Result<Backend, BackendError> {
-        let cfg = &self.ctx.config.servers[server];
+        let cfg = &self.ctx.config().servers[server];
         let login = Login {
             user: &self.user.config.backend_user,
             password: self.user.config.backend_password.as_deref(),
@@ -273,8 +273,8 @@ impl Relay {
         let conn = BackendConn::connect(
             &cfg.address(),
             login,
-            self.ctx.limits.max_message_size,
-            self.ctx.limits.connect_timeout,
+            self.ctx.limits().max_message_size,
+            self.ctx.limits().connect_timeout,
         )
         .await;
         let conn = match conn {
@@ -308,7 +308,7 @@ impl Relay {
 
     fn drop_backend(&mut self, server: usize) {
         if let Some(b) = self.backends.get_mut(server).and_then(Option::take) {
-            let name = &self.ctx.config.servers[server].name;
+            let name = &self.ctx.config().servers[server].name;
             self.ctx.metrics.backend_gauge(&self.ctx.name, name).dec();
             self.ctx.balancer.connection_closed(server);
             tokio::spawn(b.conn.terminate());
@@ -455,7 +455,7 @@ impl Relay {
             if self.client.has_buffered_bytes() || !self.batch.iter().any(|f| f.tag == b'E') {
                 return Ok(());
             }
-            let info = analyse(&self.batch, &self.ctx.classifier, &self.prepared);
+            let info = analyse(&self.batch, &self.ctx.classifier(), &self.prepared);
             let strong = info.class.is_some_and(|c| {
                 matches!(
                     c.intent,
@@ -467,7 +467,7 @@ impl Relay {
             }
         }
         let frames = std::mem::take(&mut self.batch);
-        let info = analyse(&frames, &self.ctx.classifier, &self.prepared);
+        let info = analyse(&frames, &self.ctx.classifier(), &self.prepared);
         let target = self.target_for(&info);
         if let Some(b) = self.bound {
             if target.as_ref().map(|t| t.server) != Ok(b) && !self.unsynced && self.txn != Some(b) {

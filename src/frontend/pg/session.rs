@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,13 +32,17 @@ use crate::wire::pg::msg::{self, Severity};
 #[derive(Debug)]
 pub struct ClusterCtx {
     pub name: String,
-    pub config: ClusterConfig,
-    pub limits: Limits,
+    /// The cluster's settings; replaced as a whole by a reload (read with `config()`).
+    pub config: ArcSwap<ClusterConfig>,
+    /// Process-wide limits; replaced by a reload (read with `limits()`).
+    pub limits: ArcSwap<Limits>,
     pub topology: watch::Receiver<Arc<Topology>>,
-    pub classifier: Classifier,
+    /// Rebuilt by a reload that changes the routing settings it depends on.
+    pub classifier: ArcSwap<Classifier>,
     pub balancer: Balancer,
     pub metrics: Arc<Metrics>,
-    pub users: UserDirectory,
+    /// Replaced by a reload (read with `users()`).
+    pub users: ArcSwap<UserDirectory>,
     pub cancels: CancelRegistry,
     /// MySQL clusters only: RSA keys and the caching_sha2 fast-path cache.
     pub mysql: crate::frontend::mysql::login::MysqlShared,
@@ -54,11 +59,31 @@ pub struct ClusterCtx {
 }
 
 impl ClusterCtx {
+    /// The cluster's settings now (a reload may replace them between two calls).
+    pub fn config(&self) -> Arc<ClusterConfig> {
+        self.config.load_full()
+    }
+
+    /// The process-wide limits now.
+    pub fn limits(&self) -> Arc<Limits> {
+        self.limits.load_full()
+    }
+
+    /// The statement classifier now.
+    pub fn classifier(&self) -> Arc<Classifier> {
+        self.classifier.load_full()
+    }
+
+    /// The users known now.
+    pub fn users(&self) -> Arc<UserDirectory> {
+        self.users.load_full()
+    }
+
     /// Wait (up to the connect timeout) until the monitor has published a first probed snapshot,
     /// so a client arriving right after start-up is routed by real roles, not by an empty topology.
     pub async fn wait_for_topology(&self) {
         let mut rx = self.topology.clone();
-        let _ = tokio::time::timeout(self.limits.connect_timeout, async {
+        let _ = tokio::time::timeout(self.limits().connect_timeout, async {
             loop {
                 if rx
                     .borrow_and_update()
@@ -81,7 +106,7 @@ impl ClusterCtx {
     /// No primary for this request (failover under way, or the one known is unreachable): wait up
     /// to `failover.write_hold` for a primary outside `excluded` to be published. True when one is.
     pub async fn hold_for_primary(&self, excluded: &[usize]) -> bool {
-        let hold = self.config.failover.write_hold;
+        let hold = self.config().failover.write_hold;
         let usable = |t: &Topology| t.primary().is_some_and(|p| !excluded.contains(&p.index));
         if hold.is_zero() {
             return usable(&self.topology.borrow());
@@ -104,13 +129,10 @@ impl ClusterCtx {
         server: usize,
         user: &str,
     ) -> Arc<crate::pool::Pool<C>> {
-        let name = self
-            .config
-            .servers
-            .get(server)
-            .map_or("", |s| s.name.as_str());
+        let config = self.config();
+        let name = config.servers.get(server).map_or("", |s| s.name.as_str());
         let gauges = self.metrics.pool_gauges(&self.name, name, user);
-        crate::pool::Pool::new(self.config.pool.clone(), gauges, user)
+        crate::pool::Pool::new(config.pool.clone(), gauges, user)
     }
 
     /// Transaction pooling: every few seconds, close pooled connections idle or old past the
@@ -141,7 +163,7 @@ impl ClusterCtx {
     /// Pass the write gate (held while a switchover runs, up to `failover.write_hold`).
     /// `Ok((pass, waited))`; `Err` after the hold.
     pub async fn pass_gate(&self) -> Result<(Pass, bool), std::time::Duration> {
-        let r = self.gate.enter(self.config.failover.write_hold).await;
+        let r = self.gate.enter(self.config().failover.write_hold).await;
         match &r {
             Ok((_, true)) => self.metrics.write_hold(&self.name, true),
             Err(_) => self.metrics.write_hold(&self.name, false),
@@ -360,10 +382,10 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
         .map(|a| a.to_string())
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
-    let mut client = ClientConn::new(stream, ctx.limits.max_message_size);
+    let mut client = ClientConn::new(stream, ctx.limits().max_message_size);
     let login_result = tokio::time::timeout(
-        ctx.limits.client_login_timeout,
-        login(&mut client, &ctx.name, &ctx.users, &ctx.config.tls),
+        ctx.limits().client_login_timeout,
+        login(&mut client, &ctx.name, &ctx.users(), &ctx.config().tls),
     )
     .await
     .unwrap_or_else(|_| {
@@ -377,7 +399,7 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
         Ok(Login::Cancel { pid, secret }) => {
             if let Some(k) = ctx.cancels.lookup(pid, secret) {
                 tracing::debug!(%peer, backend = %k.addr, "forwarding cancel request");
-                send_cancel(k.addr, k.pid, k.secret, ctx.limits.connect_timeout).await;
+                send_cancel(k.addr, k.pid, k.secret, ctx.limits().connect_timeout).await;
             }
             return;
         }
