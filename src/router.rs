@@ -89,11 +89,19 @@ pub struct Balancer {
     conns: Vec<AtomicI64>,
 }
 
+/// Server slots a cluster may ever have in one process (a reload appends slots for servers it
+/// adds; removed servers keep theirs so indices stay valid).
+pub const MAX_SERVER_SLOTS: usize = 256;
+
 impl Balancer {
+    /// Counters for `servers` slots, and room for slots a reload may add up to
+    /// [`MAX_SERVER_SLOTS`].
     pub fn new(servers: usize) -> Self {
         Balancer {
             cursor: AtomicUsize::new(0),
-            conns: (0..servers).map(|_| AtomicI64::new(0)).collect(),
+            conns: (0..servers.max(MAX_SERVER_SLOTS))
+                .map(|_| AtomicI64::new(0))
+                .collect(),
         }
     }
 
