@@ -1,5 +1,6 @@
 //! Builds the shared state, spawns listeners, the monitor and the admin listener, and owns shutdown.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,17 @@ use crate::frontend::pg::cancel::CancelRegistry;
 use crate::frontend::pg::login::build_users;
 use crate::frontend::pg::{serve_client, ClusterCtx};
 use crate::metrics::{ErrorKind, Metrics};
+use crate::reload::{self, Reloader};
 use crate::router::Balancer;
 use crate::topology::monitor;
 
-/// Run the proxy until `shutdown` is cancelled.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Run the proxy until `shutdown` is cancelled. `source` is the file SIGHUP and
+/// `POST /api/reload` re-read (`None`: reloads are refused).
+pub async fn run(
+    config: Config,
+    source: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let tracker = TaskTracker::new();
     let users = build_users(&config.users);
@@ -78,7 +85,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             pg_pools: Default::default(),
             my_pools: Default::default(),
         });
-        if cluster.pool.mode == crate::config::PoolMode::Transaction {
+        {
+            // Always: a reload may turn transaction pooling on.
             let (c, stop) = (ctx.clone(), shutdown.clone());
             tracker.spawn(async move {
                 tokio::select! {
@@ -98,6 +106,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracker.clone(),
         ));
     }
+    let admin_token = Arc::new(ArcSwap::from_pointee(config.admin.token.clone()));
+    let reloader = Arc::new(Reloader::new(
+        source,
+        config.clone(),
+        reload::Parts {
+            contexts: contexts.clone(),
+            failover: handles.clone(),
+            client_slots: client_slots.clone(),
+            admin_token: admin_token.clone(),
+            metrics: metrics.clone(),
+        },
+    ));
+    tracker.spawn(reload_on_sighup(reloader.clone(), shutdown.clone()));
     if let Some(addr) = config.admin.listen {
         let listener = TcpListener::bind(addr)
             .await
@@ -107,7 +128,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             metrics: metrics.clone(),
             clusters: topologies,
             failover: handles,
-            token: config.admin.token.clone(),
+            token: admin_token,
+            reloader: Some(reloader),
             pauses,
             paused: Default::default(),
             contexts,
@@ -141,6 +163,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `SIGHUP`: reload the configuration file (the outcome is logged).
+async fn reload_on_sighup(reloader: Arc<Reloader>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /api/reload");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = reloader.reload().await;
+            }
+        }
+    }
 }
 
 async fn accept_loop(

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
             tracing::info!("shutting down");
             stop.cancel();
         });
-        switchyard::app::run(config, shutdown).await
+        switchyard::app::run(config, Some(path), shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

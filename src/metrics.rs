@@ -117,6 +117,7 @@ pub struct Metrics {
     /// 1 while more than one unfenced server claims to be the primary.
     pub split_brain: IntGaugeVec,
     write_holds: IntCounterVec,
+    config_reloads: IntCounterVec,
     pool_connections: IntGaugeVec,
     pool_waiting: IntGaugeVec,
     pool_size: IntGaugeVec,
@@ -280,6 +281,12 @@ impl Metrics {
                 "Requests that waited for a primary (failover, switchover), by result \
                  (released, timed_out).",
                 &["cluster", "result"],
+            ),
+            config_reloads: counter_vec(
+                &r,
+                "switchyard_config_reloads_total",
+                "Configuration reloads (SIGHUP, POST /api/reload), by result (ok, error).",
+                &["result"],
             ),
             causal_waits,
             causal_wait_seconds,
@@ -469,6 +476,11 @@ impl Metrics {
     pub fn write_hold(&self, cluster: &str, released: bool) {
         let result = if released { "released" } else { "timed_out" };
         self.write_holds.with_label_values(&[cluster, result]).inc();
+    }
+
+    /// A configuration reload finished (`ok` or `error`).
+    pub fn config_reload(&self, result: &str) {
+        self.config_reloads.with_label_values(&[result]).inc();
     }
 
     /// Metric handles for the pool of (cluster, server, backend user).

@@ -279,6 +279,62 @@ async fn tokio_postgres_rustls_connects_with_the_ca() {
     assert_eq!(rows.len(), 2000);
 }
 
+#[tokio::test]
+async fn scram_sha_256_plus_binds_to_the_proxy_certificate() {
+    let (proxy, ports) = pg_proxy("require", false);
+    let ca = pki().ca.display().to_string();
+    // libpq: channel_binding=require fails unless SCRAM-SHA-256-PLUS really ran.
+    let (ok, out, err) = psql(
+        &pg_conninfo(
+            "localhost",
+            ports.listen,
+            &format!("sslmode=verify-full sslrootcert={ca} channel_binding=require"),
+        ),
+        "SELECT 7",
+    );
+    assert!(
+        ok && out.trim() == "7",
+        "psql channel_binding=require: {err}\n{}",
+        proxy.log()
+    );
+    // libpq without binding still gets plain SCRAM-SHA-256 on the same TLS listener.
+    let (ok, out, err) = psql(
+        &pg_conninfo(
+            "localhost",
+            ports.listen,
+            &format!("sslmode=verify-full sslrootcert={ca} channel_binding=disable"),
+        ),
+        "SELECT 8",
+    );
+    assert!(
+        ok && out.trim() == "8",
+        "psql channel_binding=disable: {err}"
+    );
+    // tokio-postgres-rustls 0.13 computes no binding data (it parses the certificate as a
+    // TBSCertificate, jbg/tokio-postgres-rustls#32), so it answers `n` and must still get in.
+    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_client(&pki().ca, &[]));
+    let conn_str = format!(
+        "host=localhost port={} user={APP_USER} password={APP_PASSWORD} dbname=app sslmode=require",
+        ports.listen
+    );
+    let (client, conn) = tokio_postgres::connect(&conn_str, tls)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    tokio::spawn(conn);
+    let row = client.query_one("SELECT 6 * 7", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    // Without TLS there is nothing to bind to: libpq refuses to go on.
+    let (ok, _, err) = psql(
+        &pg_conninfo(
+            "127.0.0.1",
+            ports.listen,
+            "sslmode=disable channel_binding=require",
+        ),
+        "SELECT 1",
+    );
+    assert!(!ok, "channel_binding=require without TLS got in: {err}");
+}
+
 /// Open a PostgreSQL 17 style direct TLS connection (no SSLRequest) with the given ALPN.
 async fn direct_tls(
     port: u16,

@@ -27,6 +27,11 @@
 //! - `POST /api/pause` (optional `?cluster=NAME&timeout=30s`): like PgBouncer `PAUSE`: waits for
 //!   open transactions to end (up to `timeout`, default 30s, else 409 and nothing paused), then
 //!   holds every new request until `POST /api/resume` (`?cluster=NAME` optional).
+//! - `POST /api/reload`: re-read the config file and apply what changed (like `SIGHUP`; see
+//!   `crate::reload`): `200 {"applied":[...],"restart_needed":[...]}`; `422 {"error"}` when the
+//!   file is invalid or the change is refused (running config unchanged); `500` when only part
+//!   of it applied; `409` when the proxy runs without a config file.
+//!   A server removed by a reload shows `mode: removed` in `/api/clusters`.
 //!
 //! With `admin.token` set, every `/api/*` request needs `Authorization: Bearer <token>` (401
 //! otherwise); `/metrics`, `/health` and `/ready` stay open for scrapers and probes.
@@ -63,8 +68,10 @@ pub struct AdminState {
     pub clusters: Vec<(String, watch::Receiver<Arc<Topology>>)>,
     /// Each cluster's failover command handle, by name.
     pub failover: Vec<(String, FailoverHandle)>,
-    /// Bearer token `/api/*` requires (`None` = open).
-    pub token: Option<String>,
+    /// Bearer token `/api/*` requires (`None` = open); a reload may change it.
+    pub token: Arc<arc_swap::ArcSwap<Option<String>>>,
+    /// Applies `POST /api/reload` (`None`: refused).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
     /// Each cluster's pause gate, by name.
     pub pauses: Vec<(String, WriteGate)>,
     /// The closed pause gates of paused clusters.
@@ -107,6 +114,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         )
         .route("/api/pools", get(ops::pools))
         .route("/api/pause", post(ops::pause))
+        .route("/api/reload", post(ops::reload))
         .route("/api/resume", post(ops::resume))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

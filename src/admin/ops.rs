@@ -20,7 +20,8 @@ pub(super) async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = st.token.as_deref() else {
+    let current = st.token.load_full();
+    let Some(token) = current.as_deref() else {
         return next.run(req).await;
     };
     let given = req
@@ -148,6 +149,30 @@ pub(super) async fn enable(
     Path((name, server)): Path<(String, String)>,
 ) -> Response {
     set_mode(&st, &name, server, ServerMode::Enabled).await
+}
+
+/// `POST /api/reload`: re-read the configuration file and apply what changed. 200 with what
+/// was applied and what needs a restart; 422 with the reasons when the file is invalid or the
+/// change is refused (the running configuration stays); 500 when it applied only in part.
+pub(super) async fn reload(State(st): State<Arc<AdminState>>) -> Response {
+    use crate::reload::ReloadError;
+    let Some(reloader) = &st.reloader else {
+        let body = json!({ "error": ReloadError::NoFile.to_string() });
+        return (StatusCode::CONFLICT, Json(body)).into_response();
+    };
+    match reloader.reload().await {
+        Ok(report) => (StatusCode::OK, Json(json!(report))).into_response(),
+        Err(e) => {
+            let status = match e {
+                ReloadError::Partial(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                ReloadError::NoFile => StatusCode::CONFLICT,
+                ReloadError::Invalid(_) | ReloadError::Refused(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+            };
+            (status, Json(json!({ "error": e.to_string() }))).into_response()
+        }
+    }
 }
 
 /// `GET /api/pools`: every transaction pool with its use.

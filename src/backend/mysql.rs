@@ -1,6 +1,7 @@
-//! One authenticated connection to a MySQL/MariaDB server: handshake, auth (mysql_native_password,
-//! caching_sha2_password with the RSA exchange), packet reads/writes, and commands whose answers the
-//! proxy consumes itself (session replay, injected prepares).
+//! One authenticated connection to a MySQL/MariaDB server: handshake, TLS upgrade (`CLIENT_SSL`,
+//! as the cluster's `server_tls` mode says), auth (mysql_native_password, caching_sha2_password:
+//! the cleartext password over TLS, else the RSA exchange), packet reads/writes, and commands
+//! whose answers the proxy consumes itself (session replay, injected prepares).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::stream::{ServerStream, ServerTlsTarget, TlsPlan};
 use crate::wire::mysql::auth::{encrypt_password, native_scramble, sha2_scramble};
 use crate::wire::mysql::command::{parse_prepare_ok, PrepareOk, COM_QUIT, COM_STMT_PREPARE};
 use crate::wire::mysql::handshake::{parse_auth_switch, HandshakeResponse, HandshakeV10};
@@ -30,6 +32,9 @@ pub enum MysqlBackendError {
     Protocol(String),
     #[error("server authentication: {0}")]
     Auth(String),
+    /// TLS towards the server failed or was refused (`server_tls`).
+    #[error("server TLS: {0}")]
+    Tls(String),
 }
 
 /// Capabilities the proxy may use towards servers (intersected with what client and server offer).
@@ -66,7 +71,7 @@ pub struct MysqlLogin<'a> {
 
 #[derive(Debug)]
 pub struct MysqlConn {
-    stream: TcpStream,
+    stream: ServerStream,
     rbuf: BytesMut,
     max_packet: usize,
     pub addr: SocketAddr,
@@ -84,42 +89,47 @@ pub enum Consumed {
 }
 
 impl MysqlConn {
+    /// Connect to `address`, upgrade to TLS as `tls` says, and log in, all under `deadline`.
     pub async fn connect(
         address: &str,
+        tls: ServerTlsTarget<'_>,
         login: MysqlLogin<'_>,
         max_packet: usize,
         deadline: Duration,
     ) -> Result<Self, MysqlBackendError> {
-        tokio::time::timeout(deadline, Self::connect_inner(address, login, max_packet))
-            .await
-            .map_err(|_| MysqlBackendError::Timeout(deadline))?
+        tokio::time::timeout(
+            deadline,
+            Self::connect_inner(address, tls, login, max_packet),
+        )
+        .await
+        .map_err(|_| MysqlBackendError::Timeout(deadline))?
     }
 
     async fn connect_inner(
         address: &str,
+        tls: ServerTlsTarget<'_>,
         login: MysqlLogin<'_>,
         max_packet: usize,
     ) -> Result<Self, MysqlBackendError> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        let addr = stream.peer_addr()?;
-        let mut conn = MysqlConn {
-            stream,
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            max_packet,
-            addr,
-            connection_id: 0,
-            capabilities: 0,
-            server_version: String::new(),
+        let mut tcp = TcpStream::connect(address).await?;
+        tcp.set_nodelay(true)?;
+        let addr = tcp.peer_addr()?;
+        let mut rbuf = BytesMut::with_capacity(16 * 1024);
+        let p = loop {
+            if let Some(p) = split_packet(&mut rbuf, max_packet)
+                .map_err(|e| MysqlBackendError::Protocol(e.to_string()))?
+            {
+                break p;
+            }
+            if tcp.read_buf(&mut rbuf).await? == 0 {
+                return Err(MysqlBackendError::Closed);
+            }
         };
-        let p = conn.read_packet().await?;
         if parse_err(&p.payload).is_some() {
             return Err(server_err(&p));
         }
         let hs = HandshakeV10::parse(&p.payload)
             .map_err(|e| MysqlBackendError::Protocol(format!("bad server handshake: {e}")))?;
-        conn.connection_id = hs.connection_id;
-        conn.server_version = hs.server_version.clone();
         let mut negotiated = login.capabilities & hs.capabilities & PROXY_CAPS
             | caps::CLIENT_PROTOCOL_41
             | caps::CLIENT_SECURE_CONNECTION
@@ -129,7 +139,43 @@ impl MysqlConn {
         } else {
             negotiated &= !caps::CLIENT_CONNECT_WITH_DB;
         }
-        conn.capabilities = negotiated;
+        let mut seq = p.seq.wrapping_add(1);
+        let stream = match tls.plan()? {
+            TlsPlan::Plain => ServerStream::Plain(tcp),
+            TlsPlan::Tls { required, .. } if hs.capabilities & caps::CLIENT_SSL == 0 => {
+                if required {
+                    return Err(MysqlBackendError::Tls(format!(
+                        "the server does not offer TLS (server_tls mode {})",
+                        tls.mode()
+                    )));
+                }
+                ServerStream::Plain(tcp)
+            }
+            TlsPlan::Tls { client, .. } => {
+                if !rbuf.is_empty() {
+                    return Err(MysqlBackendError::Protocol(
+                        "server sent data before the TLS handshake".into(),
+                    ));
+                }
+                negotiated |= caps::CLIENT_SSL;
+                let mut out = BytesMut::with_capacity(36);
+                seq = encode_into(&mut out, seq, &ssl_request(negotiated, login.charset));
+                tcp.write_all(&out).await?;
+                let t = client.connect(tls.host, tcp).await.map_err(|e| {
+                    MysqlBackendError::Tls(format!("handshake with {} failed: {e}", tls.host))
+                })?;
+                ServerStream::Tls(Box::new(t))
+            }
+        };
+        let mut conn = MysqlConn {
+            stream,
+            rbuf,
+            max_packet,
+            addr,
+            connection_id: hs.connection_id,
+            capabilities: negotiated,
+            server_version: hs.server_version.clone(),
+        };
         let password = login.password.unwrap_or("").as_bytes();
         let plugin = hs.auth_plugin.clone();
         let auth_response = scramble_for(&plugin, password, &hs.scramble);
@@ -143,8 +189,7 @@ impl MysqlConn {
             auth_plugin: Some(plugin.clone()),
             attributes: vec![("program_name".into(), "switchyard".into())],
         };
-        conn.write_packet(p.seq.wrapping_add(1), &resp.encode())
-            .await?;
+        conn.write_packet(seq, &resp.encode()).await?;
         let mut scramble = hs.scramble.to_vec();
         let mut plugin = plugin;
         loop {
@@ -165,8 +210,14 @@ impl MysqlConn {
                     // caching_sha2_password: 0x03 fast auth ok, 0x04 full auth needed.
                     match p.payload.get(1) {
                         Some(0x03) => {}
+                        Some(0x04) if conn.stream.is_tls() => {
+                            // Full authentication over TLS: the password in clear text.
+                            let mut clear = password.to_vec();
+                            clear.push(0);
+                            conn.write_packet(seq, &clear).await?;
+                        }
                         Some(0x04) => {
-                            // No TLS to servers yet: ask for the RSA key and send the password encrypted.
+                            // Plain TCP: ask for the RSA key and send the password encrypted.
                             conn.write_packet(seq, &[0x02]).await?;
                             let key = conn.read_packet().await?;
                             let pem = key.payload.get(1..).unwrap_or(&[]);
@@ -242,13 +293,20 @@ impl MysqlConn {
     pub async fn write_packet(&mut self, seq: u8, payload: &[u8]) -> Result<u8, MysqlBackendError> {
         let mut out = BytesMut::with_capacity(payload.len() + 4);
         let next = encode_into(&mut out, seq, payload);
-        self.stream.write_all(&out).await?;
+        self.write_raw(&out).await?;
         Ok(next)
     }
 
+    /// Write bytes as they are and flush them (a TLS stream may hold them until flushed).
     pub async fn write_raw(&mut self, raw: &[u8]) -> Result<(), MysqlBackendError> {
         self.stream.write_all(raw).await?;
+        self.stream.flush().await?;
         Ok(())
+    }
+
+    /// Is the connection encrypted?
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// Run a command and consume its whole answer (used for session replay).
@@ -374,12 +432,23 @@ impl MysqlConn {
     }
 
     pub async fn quit(mut self) {
-        let _ = tokio::time::timeout(
-            Duration::from_millis(200),
-            self.write_packet(0, &[COM_QUIT]),
-        )
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            self.write_packet(0, &[COM_QUIT]).await?;
+            self.stream.shutdown().await?;
+            Ok::<_, MysqlBackendError>(())
+        })
         .await;
     }
+}
+
+/// The SSL request packet payload: capabilities (with `CLIENT_SSL`), max packet, charset and 23
+/// reserved bytes; the handshake response follows inside TLS.
+fn ssl_request(capabilities: u32, charset: u8) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[..4].copy_from_slice(&capabilities.to_le_bytes());
+    b[4..8].copy_from_slice(&0x4000_0000u32.to_le_bytes());
+    b[8] = charset;
+    b
 }
 
 fn server_err(p: &Packet) -> MysqlBackendError {

@@ -1,5 +1,6 @@
-//! One authenticated connection to a PostgreSQL server: startup, auth (SCRAM, md5, cleartext, trust),
-//! and framed reads/writes.
+//! One authenticated connection to a PostgreSQL server: TLS negotiation (`SSLRequest`, as the
+//! cluster's `server_tls` mode says), startup, auth (SCRAM, md5, cleartext, trust), framed
+//! reads/writes, and cancel requests.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,9 +10,11 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::stream::{ServerStream, ServerTlsTarget, TlsPlan};
+use crate::config::ServerConfig;
 use crate::wire::pg::frame::{split_frame, Frame, FrameError};
 use crate::wire::pg::msg::{self, ErrorFields};
-use crate::wire::pg::startup::encode_startup;
+use crate::wire::pg::startup::{encode_startup, SSL_REQUEST};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -27,6 +30,9 @@ pub enum BackendError {
     Protocol(String),
     #[error("server authentication: {0}")]
     Auth(String),
+    /// TLS towards the server failed or was refused (`server_tls`).
+    #[error("server TLS: {0}")]
+    Tls(String),
     /// Transaction pooling: no pooled connection became free in time.
     #[error("{0}")]
     PoolExhausted(String),
@@ -41,7 +47,7 @@ impl From<FrameError> for BackendError {
 /// An authenticated server connection, ready for queries (it sent ReadyForQuery).
 #[derive(Debug)]
 pub struct BackendConn {
-    stream: TcpStream,
+    stream: ServerStream,
     rbuf: BytesMut,
     max_message: usize,
     pub addr: SocketAddr,
@@ -61,26 +67,32 @@ pub struct Login<'a> {
 }
 
 impl BackendConn {
-    /// Connect to `address` and log in, all under `deadline`.
+    /// Connect to `address`, negotiate TLS as `tls` says, and log in, all under `deadline`.
     pub async fn connect(
         address: &str,
+        tls: ServerTlsTarget<'_>,
         login: Login<'_>,
         max_message: usize,
         deadline: Duration,
     ) -> Result<Self, BackendError> {
-        tokio::time::timeout(deadline, Self::connect_inner(address, login, max_message))
-            .await
-            .map_err(|_| BackendError::Timeout(deadline))?
+        tokio::time::timeout(
+            deadline,
+            Self::connect_inner(address, tls, login, max_message),
+        )
+        .await
+        .map_err(|_| BackendError::Timeout(deadline))?
     }
 
     async fn connect_inner(
         address: &str,
+        tls: ServerTlsTarget<'_>,
         login: Login<'_>,
         max_message: usize,
     ) -> Result<Self, BackendError> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        let addr = stream.peer_addr()?;
+        let tcp = TcpStream::connect(address).await?;
+        tcp.set_nodelay(true)?;
+        let addr = tcp.peer_addr()?;
+        let stream = start_tls(tcp, tls).await?;
         let mut conn = BackendConn {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -95,7 +107,7 @@ impl BackendConn {
                 startup.push((k, v));
             }
         }
-        conn.stream.write_all(&encode_startup(&startup)).await?;
+        conn.write_all(&encode_startup(&startup)).await?;
         conn.authenticate(login).await?;
         loop {
             let f = conn.read_frame().await?;
@@ -144,7 +156,7 @@ impl BackendConn {
                 3 => {
                     let mut p = need_pw()?.as_bytes().to_vec();
                     p.push(0);
-                    self.stream.write_all(&msg::password(&p)).await?;
+                    self.write_all(&msg::password(&p)).await?;
                 }
                 5 => {
                     let salt: [u8; 4] = data
@@ -158,7 +170,7 @@ impl BackendConn {
                     );
                     let mut p = h.into_bytes();
                     p.push(0);
-                    self.stream.write_all(&msg::password(&p)).await?;
+                    self.write_all(&msg::password(&p)).await?;
                 }
                 10 => {
                     let offers_scram = data
@@ -168,8 +180,7 @@ impl BackendConn {
                         return Err(BackendError::Auth("no supported SASL mechanism".into()));
                     }
                     let s = ScramSha256::new(need_pw()?.as_bytes(), ChannelBinding::unsupported());
-                    self.stream
-                        .write_all(&msg::sasl_initial(SCRAM_SHA_256, s.message()))
+                    self.write_all(&msg::sasl_initial(SCRAM_SHA_256, s.message()))
                         .await?;
                     scram = Some(s);
                 }
@@ -179,7 +190,7 @@ impl BackendConn {
                     })?;
                     s.update(data)
                         .map_err(|e| BackendError::Auth(format!("SCRAM: {e}")))?;
-                    self.stream.write_all(&msg::password(s.message())).await?;
+                    self.write_all(&msg::password(s.message())).await?;
                 }
                 12 => {
                     let mut s = scram
@@ -244,7 +255,7 @@ impl BackendConn {
         deadline: Duration,
     ) -> Result<Option<String>, BackendError> {
         tokio::time::timeout(deadline, async {
-            self.stream.write_all(&msg::query(sql)).await?;
+            self.write_all(&msg::query(sql)).await?;
             let mut value = None;
             let mut failure = None;
             let mut first_row = true;
@@ -274,19 +285,78 @@ impl BackendConn {
         .map_err(|_| BackendError::Timeout(deadline))?
     }
 
+    /// Write `data` and flush it (a TLS stream may hold written bytes until flushed).
     pub async fn write_all(&mut self, data: &[u8]) -> Result<(), BackendError> {
         self.stream.write_all(data).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
-    /// Polite close: Terminate, then drop.
+    /// Is the connection encrypted?
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// Polite close: Terminate (and a TLS close_notify), then drop.
     pub async fn terminate(mut self) {
-        let _ = tokio::time::timeout(
-            Duration::from_millis(200),
-            self.stream.write_all(&msg::terminate()),
-        )
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            self.write_all(&msg::terminate()).await?;
+            self.stream.shutdown().await?;
+            Ok::<_, BackendError>(())
+        })
         .await;
     }
+}
+
+/// The `SSLRequest` packet (length 8, code 80877103).
+fn ssl_request() -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&8i32.to_be_bytes());
+    b[4..].copy_from_slice(&SSL_REQUEST.to_be_bytes());
+    b
+}
+
+/// Negotiate TLS on a fresh connection as `target`'s mode says: `SSLRequest`, then the handshake
+/// on `S`; on `N` go on in plain TCP only when the mode allows it (`prefer`).
+async fn start_tls(
+    mut tcp: TcpStream,
+    target: ServerTlsTarget<'_>,
+) -> Result<ServerStream, BackendError> {
+    let (client, required) = match target.plan()? {
+        TlsPlan::Plain => return Ok(ServerStream::Plain(tcp)),
+        TlsPlan::Tls { client, required } => (client, required),
+    };
+    tcp.write_all(&ssl_request()).await?;
+    // Exactly one byte: anything the server sent after it must come inside TLS.
+    let mut answer = [0u8; 1];
+    if tcp.read(&mut answer).await? == 0 {
+        return Err(BackendError::Closed);
+    }
+    match answer[0] {
+        b'S' => {}
+        b'N' if !required => return Ok(ServerStream::Plain(tcp)),
+        b'N' => {
+            return Err(BackendError::Tls(format!(
+                "the server does not accept TLS connections (server_tls mode {})",
+                target.mode()
+            )))
+        }
+        b'E' => {
+            return Err(BackendError::Tls(
+                "the server answered the TLS request with an error".into(),
+            ))
+        }
+        other => {
+            return Err(BackendError::Protocol(format!(
+                "unexpected answer {other:#04x} to SSLRequest"
+            )))
+        }
+    }
+    let tls = client
+        .connect(target.host, tcp)
+        .await
+        .map_err(|e| BackendError::Tls(format!("handshake with {} failed: {e}", target.host)))?;
+    Ok(ServerStream::Tls(Box::new(tls)))
 }
 
 /// First column of a DataRow body as text (`None` for NULL or a malformed row).
@@ -304,20 +374,60 @@ fn data_row_first(body: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(v).into_owned())
 }
 
-/// Send a CancelRequest for (pid, secret) to the server at `addr`.
-pub async fn send_cancel(addr: SocketAddr, pid: i32, secret: i32, deadline: Duration) {
+/// Send a CancelRequest for (pid, secret) to the server at `addr`, over TLS when the cluster's
+/// `server_tls` mode asks for it. `servers` (the cluster's) give the configured host name of the
+/// server at `addr`, which a verify-full certificate must carry. Failures are logged.
+pub async fn send_cancel(
+    addr: SocketAddr,
+    pid: i32,
+    secret: i32,
+    tls: &crate::config::ServerTls,
+    servers: &[ServerConfig],
+    deadline: Duration,
+) {
     let fut = async {
-        let mut s = TcpStream::connect(addr).await?;
+        let host = if tls.mode == crate::config::ServerTlsMode::Disable {
+            String::new()
+        } else {
+            cancel_host(addr, servers).await
+        };
+        let tcp = TcpStream::connect(addr).await?;
+        let mut s = start_tls(tcp, ServerTlsTarget::new(tls, &host)).await?;
+        let encrypted = s.is_tls();
         s.write_all(&crate::wire::pg::startup::encode_cancel(pid, secret))
             .await?;
+        s.flush().await?;
         let mut b = [0u8; 1];
         // The server closes the connection after processing the request.
         let _ = s.read(&mut b).await;
-        Ok::<_, std::io::Error>(())
+        Ok::<_, BackendError>(encrypted)
     };
     match tokio::time::timeout(deadline, fut).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(tls)) => tracing::debug!(%addr, tls, "cancel request sent"),
         Ok(Err(e)) => tracing::warn!(%addr, error = %e, "cancel request failed"),
         Err(_) => tracing::warn!(%addr, "cancel request timed out"),
     }
+}
+
+/// The configured host of the server listening at `addr`: a server whose host is that IP
+/// address, else one whose DNS name resolves to it; else the IP address itself.
+async fn cancel_host(addr: SocketAddr, servers: &[ServerConfig]) -> String {
+    let candidates = servers.iter().filter(|s| s.port == addr.port());
+    for s in candidates.clone() {
+        let host = s.host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<std::net::IpAddr>().ok() == Some(addr.ip()) {
+            return s.host.clone();
+        }
+    }
+    for s in candidates {
+        if s.host.parse::<std::net::IpAddr>().is_ok() {
+            continue;
+        }
+        if let Ok(mut found) = tokio::net::lookup_host((s.host.as_str(), s.port)).await {
+            if found.any(|a| a == addr) {
+                return s.host.clone();
+            }
+        }
+    }
+    addr.ip().to_string()
 }

@@ -7,3 +7,6 @@ pub mod values;
 
 pub use model::*;
 pub use validate::{load_file, load_str, ConfigError};
+
+#[cfg(test)]
+mod tests_server_tls;

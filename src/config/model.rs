@@ -57,6 +57,8 @@ pub struct ClusterConfig {
     pub pool: PoolConfig,
     /// TLS towards clients (default: disabled).
     pub tls: TlsConfig,
+    /// TLS from the proxy to the servers (default: disabled).
+    pub server_tls: ServerTls,
 }
 
 /// When a client gives its server connections back.
@@ -332,5 +334,60 @@ impl TlsConfig {
     }
     pub fn required(&self) -> bool {
         self.mode == TlsMode::Require
+    }
+}
+
+/// How the proxy secures its connections to a cluster's servers (libpq `sslmode` levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerTlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS when the server offers it, plain TCP otherwise; the certificate is not checked.
+    Prefer,
+    /// TLS or no connection; the certificate is not checked.
+    Require,
+    /// TLS; the server's certificate chain must lead to `ca`.
+    VerifyCa,
+    /// TLS; chain checked against `ca` and the certificate must name the server's `host`.
+    VerifyFull,
+}
+
+impl ServerTlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerTlsMode::Disable => "disable",
+            ServerTlsMode::Prefer => "prefer",
+            ServerTlsMode::Require => "require",
+            ServerTlsMode::VerifyCa => "verify-ca",
+            ServerTlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A cluster's `server_tls` section, with its files read and the client config built at load.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerTls {
+    pub mode: ServerTlsMode,
+    /// CA bundle the servers' certificates must chain to (verify-ca, verify-full).
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate (chain) and key the proxy presents to the servers.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// Built from the files (`None` when the mode is `disable`).
+    pub client: Option<crate::tls::TlsClient>,
+}
+
+impl ServerTls {
+    /// The client config to connect with, unless TLS is disabled.
+    pub fn connector(&self) -> Option<&crate::tls::TlsClient> {
+        match self.mode {
+            ServerTlsMode::Disable => None,
+            _ => self.client.as_ref(),
+        }
+    }
+    /// May a connection fall back to plain TCP when the server does not offer TLS?
+    pub fn plain_allowed(&self) -> bool {
+        matches!(self.mode, ServerTlsMode::Disable | ServerTlsMode::Prefer)
     }
 }

@@ -79,6 +79,8 @@ pub struct RawCluster {
     pub pool: RawPool,
     #[serde(default)]
     pub tls: RawTls,
+    #[serde(default)]
+    pub server_tls: RawServerTls,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -368,6 +370,30 @@ pub struct RawTls {
     pub key: Option<String>,
     /// PEM CA bundle: when given, clients must present a certificate it signed.
     pub client_ca: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawServerTlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// A cluster's `server_tls` section (TLS from the proxy to its servers).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    /// Missing = `disable`.
+    pub mode: Option<RawServerTlsMode>,
+    /// PEM CA bundle the servers' certificates must chain to (verify-ca, verify-full).
+    pub ca: Option<String>,
+    /// PEM client certificate chain the proxy presents, leaf first.
+    pub cert: Option<String>,
+    /// PEM private key of `cert`.
+    pub key: Option<String>,
 }
 
 pub use super::values::*;

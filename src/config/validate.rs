@@ -311,11 +311,13 @@ impl Validator {
             RawProtocol::Mysql => Protocol::Mysql,
         };
         let tls = self.tls(&format!("{path}.tls"), raw.tls, protocol);
+        let server_tls = self.server_tls(&format!("{path}.server_tls"), raw.server_tls);
         ClusterConfig {
             name,
             failover,
             pool,
             tls,
+            server_tls,
             protocol,
             listen,
             servers,

@@ -5,7 +5,8 @@
 //! Every action opens a fresh connection with the cluster's `failover` login (which needs
 //! `SUPER`, or `READ_ONLY ADMIN`, `REPLICATION SLAVE ADMIN`, `CONNECTION ADMIN`, `PROCESS` and
 //! `BINLOG MONITOR`), runs each statement under a per-statement deadline (the monitor timeout, at
-//! least 5 s) and closes the connection. The session's `sql_mode` is cleared first, so string
+//! least 5 s) and closes the connection; connections use TLS as the cluster's `server_tls` says.
+//! The session's `sql_mode` is cleared first, so string
 //! literals are always escaped the same way.
 
 use crate::topology::probe_mysql::describe;
@@ -15,8 +16,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
 use super::actions::{ActionError, Actions, Position};
-use crate::config::{ClusterConfig, MonitorConfig, ServerConfig};
-use crate::topology::probe_mysql::{connect_opts, TextRow};
+use crate::config::{ClusterConfig, MonitorConfig, ServerConfig, ServerTls};
+use crate::topology::probe_mysql::{connect, connect_opts, TextRow};
 
 pub mod sql;
 
@@ -38,6 +39,8 @@ pub struct MysqlActions {
     /// The monitor settings with the failover login (for [`connect_opts`]).
     login: MonitorConfig,
     replication: Option<(String, String)>,
+    /// TLS towards the servers (the cluster's `server_tls`).
+    tls: ServerTls,
     /// Deadline of one statement (and of connecting).
     step: Duration,
 }
@@ -184,6 +187,7 @@ impl MysqlActions {
             servers: cluster.servers.clone(),
             login,
             replication: cluster.failover.replication.clone(),
+            tls: cluster.server_tls.clone(),
             step: cluster.monitor.timeout.max(MIN_STEP),
         }
     }
@@ -204,9 +208,9 @@ impl MysqlActions {
             message,
         };
         let opts = connect_opts(server, &self.login);
-        let conn = match tokio::time::timeout(self.step, Conn::new(opts)).await {
+        let conn = match tokio::time::timeout(self.step, connect(opts, &self.tls)).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(connect_err(describe(&e))),
+            Ok(Err(e)) => return Err(connect_err(e)),
             Err(_) => return Err(connect_err(format!("timed out after {:?}", self.step))),
         };
         let mut s = Session {

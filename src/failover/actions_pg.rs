@@ -2,7 +2,7 @@
 //!
 //! Every action opens a fresh connection with the cluster's `failover` login (actions are rare),
 //! runs each statement under a per-statement deadline (the monitor timeout, at least 5 s) and
-//! closes the connection. The login must be a superuser, or hold the grants the statements need
+//! closes the connection, over TLS as the cluster's `server_tls` says. The login must be a superuser, or hold the grants the statements need
 //! (`pg_promote`, `ALTER SYSTEM`, `pg_reload_conf`, `pg_signal_backend`, reading
 //! `primary_conninfo`, creating replication slots).
 //!
@@ -13,11 +13,11 @@
 use crate::topology::probe_pg::describe;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::actions::{ActionError, Actions, Position};
-use crate::config::{ClusterConfig, ServerConfig};
-use crate::topology::probe_pg::parse_lsn;
+use crate::config::{ClusterConfig, ServerConfig, ServerTls};
+use crate::topology::probe_pg::{connect_driver, parse_lsn};
 
 pub mod conninfo;
 
@@ -38,6 +38,8 @@ pub struct PgActions {
     user: String,
     password: String,
     database: String,
+    /// TLS towards the servers (the cluster's `server_tls`).
+    tls: ServerTls,
     /// Deadline of one statement (and of connecting).
     step: Duration,
 }
@@ -254,6 +256,7 @@ impl PgActions {
             user: cluster.failover.user.clone(),
             password: cluster.failover.password.clone(),
             database: cluster.monitor.database.clone(),
+            tls: cluster.server_tls.clone(),
             step: cluster.monitor.timeout.max(MIN_STEP),
         }
     }
@@ -283,9 +286,10 @@ impl PgActions {
         if !self.password.is_empty() {
             cfg.password(&self.password);
         }
-        let (client, conn) = match tokio::time::timeout(self.step, cfg.connect(NoTls)).await {
+        let connecting = connect_driver(&mut cfg, &self.tls);
+        let (client, conn) = match tokio::time::timeout(self.step, connecting).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(connect_err(describe(&e))),
+            Ok(Err(e)) => return Err(connect_err(e)),
             Err(_) => return Err(connect_err(format!("timed out after {:?}", self.step))),
         };
         let task = tokio::spawn(async move {

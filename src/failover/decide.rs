@@ -111,6 +111,31 @@ impl Controller {
         }
     }
 
+    /// A reload: new mode, promotable flags and server slots (appended ones start unfenced;
+    /// a removed server is never promotable and loses its fence with its state).
+    pub fn reconfigure(&mut self, cluster: &ClusterConfig, removed: &[bool]) {
+        let gone = |i: usize| removed.get(i).copied().unwrap_or(false);
+        let n = cluster.servers.len();
+        self.mode = cluster.failover.mode;
+        self.promotable = cluster
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.promote && !gone(i))
+            .collect();
+        self.retry_after = cluster
+            .monitor
+            .interval
+            .saturating_mul(5)
+            .max(Duration::from_secs(1));
+        self.fenced.resize(n, false);
+        self.actively_fenced.resize(n, false);
+        for i in (0..n).filter(|&i| gone(i)) {
+            self.fenced[i] = false;
+            self.actively_fenced[i] = false;
+        }
+    }
+
     pub fn mode(&self) -> FailoverMode {
         self.mode
     }

@@ -39,6 +39,22 @@ pub enum Command {
         mode: ServerMode,
         reply: Reply<()>,
     },
+    /// A reload: new settings and server slots. Handled by the monitor (it owns the probers).
+    Reconfigure {
+        update: Box<Reconfigure>,
+        reply: Reply<()>,
+    },
+}
+
+/// What a reload hands a cluster's monitor (see `ClusterState::reconfigure`).
+#[derive(Debug, Clone)]
+pub struct Reconfigure {
+    /// The merged config: `servers` are the slots (old ones in place, new ones appended).
+    pub cluster: Arc<ClusterConfig>,
+    /// Slot whose server is new at that index, added back, or moved to another address.
+    pub reset: Vec<bool>,
+    /// Slot whose server left the configuration.
+    pub removed: Vec<bool>,
 }
 
 /// Sends operator commands to one cluster's failover driver.
@@ -78,6 +94,13 @@ impl FailoverHandle {
             rx,
         )
         .await
+    }
+
+    /// Apply a reload (answers once the monitor has published the new topology).
+    pub async fn reconfigure(&self, update: Reconfigure) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        let update = Box::new(update);
+        self.send(Command::Reconfigure { update, reply }, rx).await
     }
 
     async fn send<T>(
@@ -248,6 +271,14 @@ impl<A: Actions> Driver<A> {
         }
     }
 
+    /// A reload (the monitor already applied it to `state`): new config and actions. Background
+    /// promotions or switchovers keep the config they started with; slot indices do not move.
+    pub fn reconfigure(&mut self, cluster: Arc<ClusterConfig>, actions: Arc<A>, removed: &[bool]) {
+        self.controller.reconfigure(&cluster, removed);
+        self.cluster = cluster;
+        self.actions = actions;
+    }
+
     /// After each probe round: let the controller decide on the fresh snapshot.
     pub fn after_round(&mut self, state: &mut ClusterState, now: Instant) {
         let topo = state.snapshot();
@@ -322,6 +353,10 @@ impl<A: Actions> Driver<A> {
                     Ok(())
                 });
                 let _ = reply.send(r);
+            }
+            Command::Reconfigure { reply, .. } => {
+                // The monitor handles reloads itself (it owns the probers).
+                let _ = reply.send(Err("reconfigure reached the failover driver".into()));
             }
             Command::Switchover { target, reply } => {
                 let target = match target.as_deref().map(find).transpose() {

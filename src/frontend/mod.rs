@@ -2,3 +2,4 @@
 
 pub mod mysql;
 pub mod pg;
+pub mod slots;

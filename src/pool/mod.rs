@@ -60,6 +60,15 @@ impl<C: Send + 'static> std::fmt::Debug for Lease<C> {
     }
 }
 
+impl<C: Send + 'static> Lease<C> {
+    /// Give `conn` back to the pool this lease came from (which a reload may have retired or
+    /// resized since); see [`Pool::checkin`].
+    pub fn give_back(self, conn: C) -> Result<(), C> {
+        let pool = self.pool.clone();
+        pool.checkin(conn, self)
+    }
+}
+
 impl<C: Send + 'static> Drop for Lease<C> {
     fn drop(&mut self) {
         if !self.done {
@@ -80,15 +89,18 @@ struct Idle<C> {
 }
 
 struct State<C: Send + 'static> {
+    /// Size and limits; a reload may change them ([`Pool::reconfigure`]).
+    cfg: PoolConfig,
     idle: Vec<Idle<C>>,
-    /// Idle + leased + being opened.
+    /// Idle + leased + being opened (may exceed `cfg.size` for a while after a shrink).
     total: usize,
     waiters: VecDeque<oneshot::Sender<Grant<C>>>,
+    /// Retired by a reload (its server was removed or moved): nothing is pooled again.
+    retired: bool,
 }
 
 /// One pool of interchangeable connections.
 pub struct Pool<C: Send + 'static> {
-    cfg: PoolConfig,
     /// The backend user the pool's connections log in as (for reports).
     user: String,
     state: Mutex<State<C>>,
@@ -104,12 +116,13 @@ impl<C: Send + 'static> Pool<C> {
     pub fn new(cfg: PoolConfig, gauges: PoolGauges, user: &str) -> Arc<Self> {
         gauges.size.set(i64::try_from(cfg.size).unwrap_or(i64::MAX));
         Arc::new(Pool {
-            cfg,
             user: user.to_owned(),
             state: Mutex::new(State {
+                cfg,
                 idle: Vec::new(),
                 total: 0,
                 waiters: VecDeque::new(),
+                retired: false,
             }),
             gauges,
         })
@@ -128,7 +141,7 @@ impl<C: Send + 'static> Pool<C> {
         let st = self.state.lock();
         PoolStats {
             user: self.user.clone(),
-            size: self.cfg.size,
+            size: st.cfg.size,
             idle: st.idle.len(),
             in_use: st.total.saturating_sub(st.idle.len()),
             waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
@@ -138,13 +151,13 @@ impl<C: Send + 'static> Pool<C> {
     /// An idle connection, room for a new one, or (after waiting in line) whichever comes first.
     pub async fn checkout(self: &Arc<Self>) -> Result<Checkout<C>, CheckoutTimeout> {
         let started = Instant::now();
-        let rx = {
+        let (rx, wait) = {
             let mut st = self.state.lock();
             if let Some(i) = st.idle.pop() {
                 self.update(&st);
                 return Ok(Checkout::Idle(i.conn, self.lease(i.born)));
             }
-            if st.total < self.cfg.size {
+            if st.total < st.cfg.size {
                 st.total += 1;
                 self.update(&st);
                 return Ok(Checkout::Open(self.lease(Instant::now())));
@@ -152,10 +165,10 @@ impl<C: Send + 'static> Pool<C> {
             let (tx, rx) = oneshot::channel();
             st.waiters.push_back(tx);
             self.update(&st);
-            rx
+            (rx, (st.cfg.checkout_timeout, st.cfg.size))
         };
         let mut rx = rx;
-        let got = match tokio::time::timeout(self.cfg.checkout_timeout, &mut rx).await {
+        let got = match tokio::time::timeout(wait.0, &mut rx).await {
             Ok(r) => r.ok(),
             Err(_) => {
                 // Timed out: close our end, but keep a grant that raced with the deadline.
@@ -173,7 +186,7 @@ impl<C: Send + 'static> Pool<C> {
                 let st = self.state.lock();
                 self.update(&st);
                 self.gauges.timeouts.inc();
-                Err(CheckoutTimeout(self.cfg.checkout_timeout, self.cfg.size))
+                Err(CheckoutTimeout(wait.0, wait.1))
             }
         }
     }
@@ -184,11 +197,14 @@ impl<C: Send + 'static> Pool<C> {
         lease.done = true;
         let born = lease.born;
         drop(lease);
-        if self.cfg.max_lifetime.is_some_and(|m| born.elapsed() >= m) {
+        let mut st = self.state.lock();
+        let too_old = st.cfg.max_lifetime.is_some_and(|m| born.elapsed() >= m);
+        if too_old || st.retired || st.total > st.cfg.size {
+            // Past its lifetime, or the pool shrank or was retired by a reload: close it.
+            drop(st);
             self.slot_freed();
             return Err(conn);
         }
-        let mut st = self.state.lock();
         let mut grant = Grant::Conn(conn, born);
         while let Some(w) = st.waiters.pop_front() {
             match w.send(grant) {
@@ -210,12 +226,52 @@ impl<C: Send + 'static> Pool<C> {
         Ok(())
     }
 
+    /// Apply new limits (a reload). A larger size lets waiters open connections at once; a
+    /// smaller one closes idle connections over it now (returned for the caller to close) and
+    /// leased ones as they come back.
+    pub fn reconfigure(&self, cfg: PoolConfig) -> Vec<C> {
+        let mut st = self.state.lock();
+        self.gauges
+            .size
+            .set(i64::try_from(cfg.size).unwrap_or(i64::MAX));
+        st.cfg = cfg;
+        let mut closed = Vec::new();
+        while st.total > st.cfg.size {
+            let Some(i) = st.idle.pop() else { break };
+            st.total -= 1;
+            closed.push(i.conn);
+        }
+        while st.total < st.cfg.size {
+            let Some(w) = st.waiters.pop_front() else {
+                break;
+            };
+            if w.send(Grant::Open).is_ok() {
+                st.total += 1;
+            }
+        }
+        self.update(&st);
+        closed
+    }
+
+    /// Stop pooling (a reload removed or moved the pool's server): idle connections are
+    /// returned for the caller to close, leased ones are closed when given back, and waiters
+    /// may open connections (the caller removes the pool from its map first, so they go on
+    /// to a fresh pool the next time).
+    pub fn retire(&self) -> Vec<C> {
+        let mut st = self.state.lock();
+        st.retired = true;
+        let idle = std::mem::take(&mut st.idle);
+        st.total -= idle.len();
+        self.update(&st);
+        idle.into_iter().map(|i| i.conn).collect()
+    }
+
     /// Idle connections past `idle_timeout` or `max_lifetime`, taken out of the pool (their
     /// slots freed) for the caller to close.
     pub fn reap(&self, now: Instant) -> Vec<C> {
         let mut st = self.state.lock();
-        let idle_limit = self.cfg.idle_timeout;
-        let life_limit = self.cfg.max_lifetime;
+        let idle_limit = st.cfg.idle_timeout;
+        let life_limit = st.cfg.max_lifetime;
         let (old, keep): (Vec<Idle<C>>, Vec<Idle<C>>) =
             std::mem::take(&mut st.idle).into_iter().partition(|i| {
                 idle_limit.is_some_and(|l| now.saturating_duration_since(i.since) >= l)
@@ -238,7 +294,10 @@ impl<C: Send + 'static> Pool<C> {
     /// A slot was freed (connection closed or never opened): the longest waiter may open one.
     fn slot_freed(&self) {
         let mut st = self.state.lock();
-        while let Some(w) = st.waiters.pop_front() {
+        while st.total <= st.cfg.size {
+            let Some(w) = st.waiters.pop_front() else {
+                break;
+            };
             if w.send(Grant::Open).is_ok() {
                 self.update(&st);
                 return;
@@ -295,6 +354,34 @@ impl<K: Hash + Eq + Clone, C: Send + 'static> Pools<K, C> {
         self.all()
             .into_iter()
             .flat_map(|(k, p)| p.reap(now).into_iter().map(move |c| (k.clone(), c)))
+            .collect()
+    }
+
+    /// Apply new limits to every pool; returns the idle connections a shrink closed.
+    pub fn reconfigure_all(&self, cfg: &PoolConfig) -> Vec<(K, C)> {
+        self.all()
+            .into_iter()
+            .flat_map(|(k, p)| {
+                p.reconfigure(cfg.clone())
+                    .into_iter()
+                    .map(move |c| (k.clone(), c))
+            })
+            .collect()
+    }
+
+    /// Take the pools whose key matches `pred` out of the map and retire them; returns their
+    /// idle connections for the caller to close.
+    pub fn retire_where(&self, pred: impl Fn(&K) -> bool) -> Vec<(K, C)> {
+        let taken: Vec<(K, Arc<Pool<C>>)> = {
+            let mut m = self.map.lock();
+            let keys: Vec<K> = m.keys().filter(|k| pred(k)).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| m.remove(&k).map(|p| (k, p)))
+                .collect()
+        };
+        taken
+            .into_iter()
+            .flat_map(|(k, p)| p.retire().into_iter().map(move |c| (k.clone(), c)))
             .collect()
     }
 

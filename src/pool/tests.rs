@@ -14,16 +14,16 @@ fn gauges() -> PoolGauges {
     }
 }
 
+fn test_cfg(size: usize, checkout_ms: u64) -> PoolConfig {
+    PoolConfig {
+        size,
+        checkout_timeout: Duration::from_millis(checkout_ms),
+        ..PoolConfig::default()
+    }
+}
+
 fn pool(size: usize, checkout_ms: u64) -> Arc<Pool<u32>> {
-    Pool::new(
-        PoolConfig {
-            size,
-            checkout_timeout: Duration::from_millis(checkout_ms),
-            ..PoolConfig::default()
-        },
-        gauges(),
-        "u",
-    )
+    Pool::new(test_cfg(size, checkout_ms), gauges(), "u")
 }
 
 fn lease_of(c: Checkout<u32>) -> (Option<u32>, Lease<u32>) {
@@ -113,5 +113,41 @@ async fn old_connections_are_not_pooled_again() {
     let (_, l) = lease_of(p.checkout().await.unwrap());
     tokio::time::sleep(Duration::from_millis(15)).await;
     assert_eq!(p.checkin(9, l), Err(9));
+    assert_eq!(p.total(), 0);
+}
+
+#[tokio::test]
+async fn a_grown_pool_serves_waiters_and_a_shrunk_one_closes_the_surplus() {
+    let p = pool(1, 2000);
+    let (_, first) = lease_of(p.checkout().await.unwrap());
+    let waiter = {
+        let p = p.clone();
+        tokio::spawn(async move { p.checkout().await.ok().map(lease_of) })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut bigger = p.stats();
+    assert_eq!(bigger.waiting, 1);
+    let mut cfg = test_cfg(3, 2000);
+    assert!(p.reconfigure(cfg.clone()).is_empty());
+    let (_, second) = waiter.await.unwrap().expect("room from the larger size");
+    bigger = p.stats();
+    assert_eq!((bigger.size, bigger.in_use), (3, 2));
+    // Shrink to 1 with two connections out: both come back, only one stays.
+    cfg.size = 1;
+    assert!(p.reconfigure(cfg).is_empty());
+    assert!(p.checkin(7, first).is_err(), "over the new size: closed");
+    assert_eq!(p.total(), 1);
+    drop(second);
+    assert_eq!(p.total(), 0);
+}
+
+#[tokio::test]
+async fn a_retired_pool_pools_nothing_more() {
+    let p = pool(2, 100);
+    let (_, a) = lease_of(p.checkout().await.unwrap());
+    let (_, b) = lease_of(p.checkout().await.unwrap());
+    assert!(p.checkin(1, a).is_ok());
+    assert_eq!(p.retire(), vec![1]);
+    assert_eq!(p.checkin(2, b), Err(2));
     assert_eq!(p.total(), 0);
 }

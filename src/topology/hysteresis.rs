@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, ServerConfig};
 use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerMode, ServerState, Topology};
 use crate::topology::probe_mysql::gtid::gtid_behind;
 use crate::topology::probe_pg::ProbeResult;
@@ -129,28 +129,31 @@ pub struct ClusterState {
     current: Arc<Topology>,
 }
 
+impl Track {
+    /// A server not probed yet: Down, unknown role and lag.
+    fn fresh(s: &ServerConfig) -> Self {
+        Track {
+            name: s.name.clone(),
+            address: s.address(),
+            weight: s.weight,
+            ok_streak: 0,
+            fail_streak: 0,
+            health: Health::Down,
+            probed_role: Role::Unknown,
+            last: None,
+            last_ok_at: None,
+            repl: Tracker::new(),
+            fenced: false,
+            mode: ServerMode::Enabled,
+        }
+    }
+}
+
 impl ClusterState {
     /// Every server starts Down with an unknown role and lag; epoch 0.
     pub fn new(cluster: &ClusterConfig) -> Self {
         let mon = &cluster.monitor;
-        let tracks: Vec<Track> = cluster
-            .servers
-            .iter()
-            .map(|s| Track {
-                name: s.name.clone(),
-                address: s.address(),
-                weight: s.weight,
-                ok_streak: 0,
-                fail_streak: 0,
-                health: Health::Down,
-                probed_role: Role::Unknown,
-                last: None,
-                last_ok_at: None,
-                repl: Tracker::new(),
-                fenced: false,
-                mode: ServerMode::Enabled,
-            })
-            .collect();
+        let tracks: Vec<Track> = cluster.servers.iter().map(Track::fresh).collect();
         let mut st = ClusterState {
             cluster: cluster.name.clone(),
             healthy_after: mon.healthy_after.max(1),
@@ -183,6 +186,78 @@ impl ClusterState {
         st
     }
 
+    /// Apply a reloaded cluster config: thresholds, lag policy and the server slots
+    /// (`cluster.servers`: the old slots in their order, new servers appended). A slot marked in
+    /// `reset` (a server added back or moved to another address) or in `removed` (gone from the
+    /// config) starts over, Down with an unknown role; a removed one stays in mode `Removed`
+    /// (never routed to, never probed, never promoted). Others keep their state and take the new
+    /// weight. Returns the new snapshot (epoch bumped) for the caller to publish.
+    pub fn reconfigure(
+        &mut self,
+        cluster: &ClusterConfig,
+        reset: &[bool],
+        removed: &[bool],
+    ) -> Arc<Topology> {
+        let mon = &cluster.monitor;
+        self.healthy_after = mon.healthy_after.max(1);
+        self.unhealthy_after = mon.unhealthy_after.max(1);
+        self.stale_after = mon
+            .interval
+            .max(mon.timeout)
+            .saturating_mul(STALE_INTERVALS);
+        self.policy = LagPolicy::from_cluster(cluster);
+        let flag = |v: &[bool], i: usize| v.get(i).copied().unwrap_or(false);
+        let mut kept = Vec::new();
+        for (i, server) in cluster.servers.iter().enumerate() {
+            let gone = flag(removed, i);
+            match self.tracks.get_mut(i) {
+                Some(t) if !flag(reset, i) && !gone && t.mode != ServerMode::Removed => {
+                    t.name = server.name.clone();
+                    t.weight = server.weight;
+                    kept.push(i);
+                }
+                Some(t) => {
+                    let fenced = t.fenced;
+                    *t = Track::fresh(server);
+                    // A fence outlives a reload: only an operator lifts it.
+                    t.fenced = fenced && !gone;
+                }
+                None => self.tracks.push(Track::fresh(server)),
+            }
+            if let Some(t) = self.tracks.get_mut(i).filter(|_| gone) {
+                t.mode = ServerMode::Removed;
+            }
+        }
+        let measured = self.measure(Instant::now(), None);
+        let mut servers = self.build_servers(measured);
+        for i in kept {
+            if let (Some(old), Some(new)) = (self.current.servers.get(i), servers.get_mut(i)) {
+                // Keep this round's measurements (lag bytes are only known inside a round).
+                *new = ServerState {
+                    weight: new.weight,
+                    name: new.name.clone(),
+                    mode: new.mode,
+                    ..old.clone()
+                };
+            }
+        }
+        self.epoch += 1;
+        self.current = Arc::new(Topology {
+            cluster: self.cluster.clone(),
+            epoch: self.epoch,
+            servers,
+            failover: self.phase,
+        });
+        self.current.clone()
+    }
+
+    /// Whether slot `index` was removed by a reload (the monitor does not probe it).
+    pub fn removed(&self, index: usize) -> bool {
+        self.tracks
+            .get(index)
+            .is_some_and(|t| t.mode == ServerMode::Removed)
+    }
+
     /// The latest published snapshot.
     pub fn snapshot(&self) -> Arc<Topology> {
         self.current.clone()
@@ -207,7 +282,7 @@ impl ClusterState {
     /// Set an operator mode; returns whether it changed. Shows in the next published snapshot.
     pub fn set_mode(&mut self, index: usize, mode: ServerMode) -> bool {
         match self.tracks.get_mut(index) {
-            Some(t) if t.mode != mode => {
+            Some(t) if t.mode != mode && t.mode != ServerMode::Removed => {
                 t.mode = mode;
                 true
             }

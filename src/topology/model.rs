@@ -29,6 +29,9 @@ pub enum ServerMode {
     Drain,
     /// No reads at all: sessions tied to it lose that connection (ProxySQL OFFLINE_HARD).
     Maintenance,
+    /// Gone from the configuration (a reload): no new work, not probed, never promoted;
+    /// transactions and pinned sessions already on it finish, idle connections to it close.
+    Removed,
 }
 
 impl ServerMode {
@@ -37,6 +40,7 @@ impl ServerMode {
             ServerMode::Enabled => "enabled",
             ServerMode::Drain => "drain",
             ServerMode::Maintenance => "maintenance",
+            ServerMode::Removed => "removed",
         }
     }
 }

@@ -16,15 +16,15 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ClusterConfig, Protocol};
+use crate::config::{ClusterConfig, Protocol, ServerConfig};
 use crate::failover::actions::Actions;
 use crate::failover::actions_mysql::MysqlActions;
 use crate::failover::actions_pg::PgActions;
-use crate::failover::driver::{Driver, FailoverHandle};
+use crate::failover::driver::{Command, Driver, FailoverHandle, Reconfigure, Wake};
 use crate::failover::gate::WriteGate;
 use crate::metrics::Metrics;
 use crate::topology::hysteresis::{ClusterState, Event, Observation};
-use crate::topology::model::{Health, Lag, ReplicaState, Role, Topology};
+use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerMode, Topology};
 use crate::topology::probe_mysql::MysqlProber;
 use crate::topology::probe_pg::{PgProber, ProbeError, ProbeResult};
 
@@ -64,22 +64,52 @@ pub fn spawn(
 ) -> Spawned {
     match cluster.protocol {
         Protocol::Postgres => {
-            let probers = cluster
-                .servers
-                .iter()
-                .map(|s| PgProber::new(s.clone(), cluster.monitor.clone()))
-                .collect();
-            let actions = Arc::new(PgActions::new(cluster));
-            spawn_with(cluster, probers, actions, gate, metrics, cancel, tracker)
+            let parts = Parts::build(
+                cluster,
+                Rebuild {
+                    prober: |s, c| PgProber::new(s.clone(), c.monitor.clone(), c),
+                    actions: |c| Arc::new(PgActions::new(c)),
+                },
+            );
+            launch(cluster, parts, gate, metrics, cancel, tracker)
         }
         Protocol::Mysql => {
-            let probers = cluster
+            let parts = Parts::build(
+                cluster,
+                Rebuild {
+                    prober: |s, c| MysqlProber::new(s.clone(), c.monitor.clone(), c),
+                    actions: |c| Arc::new(MysqlActions::new(c)),
+                },
+            );
+            launch(cluster, parts, gate, metrics, cancel, tracker)
+        }
+    }
+}
+
+/// How a monitor makes probers and failover actions from a (reloaded) config.
+pub struct Rebuild<P, A> {
+    pub prober: fn(&ServerConfig, &ClusterConfig) -> P,
+    pub actions: fn(&ClusterConfig) -> Arc<A>,
+}
+
+/// A monitor's probers (`probers[i]` probes `cluster.servers[i]`), failover actions, and how to
+/// remake them on a reload (`None`: the monitor refuses reloads).
+struct Parts<P, A> {
+    probers: Vec<P>,
+    actions: Arc<A>,
+    rebuild: Option<Rebuild<P, A>>,
+}
+
+impl<P, A> Parts<P, A> {
+    fn build(cluster: &ClusterConfig, r: Rebuild<P, A>) -> Self {
+        Parts {
+            probers: cluster
                 .servers
                 .iter()
-                .map(|s| MysqlProber::new(s.clone(), cluster.monitor.clone()))
-                .collect();
-            let actions = Arc::new(MysqlActions::new(cluster));
-            spawn_with(cluster, probers, actions, gate, metrics, cancel, tracker)
+                .map(|s| (r.prober)(s, cluster))
+                .collect(),
+            actions: (r.actions)(cluster),
+            rebuild: Some(r),
         }
     }
 }
@@ -95,16 +125,40 @@ pub fn spawn_with<P: Prober, A: Actions>(
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> Spawned {
+    let parts = Parts {
+        probers,
+        actions,
+        rebuild: None,
+    };
+    launch(cluster, parts, gate, metrics, cancel, tracker)
+}
+
+fn launch<P: Prober, A: Actions>(
+    cluster: &ClusterConfig,
+    parts: Parts<P, A>,
+    gate: WriteGate,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> Spawned {
     let state = ClusterState::new(cluster);
     let (tx, rx) = watch::channel(state.snapshot());
     record_metrics(&metrics, &state.snapshot());
     let names = cluster.servers.iter().map(|s| s.name.clone()).collect();
-    let (driver, handle) = Driver::new(cluster, actions, gate, metrics.clone(), tracker.clone());
+    let (driver, handle) = Driver::new(
+        cluster,
+        parts.actions,
+        gate,
+        metrics.clone(),
+        tracker.clone(),
+    );
     let task = Monitor {
         cluster: cluster.name.clone(),
+        config: Arc::new(cluster.clone()),
         names,
         interval: cluster.monitor.interval,
-        probers,
+        probers: parts.probers.into_iter().map(Some).collect(),
+        rebuild: parts.rebuild,
         state,
         tx,
         metrics,
@@ -132,9 +186,13 @@ pub async fn wait_ready(
 
 struct Monitor<P, A: Actions> {
     cluster: String,
+    /// The config the probers and actions were made from.
+    config: Arc<ClusterConfig>,
     names: Vec<String>,
     interval: std::time::Duration,
-    probers: Vec<P>,
+    /// `None` for a server removed by a reload (not probed).
+    probers: Vec<Option<P>>,
+    rebuild: Option<Rebuild<P, A>>,
     state: ClusterState,
     tx: watch::Sender<Arc<Topology>>,
     metrics: Arc<Metrics>,
@@ -144,14 +202,20 @@ struct Monitor<P, A: Actions> {
 impl<P: Prober, A: Actions> Monitor<P, A> {
     async fn run(mut self, cancel: CancellationToken) {
         tracing::debug!(cluster = %self.cluster, servers = self.names.len(), "monitor started");
-        let mut ticker =
-            tokio::time::interval(self.interval.max(std::time::Duration::from_millis(10)));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ticker = ticker_every(self.interval);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
                 wake = self.driver.next() => {
+                    if let Wake::Command(Command::Reconfigure { update, reply }) = wake {
+                        let r = self.reconfigure(*update);
+                        if r.is_ok() {
+                            ticker = ticker_every(self.interval);
+                        }
+                        let _ = reply.send(r);
+                        continue;
+                    }
                     let probe_now = self.driver.on_wake(wake, &mut self.state, Instant::now());
                     self.publish(false);
                     if !probe_now {
@@ -160,8 +224,10 @@ impl<P: Prober, A: Actions> Monitor<P, A> {
                 }
             }
             let probes = self.probers.iter_mut().map(|p| async move {
-                let r = p.probe().await;
-                (Instant::now(), r)
+                match p {
+                    Some(p) => Some((Instant::now(), p.probe().await)),
+                    None => None,
+                }
             });
             let results = tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -172,9 +238,57 @@ impl<P: Prober, A: Actions> Monitor<P, A> {
         tracing::debug!(cluster = %self.cluster, "monitor stopped");
     }
 
-    fn finish_round(&mut self, results: Vec<(Instant, Result<ProbeResult, ProbeError>)>) {
+    /// A reload: new server slots and settings; probers and actions remade where they changed.
+    /// The new topology is published before this returns.
+    fn reconfigure(&mut self, u: Reconfigure) -> Result<(), String> {
+        let Some(rebuild) = &self.rebuild else {
+            return Err(format!(
+                "cluster {}: this monitor cannot be reconfigured",
+                self.cluster
+            ));
+        };
+        let old = self.config.clone();
+        let new = u.cluster.clone();
+        // Settings every probe and failover action uses: a change remakes them all.
+        let all = old.monitor != new.monitor
+            || old.failover != new.failover
+            || old.server_tls != new.server_tls;
+        let flag = |v: &[bool], i: usize| v.get(i).copied().unwrap_or(false);
+        for (i, server) in new.servers.iter().enumerate() {
+            let fresh = all
+                || flag(&u.reset, i)
+                || old.servers.get(i) != Some(server)
+                || self.state.removed(i);
+            if flag(&u.removed, i) {
+                if let Some(p) = self.probers.get_mut(i) {
+                    *p = None;
+                }
+            } else if i >= self.probers.len() {
+                self.probers.push(Some((rebuild.prober)(server, &new)));
+            } else if fresh {
+                self.probers[i] = Some((rebuild.prober)(server, &new));
+            }
+        }
+        let actions = (rebuild.actions)(&new);
+        self.names = new.servers.iter().map(|s| s.name.clone()).collect();
+        self.interval = new.monitor.interval;
+        let snapshot = self.state.reconfigure(&new, &u.reset, &u.removed);
+        self.driver.reconfigure(new.clone(), actions, &u.removed);
+        self.config = new;
+        tracing::info!(cluster = %self.cluster, epoch = snapshot.epoch, servers = self.names.len(), "monitor reconfigured");
+        self.tx.send_replace(snapshot.clone());
+        clear_removed_metrics(&self.metrics, &snapshot);
+        record_metrics(&self.metrics, &snapshot);
+        Ok(())
+    }
+
+    fn finish_round(&mut self, results: Vec<Option<(Instant, Result<ProbeResult, ProbeError>)>>) {
         let mut observations = Vec::with_capacity(results.len());
-        for (name, (at, r)) in self.names.iter().zip(results) {
+        for (name, result) in self.names.iter().zip(results) {
+            let Some((at, r)) = result else {
+                observations.push(None);
+                continue;
+            };
             let label = match &r {
                 Ok(_) => "ok",
                 Err(e) => e.metric_label(),
@@ -296,14 +410,59 @@ fn lag_text(lag: Lag) -> String {
     }
 }
 
-/// Sets the per-server gauges and the epoch from a snapshot.
+fn ticker_every(interval: std::time::Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(interval.max(std::time::Duration::from_millis(10)));
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
+}
+
+/// Drop the per-server series of servers a reload removed (they are not monitored any more).
+fn clear_removed_metrics(metrics: &Metrics, topo: &Topology) {
+    let cluster = topo.cluster.as_str();
+    for s in topo
+        .servers
+        .iter()
+        .filter(|s| s.mode == ServerMode::Removed)
+    {
+        let labels = [cluster, s.name.as_str()];
+        let _ = metrics.server_up.remove_label_values(&labels);
+        for role in [Role::Primary, Role::Replica, Role::Unknown] {
+            let _ =
+                metrics
+                    .server_role
+                    .remove_label_values(&[cluster, s.name.as_str(), role.as_str()]);
+        }
+        for st in ReplicaState::ALL {
+            let _ =
+                metrics
+                    .replica_state
+                    .remove_label_values(&[cluster, s.name.as_str(), st.as_str()]);
+        }
+        for family in [
+            &metrics.replica_lag_alert,
+            &metrics.replica_gtid_behind,
+            &metrics.replica_lag_known,
+        ] {
+            let _ = family.remove_label_values(&labels);
+        }
+        let _ = metrics.replica_lag_seconds.remove_label_values(&labels);
+        let _ = metrics.replica_lag_bytes.remove_label_values(&labels);
+    }
+}
+
+/// Sets the per-server gauges and the epoch from a snapshot (servers removed by a reload have
+/// no series).
 pub fn record_metrics(metrics: &Metrics, topo: &Topology) {
     let cluster = topo.cluster.as_str();
     metrics
         .topology_epoch
         .with_label_values(&[cluster])
         .set(i64::try_from(topo.epoch).unwrap_or(i64::MAX));
-    for s in &topo.servers {
+    for s in topo
+        .servers
+        .iter()
+        .filter(|s| s.mode != ServerMode::Removed)
+    {
         let server = s.name.as_str();
         metrics
             .server_up

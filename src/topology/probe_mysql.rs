@@ -22,6 +22,11 @@
 //! `@@gtid_slave_pos`), which the monitor compares within a round into "transactions behind"
 //! (see [`gtid`]).
 //!
+//! Connections use TLS as the cluster's `server_tls` says ([`connect`], shared with the failover
+//! actions). mysql_async builds its own rustls config from the same CA and client certificate;
+//! `verify-ca` asks it to skip the host name check, which mysql_async 0.37.1 does not honour
+//! under rustls 0.23 (upstream issue #404): there the certificate must also name the host.
+//!
 //! The monitor user needs `REPLICATION CLIENT` (MySQL, MariaDB < 10.5) or `SLAVE MONITOR`
 //! (MariaDB >= 10.5) to read the replica status.
 
@@ -31,9 +36,10 @@ mod status;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row};
+use mysql_async::{ClientIdentity, Conn, OptsBuilder, Row, SslOpts};
 
-use crate::config::{MonitorConfig, ServerConfig};
+use crate::config::{ClusterConfig, MonitorConfig, ServerConfig, ServerTls, ServerTlsMode};
+use crate::tls::ServerVerify;
 use crate::topology::probe_pg::{ProbeError, ProbeResult};
 
 pub use status::{
@@ -55,6 +61,58 @@ pub fn connect_opts(server: &ServerConfig, mon: &MonitorConfig) -> OptsBuilder {
         .db_name(db)
         .prefer_socket(false)
         .stmt_cache_size(0)
+}
+
+/// mysql_async TLS options for the cluster's `server_tls` (`None` = plain TCP): the same CA bundle
+/// and client certificate as the session backends, and the certificate check of the mode.
+pub fn ssl_opts(tls: &ServerTls) -> Option<SslOpts> {
+    let client = tls.connector()?;
+    let mut o = SslOpts::default();
+    if let Some(ca) = client.ca_pem() {
+        // Only the configured CA: no built-in web roots.
+        o = o
+            .with_root_certs(vec![ca.to_vec().into()])
+            .with_disable_built_in_roots(true);
+    }
+    if let Some((cert, key)) = client.identity_pem() {
+        o = o.with_client_identity(Some(ClientIdentity::new(
+            cert.to_vec().into(),
+            key.to_vec().into(),
+        )));
+    }
+    Some(match client.verify() {
+        ServerVerify::None => o.with_danger_accept_invalid_certs(true),
+        ServerVerify::Chain => o.with_danger_skip_domain_validation(true),
+        ServerVerify::Full => o,
+    })
+}
+
+/// Opens a driver connection with `opts`, over TLS as `tls` says; in mode `prefer` a server that
+/// does not offer TLS is connected to again in plain TCP. Errors are described as text.
+pub(crate) async fn connect(opts: OptsBuilder, tls: &ServerTls) -> Result<Conn, String> {
+    if tls.mode == ServerTlsMode::Disable {
+        return Conn::new(opts).await.map_err(|e| describe(&e));
+    }
+    let ssl = ssl_opts(tls).ok_or_else(|| {
+        format!(
+            "server_tls mode {} has no TLS client configuration",
+            tls.mode.as_str()
+        )
+    })?;
+    match Conn::new(opts.clone().ssl_opts(ssl)).await {
+        Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
+            if tls.plain_allowed() =>
+        {
+            Conn::new(opts).await.map_err(|e| describe(&e))
+        }
+        Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)) => {
+            Err(format!(
+                "the server does not offer TLS (server_tls mode {})",
+                tls.mode.as_str()
+            ))
+        }
+        r => r.map_err(|e| describe(&e)),
+    }
 }
 
 /// Text form of a driver error: the server's code and message, or the innermost cause (the
@@ -100,10 +158,8 @@ struct Session {
 }
 
 impl Session {
-    async fn open(opts: OptsBuilder) -> Result<Session, ProbeError> {
-        let mut conn = Conn::new(opts)
-            .await
-            .map_err(|e| ProbeError::Connect(describe(&e)))?;
+    async fn open(opts: OptsBuilder, tls: &ServerTls) -> Result<Session, ProbeError> {
+        let mut conn = connect(opts, tls).await.map_err(ProbeError::Connect)?;
         let row = first_row(&mut conn, "SELECT @@version").await?;
         let version = row
             .values()
@@ -161,6 +217,7 @@ impl Session {
 pub struct MysqlProber {
     server: ServerConfig,
     mon: MonitorConfig,
+    tls: ServerTls,
     session: Option<Session>,
     last_status: Option<MysqlStatus>,
     /// Replication error of the previous probe, to log changes once.
@@ -177,10 +234,17 @@ impl std::fmt::Debug for MysqlProber {
 }
 
 impl MysqlProber {
-    pub fn new(server: ServerConfig, mon: MonitorConfig) -> Self {
+    /// A prober of `server` logging in as `mon`, with the TLS settings of `cluster`.
+    pub fn new(server: ServerConfig, mon: MonitorConfig, cluster: &ClusterConfig) -> Self {
+        Self::with_tls(server, mon, cluster.server_tls.clone())
+    }
+
+    /// A prober of `server` logging in as `mon` with the given TLS settings.
+    pub fn with_tls(server: ServerConfig, mon: MonitorConfig, tls: ServerTls) -> Self {
         MysqlProber {
             server,
             mon,
+            tls,
             session: None,
             last_status: None,
             last_repl_error: None,
@@ -231,13 +295,13 @@ impl MysqlProber {
         let opts = connect_opts(&self.server, &self.mon);
         let reused = self.session.is_some();
         if !reused {
-            self.session = Some(Session::open(opts.clone()).await?);
+            self.session = Some(Session::open(opts.clone(), &self.tls).await?);
         }
         let res = self.session_mut()?.status().await;
         if reused && matches!(res, Err(ProbeError::Connect(_))) {
             // The kept connection broke (server restart, idle kill): retry once on a new one.
             self.disconnect();
-            self.session = Some(Session::open(opts).await?);
+            self.session = Some(Session::open(opts, &self.tls).await?);
             return self.session_mut()?.status().await;
         }
         res
@@ -285,9 +349,15 @@ fn close(session: Session, limit: Duration) {
     }
 }
 
-/// One-shot probe: connects, probes and closes, all under `mon.timeout`.
-pub async fn probe(server: &ServerConfig, mon: &MonitorConfig) -> Result<ProbeResult, ProbeError> {
-    MysqlProber::new(server.clone(), mon.clone()).probe().await
+/// One-shot probe: connects (with `tls`), probes and closes, all under `mon.timeout`.
+pub async fn probe(
+    server: &ServerConfig,
+    mon: &MonitorConfig,
+    tls: &ServerTls,
+) -> Result<ProbeResult, ProbeError> {
+    MysqlProber::with_tls(server.clone(), mon.clone(), tls.clone())
+        .probe()
+        .await
 }
 
 #[cfg(test)]

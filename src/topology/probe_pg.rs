@@ -1,15 +1,19 @@
 //! Probes one PostgreSQL server for its role, WAL positions and replication lag, under a deadline.
 //!
 //! A [`PgProber`] keeps one monitor connection per server open between probes and reconnects after
-//! any error or timeout. The monitor user needs `pg_monitor` (or `pg_read_all_stats`) to read the
+//! any error or timeout. Connections use TLS as the cluster's `server_tls` says ([`connect_driver`],
+//! shared with the failover actions). The monitor user needs `pg_monitor` (or `pg_read_all_stats`) to read the
 //! WAL receiver's status; without it the prober falls back to "a WAL receiver process exists".
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::config::{MonitorConfig, ServerConfig};
+use crate::config::{ClusterConfig, MonitorConfig, ServerConfig, ServerTls, ServerTlsMode};
 use crate::topology::model::Role;
 
 /// What one successful probe measured.
@@ -148,6 +152,40 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     s
 }
 
+/// A tokio-postgres connection task (plain or TLS): poll it to drive the client.
+pub(crate) type DriverConnection =
+    Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+/// Connects with `cfg`, over TLS as `tls` (the cluster's `server_tls`) says, using the same
+/// rustls config as the session backends; the certificate is checked against `cfg`'s host.
+/// The caller puts it under a deadline. Errors are described as text.
+pub(crate) async fn connect_driver(
+    cfg: &mut tokio_postgres::Config,
+    tls: &ServerTls,
+) -> Result<(Client, DriverConnection), String> {
+    if tls.mode == ServerTlsMode::Disable {
+        cfg.ssl_mode(SslMode::Disable);
+        let (client, conn) = cfg.connect(NoTls).await.map_err(|e| describe(&e))?;
+        return Ok((client, Box::pin(conn)));
+    }
+    let connector = tls.connector().ok_or_else(|| {
+        format!(
+            "server_tls mode {} has no TLS client configuration",
+            tls.mode.as_str()
+        )
+    })?;
+    cfg.ssl_mode(if tls.plain_allowed() {
+        SslMode::Prefer
+    } else {
+        SslMode::Require
+    });
+    let (client, conn) = cfg
+        .connect(connector.postgres())
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok((client, Box::pin(conn)))
+}
+
 /// Runs a simple query and returns the text columns of its first row.
 async fn first_row(client: &Client, sql: &str) -> Result<Vec<Option<String>>, ProbeError> {
     let msgs = client
@@ -209,6 +247,7 @@ async fn query_state(client: &Client) -> Result<ProbeResult, ProbeError> {
 pub struct PgProber {
     server: ServerConfig,
     mon: MonitorConfig,
+    tls: ServerTls,
     client: Option<Client>,
     conn_task: Option<JoinHandle<()>>,
 }
@@ -223,10 +262,17 @@ impl std::fmt::Debug for PgProber {
 }
 
 impl PgProber {
-    pub fn new(server: ServerConfig, mon: MonitorConfig) -> Self {
+    /// A prober of `server` logging in as `mon`, with the TLS settings of `cluster`.
+    pub fn new(server: ServerConfig, mon: MonitorConfig, cluster: &ClusterConfig) -> Self {
+        Self::with_tls(server, mon, cluster.server_tls.clone())
+    }
+
+    /// A prober of `server` logging in as `mon` with the given TLS settings.
+    pub fn with_tls(server: ServerConfig, mon: MonitorConfig, tls: ServerTls) -> Self {
         PgProber {
             server,
             mon,
+            tls,
             client: None,
             conn_task: None,
         }
@@ -278,10 +324,9 @@ impl PgProber {
         if !self.mon.password.is_empty() {
             cfg.password(&self.mon.password);
         }
-        let (client, conn) = cfg
-            .connect(NoTls)
+        let (client, conn) = connect_driver(&mut cfg, &self.tls)
             .await
-            .map_err(|e| ProbeError::Connect(describe(&e)))?;
+            .map_err(ProbeError::Connect)?;
         let server = self.server.name.clone();
         self.conn_task = Some(tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -307,9 +352,15 @@ impl Drop for PgProber {
     }
 }
 
-/// One-shot probe: connects, probes and closes, all under `mon.timeout`.
-pub async fn probe(server: &ServerConfig, mon: &MonitorConfig) -> Result<ProbeResult, ProbeError> {
-    PgProber::new(server.clone(), mon.clone()).probe().await
+/// One-shot probe: connects (with `tls`), probes and closes, all under `mon.timeout`.
+pub async fn probe(
+    server: &ServerConfig,
+    mon: &MonitorConfig,
+    tls: &ServerTls,
+) -> Result<ProbeResult, ProbeError> {
+    PgProber::with_tls(server.clone(), mon.clone(), tls.clone())
+        .probe()
+        .await
 }
 
 #[cfg(test)]
@@ -434,7 +485,9 @@ mod tests {
             database: "d".into(),
         };
         let started = std::time::Instant::now();
-        let err = probe(&server, &mon).await.unwrap_err();
+        let err = probe(&server, &mon, &ServerTls::default())
+            .await
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(matches!(
             err,

@@ -50,6 +50,8 @@ pub struct MariaDbCluster {
     servers: Mutex<[Option<Child>; 3]>,
     /// Replicas whose SQL thread was stopped by [`stop_replica_sql_thread`](Self::stop_replica_sql_thread).
     sql_thread_stopped: Mutex<[bool; 2]>,
+    /// Certificate and key (copies in `dir`) the servers offer TLS with, if started with TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The MariaDB cluster shared by all tests of one test binary that never stop or promote servers.
@@ -121,6 +123,13 @@ impl MariaDbCluster {
     /// Initialise and start a primary and two replicas; returns once both replicas run their IO
     /// and SQL threads. Panics (with the relevant log tail) when anything fails.
     pub fn start() -> MariaDbCluster {
+        Self::start_with_tls(None)
+    }
+
+    /// Like [`start`](Self::start), with TLS offered by every server when `tls` gives a PEM
+    /// certificate and key (`--ssl-cert`/`--ssl-key`; plain connections stay possible unless a
+    /// user is created or altered with `REQUIRE SSL`).
+    pub fn start_with_tls(tls: Option<(&Path, &Path)>) -> MariaDbCluster {
         for bin in [MARIADBD, MARIADB_INSTALL_DB, MARIADB_CLIENT, MARIADB_ADMIN] {
             assert!(
                 Path::new(bin).exists(),
@@ -141,7 +150,24 @@ impl MariaDbCluster {
             ports: free_ports::<3>(),
             servers: Mutex::new([None, None, None]),
             sql_thread_stopped: Mutex::new([false; 2]),
+            tls: None,
         };
+        if let Some((cert, key)) = tls {
+            let copy = |src: &Path, name: &str| {
+                let dst = cluster.dir.join(name);
+                fs::copy(src, &dst)
+                    .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+                if is_root() {
+                    run(
+                        Command::new("chown").args(["mysql:mysql"]).arg(&dst),
+                        "chown TLS file",
+                    )
+                    .unwrap_or_else(|e| panic!("{e}"));
+                }
+                dst
+            };
+            cluster.tls = Some((copy(cert, "server-cert.pem"), copy(key, "server-key.pem")));
+        }
         // From here on a panic drops `cluster`, which kills whatever was started.
         cluster.spawn_reaper();
         cluster.install();
@@ -429,6 +455,10 @@ impl MariaDbCluster {
         ];
         if idx > 0 {
             args.push("--read-only=1".into());
+        }
+        if let Some((cert, key)) = &self.tls {
+            args.push(format!("--ssl-cert={}", cert.display()));
+            args.push(format!("--ssl-key={}", key.display()));
         }
         args
     }

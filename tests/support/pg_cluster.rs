@@ -246,6 +246,66 @@ impl PgCluster {
         }
     }
 
+    /// Turn TLS on in all three servers without a restart: `cert`/`key` (PEM) are copied into
+    /// each data dir, `ssl = on` is appended to `postgresql.conf` and the config reloaded. With
+    /// `reject_plain`, `pg_hba.conf` first refuses every non-replication TCP login made without
+    /// TLS (`hostnossl all all 127.0.0.1/32 reject`), so a client that gets in used TLS.
+    /// Waits until every server reports `ssl = on`.
+    pub fn enable_tls(&self, cert: &Path, key: &Path, reject_plain: bool) {
+        let ports = [
+            self.primary_port,
+            self.replica_ports[0],
+            self.replica_ports[1],
+        ];
+        for (name, port) in ["primary", "replica1", "replica2"].into_iter().zip(ports) {
+            let data = self.data_dir(name);
+            for (src, dst) in [(cert, "server.crt"), (key, "server.key")] {
+                let path = data.join(dst);
+                fs::copy(src, &path).unwrap_or_else(|e| {
+                    panic!("copy {} to {}: {e}", src.display(), path.display())
+                });
+                let mode = <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
+                fs::set_permissions(&path, mode).expect("chmod 600");
+                if is_root() {
+                    run(
+                        Command::new("chown").args(["postgres:postgres"]).arg(&path),
+                        "chown TLS file",
+                    )
+                    .unwrap_or_else(|e| panic!("{e}"));
+                }
+            }
+            append(
+                &data.join("postgresql.conf"),
+                "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            );
+            if reject_plain {
+                let hba_path = data.join("pg_hba.conf");
+                let hba = fs::read_to_string(&hba_path).expect("read pg_hba.conf");
+                let at = hba.find("\nhost ").map_or(hba.len(), |i| i + 1);
+                let hba = format!(
+                    "{}hostnossl all all 127.0.0.1/32 reject\n{}",
+                    &hba[..at],
+                    &hba[at..]
+                );
+                fs::write(&hba_path, hba).expect("write pg_hba.conf");
+            }
+            self.psql(port, "postgres", "SELECT pg_reload_conf()");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let got = self.try_psql(port, "postgres", "SHOW ssl");
+                if got.as_deref() == Ok("on") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}: ssl not on after reload ({got:?})\n--- {name}.log ---\n{}",
+                    tail(&self.log_path(name), 30)
+                );
+                sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// Fast shutdown of replica `i` (0 or 1); waits until it is down.
     pub fn stop_replica(&self, i: usize) {
         self.pg_ctl_stop(&replica_name(i), "fast")

@@ -23,7 +23,7 @@ impl Relay {
         }
         let fallback = |me: &Self, reason| me.route(Want::Primary(reason)).unwrap_or(d);
         let deadline = self.ctx.limits().session_replay_timeout;
-        let target = match self.consistency {
+        let target = match self.consistency() {
             Consistency::Eventual => return Ok(d),
             Consistency::Strong => return Ok(fallback(self, RouteReason::Consistency)),
             Consistency::ReadYourWrites if !self.wrote => match &self.causal_gtid {

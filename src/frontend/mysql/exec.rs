@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use super::*;
 use crate::backend::mysql::Consumed;
 use crate::frontend::mysql::stmt::Stmt;
+use crate::topology::ServerMode;
 use crate::wire::mysql::packet::{encode_into, Packet};
 use crate::wire::mysql::response::{expect_for, Expect, ResponseTracker, Step};
 use crate::wire::mysql::status::is_err;
@@ -55,17 +56,22 @@ impl Relay {
     /// whose settings are not a prefix of this session's history (left by another session) is
     /// reset first. On failure the connection is dropped.
     pub(super) async fn ensure_ready(&mut self, server: usize) -> Result<(), MysqlBackendError> {
-        let maintenance = self
-            .topology()
-            .servers
-            .get(server)
-            .is_some_and(|s| s.mode == crate::topology::ServerMode::Maintenance);
-        if maintenance {
-            // An operator took the server out: sessions tied to it lose that connection.
-            self.drop_backend(server);
-            return Err(MysqlBackendError::Protocol(
-                "server is in maintenance".into(),
-            ));
+        match self.topology().servers.get(server).map(|s| s.mode) {
+            Some(ServerMode::Maintenance) => {
+                // An operator took the server out: sessions tied to it lose that connection.
+                self.drop_backend(server);
+                return Err(MysqlBackendError::Protocol(
+                    "server is in maintenance".into(),
+                ));
+            }
+            Some(ServerMode::Removed) if !self.tied(server) => {
+                // A reload removed it: what is open there finishes, nothing new starts.
+                self.drop_backend(server);
+                return Err(MysqlBackendError::Protocol(
+                    "server was removed from the configuration".into(),
+                ));
+            }
+            _ => {}
         }
         if let Some(b) = self.backends[server].as_mut() {
             if let Err(e) = b.conn.idle_ok() {
@@ -553,7 +559,7 @@ impl Relay {
                         } else if let Some(c) = crate::frontend::pg::relay::consistency_setting(
                             &String::from_utf8_lossy(&payload),
                         ) {
-                            self.consistency = c;
+                            self.consistency = Some(c);
                         } else if let Some(d) = crate::frontend::pg::relay::debug_setting(
                             &String::from_utf8_lossy(&payload),
                         ) {

@@ -12,7 +12,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::*;
-use crate::config::PoolMode;
 use crate::pool::{Checkout, Pool};
 use crate::wire::mysql::status::ErrInfo;
 
@@ -79,7 +78,13 @@ pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: MyBackend) {
 
 impl Relay {
     pub(super) fn pooling(&self) -> bool {
-        self.ctx.config().pool.mode == PoolMode::Transaction
+        self.pooled
+    }
+
+    /// The session's consistency: its own setting, else the cluster's current one.
+    pub(super) fn consistency(&self) -> crate::config::Consistency {
+        self.consistency
+            .unwrap_or_else(|| self.ctx.config().routing.consistency)
     }
 
     fn pool_key(&self, server: usize) -> MyPoolKey {
@@ -183,7 +188,7 @@ impl Relay {
         let max = self.ctx.config().pool.max_prepared_statements;
         match lease {
             Some(lease) if b.stmts.len() <= max => {
-                if let Err(b) = self.pool(server).checkin(b, lease) {
+                if let Err(b) = lease.give_back(b) {
                     close_conn(&self.ctx, server, b);
                 }
             }

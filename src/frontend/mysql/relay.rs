@@ -51,12 +51,14 @@ pub(super) struct Relay {
     pub ctx: Arc<ClusterCtx>,
     pub client: MyClient,
     pub login: MyLogin,
-    pub backends: Vec<Option<MyBackend>>,
+    pub backends: crate::frontend::slots::Slots<MyBackend>,
     pub history: Vec<History>,
     /// `history_hashes[i]` = [`pooled::chain`] over `history[..=i]`.
     pub history_hashes: Vec<u64>,
     /// Transaction pooling: the pool slot of each connection in `backends`.
-    pub leases: Vec<Option<Lease<MyBackend>>>,
+    pub leases: crate::frontend::slots::Slots<Lease<MyBackend>>,
+    /// Transaction pooling, as the cluster was configured when the session started.
+    pub pooled: bool,
     /// A command was written and its answer is not complete yet.
     pub busy: bool,
     /// A command failed with autocommit off: whether a transaction is open is unknown until the
@@ -73,7 +75,9 @@ pub(super) struct Relay {
     pub cursors: HashMap<u32, (usize, u32)>,
     pub excluded: Vec<usize>,
     pub database: Option<String>,
-    pub consistency: Consistency,
+    /// The session's own consistency (`SET @switchyard_consistency`); `None` follows the
+    /// cluster's setting, which a reload may change.
+    pub consistency: Option<Consistency>,
     /// The session wrote on the primary since its last causal wait.
     pub wrote: bool,
     /// The primary GTID position the session's reads must see (read_your_writes).
@@ -119,10 +123,11 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         ctx: ctx.clone(),
         client,
         login,
-        backends: (0..servers).map(|_| None).collect(),
+        backends: crate::frontend::slots::Slots::new(servers),
         history: Vec::new(),
         history_hashes: Vec::new(),
-        leases: (0..servers).map(|_| None).collect(),
+        leases: crate::frontend::slots::Slots::new(servers),
+        pooled: ctx.config().pool.mode == crate::config::PoolMode::Transaction,
         busy: false,
         unsure: false,
         txn: None,
@@ -135,7 +140,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         cursors: HashMap::new(),
         excluded: Vec::new(),
         database,
-        consistency: ctx.config().routing.consistency,
+        consistency: None,
         wrote: false,
         causal_gtid: None,
         stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
@@ -263,6 +268,7 @@ impl Relay {
         };
         let conn = MysqlConn::connect(
             &cfg.address(),
+            crate::backend::ServerTlsTarget::new(&self.ctx.config().server_tls, &cfg.host),
             login,
             self.ctx.limits().max_message_size,
             self.ctx.limits().connect_timeout,
@@ -427,7 +433,7 @@ impl Relay {
         self.status = status::AUTOCOMMIT;
         self.pinned = None;
         self.route_override = RouteOverride::Auto;
-        self.consistency = ctx.config().routing.consistency;
+        self.consistency = None;
         self.wrote = false;
         self.causal_gtid = None;
         self.last_used = None;

@@ -7,6 +7,7 @@ use bytes::BytesMut;
 
 use super::*;
 use crate::config::Consistency;
+use crate::topology::ServerMode;
 
 impl Relay {
     pub(super) async fn dispatch(
@@ -154,7 +155,7 @@ impl Relay {
         if d.route != Route::Replica || !is_read || self.txn.is_some() || self.bound.is_some() {
             return Ok(d);
         }
-        if self.consistency == Consistency::Strong {
+        if self.consistency() == Consistency::Strong {
             return self
                 .route(Want::Primary(RouteReason::Consistency))
                 .or(Ok(d));
@@ -169,15 +170,22 @@ impl Relay {
 
     /// Make `server` usable now: alive (or reconnected), session settings replayed.
     async fn ready(&mut self, server: usize) -> Result<(), BackendError> {
-        let maintenance = self
-            .topology()
-            .servers
-            .get(server)
-            .is_some_and(|s| s.mode == crate::topology::ServerMode::Maintenance);
-        if maintenance {
-            // An operator took the server out: sessions tied to it lose that connection.
-            self.drop_backend(server);
-            return Err(BackendError::Protocol("server is in maintenance".into()));
+        let mode = self.topology().servers.get(server).map(|s| s.mode);
+        let tied = self.pinned.map(|p| p.0) == Some(server) || self.txn == Some(server);
+        match mode {
+            Some(ServerMode::Maintenance) => {
+                // An operator took the server out: sessions tied to it lose that connection.
+                self.drop_backend(server);
+                return Err(BackendError::Protocol("server is in maintenance".into()));
+            }
+            Some(ServerMode::Removed) if !tied => {
+                // A reload removed it: what is open there finishes, nothing new starts.
+                self.drop_backend(server);
+                return Err(BackendError::Protocol(
+                    "server was removed from the configuration".into(),
+                ));
+            }
+            _ => {}
         }
         let fresh = self.backends[server].is_none();
         if !fresh && self.bound != Some(server) {
@@ -211,7 +219,7 @@ impl Relay {
     /// global) and waits up to `causal_timeout` for the replica to replay it.
     pub(super) async fn causal_ok(&mut self, server: usize) -> Result<bool, BackendError> {
         let deadline = self.ctx.limits().session_replay_timeout;
-        let target = match (self.consistency, self.causal_lsn) {
+        let target = match (self.consistency(), self.causal_lsn) {
             (Consistency::ReadYourWrites, Some(lsn)) if !self.wrote => lsn,
             (Consistency::ReadYourWrites, _) if !self.wrote => return Ok(true),
             (Consistency::Eventual, _) => return Ok(true),
@@ -367,7 +375,7 @@ impl Relay {
             .iter()
             .find_map(|t| consistency_setting(t))
         {
-            self.consistency = c;
+            self.consistency = Some(c);
         }
         if let Some(d) = info.session_texts.iter().find_map(|t| debug_setting(t)) {
             self.debug = d;

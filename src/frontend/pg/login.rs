@@ -134,6 +134,11 @@ pub async fn login(
             ErrorKind::ClientProtocol,
         ));
     }
+    // SCRAM-SHA-256-PLUS is offered on TLS connections whose certificate allows binding.
+    let binding = tls
+        .offered()
+        .filter(|_| client.is_tls())
+        .and_then(|s| s.channel_binding());
     let user = users
         .get(&user_name)
         .filter(|u| u.config.clusters.is_empty() || u.config.clusters.iter().any(|c| c == cluster))
@@ -143,7 +148,7 @@ pub async fn login(
         let salt: [u8; 16] = rand::random();
         let fake =
             ScramVerifier::from_password(&B64.encode(rand::random::<[u8; 16]>()), &salt, 4096);
-        let _ = scram(client, fake).await;
+        let _ = scram(client, fake, binding).await;
         tracing::warn!(user = %user_name, "login refused: unknown user");
         let mut e = auth_failed(&user_name);
         e.kind = ErrorKind::UnknownUser;
@@ -153,7 +158,7 @@ pub async fn login(
         (AuthMethod::Md5, ClientSecret::Password(pw)) => md5(client, &user_name, pw).await?,
         (AuthMethod::Md5, ClientSecret::ScramVerifier(_)) => false,
         (AuthMethod::ScramSha256, _) => match &user.scram {
-            Some(v) => scram(client, v.clone()).await?,
+            Some(v) => scram(client, v.clone(), binding).await?,
             None => false,
         },
     };
@@ -175,18 +180,27 @@ async fn md5(client: &mut ClientConn, user: &str, password: &str) -> Result<bool
     Ok(md5_verify(user, password, salt, f.body()))
 }
 
-/// SCRAM-SHA-256 exchange; Ok(false) on a wrong proof.
-async fn scram(client: &mut ClientConn, verifier: ScramVerifier) -> Result<bool, ClientError> {
-    client
-        .write_now(&msg::auth_sasl(&["SCRAM-SHA-256"]))
-        .await?;
+/// SCRAM-SHA-256 exchange (with SCRAM-SHA-256-PLUS offered first when `binding` is the TLS
+/// connection's channel binding data); Ok(false) on a wrong proof.
+async fn scram(
+    client: &mut ClientConn,
+    verifier: ScramVerifier,
+    binding: Option<&[u8]>,
+) -> Result<bool, ClientError> {
+    let mechanisms: &[&str] = if binding.is_some() {
+        &["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
+    } else {
+        &["SCRAM-SHA-256"]
+    };
+    client.write_now(&msg::auth_sasl(mechanisms)).await?;
     let f = client.read_frame().await?;
     if f.tag != b'p' {
         return Err(ClientError::protocol("expected SASLInitialResponse"));
     }
     let (mech, data) = msg::sasl_initial_view(f.body())
         .ok_or_else(|| ClientError::protocol("malformed SASLInitialResponse"))?;
-    if mech != b"SCRAM-SHA-256" {
+    let plus = mech == b"SCRAM-SHA-256-PLUS" && binding.is_some();
+    if mech != b"SCRAM-SHA-256" && !plus {
         return Err(ClientError::fatal(
             "28000",
             "client selected an invalid SASL authentication mechanism",
@@ -194,7 +208,15 @@ async fn scram(client: &mut ClientConn, verifier: ScramVerifier) -> Result<bool,
         ));
     }
     let nonce = B64.encode(rand::random::<[u8; 18]>());
-    let (server, first) = ScramServer::start(verifier, data, &nonce).map_err(|e| {
+    // The bound mechanism needs a bound gs2 header and the other way round.
+    if plus != data.starts_with(b"p=") {
+        return Err(ClientError::fatal(
+            "08P01",
+            "SCRAM: the channel binding flag does not match the selected mechanism",
+            ErrorKind::ClientProtocol,
+        ));
+    }
+    let (server, first) = ScramServer::start(verifier, data, &nonce, binding).map_err(|e| {
         ClientError::fatal("08P01", format!("SCRAM: {e}"), ErrorKind::ClientProtocol)
     })?;
     client

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use super::*;
 use crate::backend::pg::BackendError;
-use crate::config::PoolMode;
 use crate::pool::{Checkout, Pool};
 
 /// Which pool a session's connections to one server come from.
@@ -42,7 +41,13 @@ pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: Backend) {
 
 impl Relay {
     pub(super) fn pooling(&self) -> bool {
-        self.ctx.config().pool.mode == PoolMode::Transaction
+        self.pooled
+    }
+
+    /// The session's consistency: its own setting, else the cluster's current one.
+    pub(super) fn consistency(&self) -> crate::config::Consistency {
+        self.consistency
+            .unwrap_or_else(|| self.ctx.config().routing.consistency)
     }
 
     fn pool(&self, server: usize) -> Arc<Pool<Backend>> {
@@ -113,7 +118,7 @@ impl Relay {
         let max = self.ctx.config().pool.max_prepared_statements;
         match lease {
             Some(lease) if b.state.statements.len() <= max => {
-                if let Err(b) = self.pool(server).checkin(b, lease) {
+                if let Err(b) = lease.give_back(b) {
                     close_conn(&self.ctx, server, b);
                 }
             }

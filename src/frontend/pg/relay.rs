@@ -61,13 +61,15 @@ pub struct Relay {
     client: ClientConn,
     user: Arc<UserAuth>,
     params: Vec<(String, String)>,
-    backends: Vec<Option<Backend>>,
+    backends: crate::frontend::slots::Slots<Backend>,
     prepared: HashMap<Vec<u8>, Prepared>,
     history: Vec<String>,
     /// `history_hashes[i]` = [`state::chain`] over `history[..=i]`.
     history_hashes: Vec<u64>,
     /// Transaction pooling: the pool slot of each connection in `backends`.
-    leases: Vec<Option<Lease<Backend>>>,
+    leases: crate::frontend::slots::Slots<Lease<Backend>>,
+    /// Transaction pooling, as the cluster was configured when the session started.
+    pooled: bool,
     /// Transaction pooling: the backend login (user + startup parameters) hashed, for pool keys.
     login_key: u64,
     txn: Option<usize>,
@@ -88,7 +90,9 @@ pub struct Relay {
     /// Metric handles this session already looked up (the hot path then only increments).
     stats: SessionMetrics,
     /// Read consistency of this session (cluster default, startup option or SET).
-    consistency: Consistency,
+    /// The session's own consistency (`SET switchyard.consistency`); `None` follows the
+    /// cluster's setting, which a reload may change.
+    consistency: Option<Consistency>,
     /// The session wrote on the primary since its last causal check.
     wrote: bool,
     /// The primary WAL position the session's reads must see (read_your_writes).
@@ -111,10 +115,8 @@ impl Relay {
     ) -> Self {
         let (cancel_key, cancel_slot) = ctx.cancels.register();
         let servers = ctx.config().servers.len();
-        let consistency = startup
-            .get("options")
-            .and_then(consistency_setting)
-            .unwrap_or(ctx.config().routing.consistency);
+        let pooled = ctx.config().pool.mode == crate::config::PoolMode::Transaction;
+        let consistency = startup.get("options").and_then(consistency_setting);
         let stats = SessionMetrics::new(ctx.metrics.clone(), &ctx.name);
         let debug = startup
             .get("options")
@@ -130,11 +132,12 @@ impl Relay {
             client,
             user,
             params,
-            backends: (0..servers).map(|_| None).collect(),
+            backends: crate::frontend::slots::Slots::new(servers),
             prepared: HashMap::new(),
             history: Vec::new(),
             history_hashes: Vec::new(),
-            leases: (0..servers).map(|_| None).collect(),
+            leases: crate::frontend::slots::Slots::new(servers),
+            pooled,
             login_key: 0,
             txn: None,
             status: b'I',
@@ -272,6 +275,7 @@ impl Relay {
         };
         let conn = BackendConn::connect(
             &cfg.address(),
+            crate::backend::ServerTlsTarget::new(&self.ctx.config().server_tls, &cfg.host),
             login,
             self.ctx.limits().max_message_size,
             self.ctx.limits().connect_timeout,

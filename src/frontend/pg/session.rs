@@ -17,7 +17,7 @@ use super::relay::Backend;
 use super::relay::Relay;
 use crate::backend::pg::send_cancel;
 use crate::classify::Classifier;
-use crate::config::{ClusterConfig, Limits};
+use crate::config::{ClusterConfig, Limits, PoolConfig};
 use crate::failover::gate::{Pass, WriteGate};
 use crate::frontend::mysql::relay::MyBackend;
 use crate::metrics::{ErrorKind, Metrics};
@@ -133,6 +133,26 @@ impl ClusterCtx {
         let name = config.servers.get(server).map_or("", |s| s.name.as_str());
         let gauges = self.metrics.pool_gauges(&self.name, name, user);
         crate::pool::Pool::new(config.pool.clone(), gauges, user)
+    }
+
+    /// A reload: retire the pools of servers for which `gone` says true (removed or moved:
+    /// their idle connections close now, leased ones when given back) and apply `pool`'s
+    /// size and limits to the others.
+    pub fn reshape_pools(&self, gone: impl Fn(usize) -> bool, pool: Option<&PoolConfig>) {
+        for (key, b) in self.pg_pools.retire_where(|k| gone(k.server)) {
+            super::relay::pooled::close_conn(self, key.server, b);
+        }
+        for (key, b) in self.my_pools.retire_where(|k| gone(k.server)) {
+            crate::frontend::mysql::relay::pooled::close_conn(self, key.server, b);
+        }
+        if let Some(cfg) = pool {
+            for (key, b) in self.pg_pools.reconfigure_all(cfg) {
+                super::relay::pooled::close_conn(self, key.server, b);
+            }
+            for (key, b) in self.my_pools.reconfigure_all(cfg) {
+                crate::frontend::mysql::relay::pooled::close_conn(self, key.server, b);
+            }
+        }
     }
 
     /// Transaction pooling: every few seconds, close pooled connections idle or old past the
@@ -399,7 +419,10 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
         Ok(Login::Cancel { pid, secret }) => {
             if let Some(k) = ctx.cancels.lookup(pid, secret) {
                 tracing::debug!(%peer, backend = %k.addr, "forwarding cancel request");
-                send_cancel(k.addr, k.pid, k.secret, ctx.limits().connect_timeout).await;
+                let cfg = ctx.config();
+                let (tls, servers) = (&cfg.server_tls, &cfg.servers);
+                let deadline = ctx.limits().connect_timeout;
+                send_cancel(k.addr, k.pid, k.secret, tls, servers, deadline).await;
             }
             return;
         }

@@ -42,6 +42,7 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
         failover: crate::config::FailoverConfig::default(),
         pool: crate::config::PoolConfig::default(),
         tls: crate::config::TlsConfig::default(),
+        server_tls: crate::config::ServerTls::default(),
         monitor: MonitorConfig {
             interval: INTERVAL,
             timeout: Duration::from_millis(500),

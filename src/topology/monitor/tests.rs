@@ -109,6 +109,7 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
         failover: crate::config::FailoverConfig::default(),
         pool: crate::config::PoolConfig::default(),
         tls: crate::config::TlsConfig::default(),
+        server_tls: crate::config::ServerTls::default(),
         monitor: MonitorConfig {
             interval: Duration::from_millis(20),
             timeout: Duration::from_millis(200),

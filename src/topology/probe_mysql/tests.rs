@@ -384,7 +384,7 @@ fn connect_options() {
 #[tokio::test]
 async fn unreachable_server_fails_within_the_deadline() {
     let started = std::time::Instant::now();
-    let mut p = MysqlProber::new(server(1), mon(""));
+    let mut p = MysqlProber::with_tls(server(1), mon(""), Default::default());
     let err = p.probe().await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(

@@ -370,6 +370,7 @@ fn policy_from_cluster_config() {
         failover: crate::config::FailoverConfig::default(),
         pool: crate::config::PoolConfig::default(),
         tls: crate::config::TlsConfig::default(),
+        server_tls: crate::config::ServerTls::default(),
         monitor: MonitorConfig {
             interval: ROUND,
             timeout: ROUND,

@@ -68,6 +68,10 @@ pub enum ScramError {
     Malformed,
     #[error("channel binding is not supported")]
     ChannelBinding,
+    #[error("channel binding negotiation error (the client says the server offers none)")]
+    BindingDowngrade,
+    #[error("channel binding check failed")]
+    BindingMismatch,
     #[error("SCRAM nonce mismatch")]
     Nonce,
     #[error("password authentication failed")]
@@ -78,27 +82,48 @@ pub enum ScramError {
 #[derive(Debug)]
 pub struct ScramServer {
     verifier: ScramVerifier,
+    /// `c=` the client-final-message must carry: base64(gs2 header + binding data).
+    expected_c: String,
     client_first_bare: String,
     server_first: String,
     nonce: String,
 }
 
 impl ScramServer {
-    /// Handle client-first-message; returns the state and server-first-message.
+    /// Handle client-first-message; returns the state and server-first-message. `binding`:
+    /// the connection's `tls-server-end-point` data when the server offered
+    /// SCRAM-SHA-256-PLUS (TLS), `None` otherwise.
     pub fn start(
         verifier: ScramVerifier,
         client_first: &[u8],
         server_nonce: &str,
+        binding: Option<&[u8]>,
     ) -> Result<(Self, String), ScramError> {
         let msg = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed)?;
-        // gs2-header: "n,," or "y,," (client supports binding but thinks we don't); "p=" needs binding.
-        let bare = if let Some(r) = msg.strip_prefix("n,,").or_else(|| msg.strip_prefix("y,,")) {
-            r
+        // gs2-header: "n,," (no binding), "y,," (client could bind but thinks we can't: a
+        // downgrade when we offered it), "p=tls-server-end-point,," (bound).
+        let (header, bare) = if let Some(r) = msg.strip_prefix("n,,") {
+            ("n,,", r)
+        } else if let Some(r) = msg.strip_prefix("y,,") {
+            if binding.is_some() {
+                return Err(ScramError::BindingDowngrade);
+            }
+            ("y,,", r)
+        } else if let Some(r) = msg.strip_prefix("p=tls-server-end-point,,") {
+            if binding.is_none() {
+                return Err(ScramError::ChannelBinding);
+            }
+            ("p=tls-server-end-point,,", r)
         } else if msg.starts_with("p=") {
             return Err(ScramError::ChannelBinding);
         } else {
             return Err(ScramError::Malformed);
         };
+        let mut cbind = header.as_bytes().to_vec();
+        if header.starts_with("p=") {
+            cbind.extend_from_slice(binding.unwrap_or_default());
+        }
+        let expected_c = B64.encode(cbind);
         let client_nonce = bare
             .split(',')
             .find_map(|p| p.strip_prefix("r="))
@@ -113,6 +138,7 @@ impl ScramServer {
         Ok((
             ScramServer {
                 verifier,
+                expected_c,
                 client_first_bare: bare.to_string(),
                 server_first: server_first.clone(),
                 nonce,
@@ -129,14 +155,14 @@ impl ScramServer {
         let mut nonce_ok = false;
         for part in without_proof.split(',') {
             if let Some(c) = part.strip_prefix("c=") {
-                // "biws" = base64("n,,"); "eSws" = base64("y,,").
-                channel_ok = c == "biws" || c == "eSws";
+                // "biws" = base64("n,,"); with binding, base64 of the header + binding data.
+                channel_ok = constant_time_eq(c.as_bytes(), self.expected_c.as_bytes());
             } else if let Some(r) = part.strip_prefix("r=") {
                 nonce_ok = r == self.nonce;
             }
         }
         if !channel_ok {
-            return Err(ScramError::Malformed);
+            return Err(ScramError::BindingMismatch);
         }
         if !nonce_ok {
             return Err(ScramError::Nonce);
@@ -196,7 +222,7 @@ mod tests {
         let verifier = ScramVerifier::from_password("pencil", b"0123456789abcdef", 4096);
         let mut client = ScramSha256::new(b"pencil", ChannelBinding::unsupported());
         let (server, first) =
-            ScramServer::start(verifier.clone(), client.message(), "servernonce").unwrap();
+            ScramServer::start(verifier.clone(), client.message(), "servernonce", None).unwrap();
         client.update(first.as_bytes()).unwrap();
         let fin = server.finish(client.message()).unwrap();
         client.finish(fin.as_bytes()).unwrap();
@@ -206,7 +232,7 @@ mod tests {
     fn scram_wrong_password_fails() {
         let verifier = ScramVerifier::from_password("pencil", b"salt", 4096);
         let mut client = ScramSha256::new(b"crayon", ChannelBinding::unsupported());
-        let (server, first) = ScramServer::start(verifier, client.message(), "sn").unwrap();
+        let (server, first) = ScramServer::start(verifier, client.message(), "sn", None).unwrap();
         client.update(first.as_bytes()).unwrap();
         assert_eq!(server.finish(client.message()), Err(ScramError::BadProof));
     }
@@ -230,13 +256,47 @@ mod tests {
     fn malformed_scram_messages() {
         let v = ScramVerifier::from_password("pw", b"s", 4096);
         assert_eq!(
-            ScramServer::start(v.clone(), b"p=tls-server-end-point,,n=,r=x", "s").err(),
+            ScramServer::start(v.clone(), b"p=tls-server-end-point,,n=,r=x", "s", None).err(),
             Some(ScramError::ChannelBinding)
         );
-        assert!(ScramServer::start(v.clone(), b"garbage", "s").is_err());
-        assert!(ScramServer::start(v.clone(), b"n,,n=,r=", "s").is_err());
-        let (srv, _) = ScramServer::start(v, b"n,,n=,r=abc", "s").unwrap();
+        assert!(ScramServer::start(v.clone(), b"garbage", "s", None).is_err());
+        assert!(ScramServer::start(v.clone(), b"n,,n=,r=", "s", None).is_err());
+        let (srv, _) = ScramServer::start(v, b"n,,n=,r=abc", "s", None).unwrap();
         assert_eq!(srv.finish(b"c=biws,r=wrong,p=AAAA"), Err(ScramError::Nonce));
+    }
+
+    #[test]
+    fn scram_plus_binds_to_the_server_certificate() {
+        let verifier = ScramVerifier::from_password("pencil", b"0123456789abcdef", 4096);
+        let cert_hash = b"certificate-hash".to_vec();
+        let bound = |data: Vec<u8>| ChannelBinding::tls_server_end_point(data);
+        // The client's binding data matches ours: accepted.
+        let mut client = ScramSha256::new(b"pencil", bound(cert_hash.clone()));
+        let (server, first) =
+            ScramServer::start(verifier.clone(), client.message(), "sn", Some(&cert_hash)).unwrap();
+        client.update(first.as_bytes()).unwrap();
+        let fin = server.finish(client.message()).unwrap();
+        client.finish(fin.as_bytes()).unwrap();
+        // A different certificate (a man in the middle): refused.
+        let mut client = ScramSha256::new(b"pencil", bound(b"other".to_vec()));
+        let (server, first) =
+            ScramServer::start(verifier.clone(), client.message(), "sn", Some(&cert_hash)).unwrap();
+        client.update(first.as_bytes()).unwrap();
+        assert_eq!(
+            server.finish(client.message()),
+            Err(ScramError::BindingMismatch)
+        );
+        // "y": the client could bind but believes we cannot, although we offered it.
+        let client = ScramSha256::new(b"pencil", ChannelBinding::unrequested());
+        assert_eq!(
+            ScramServer::start(verifier.clone(), client.message(), "sn", Some(&cert_hash)).err(),
+            Some(ScramError::BindingDowngrade)
+        );
+        // Without TLS the same "y" is fine.
+        let mut client = ScramSha256::new(b"pencil", ChannelBinding::unrequested());
+        let (server, first) = ScramServer::start(verifier, client.message(), "sn", None).unwrap();
+        client.update(first.as_bytes()).unwrap();
+        assert!(server.finish(client.message()).is_ok());
     }
 
     #[test]

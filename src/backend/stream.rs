@@ -1,0 +1,163 @@
+//! The stream to a server, plain TCP or TLS (an enum, so the relay's reads and writes stay static
+//! calls), and the choice between them a cluster's `server_tls` mode makes.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::config::{ServerTls, ServerTlsMode};
+use crate::tls::TlsClient;
+
+/// A server connection, before or after a TLS upgrade.
+#[derive(Debug)]
+pub enum ServerStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl ServerStream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ServerStream::Tls(_))
+    }
+
+    /// The underlying TCP socket.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            ServerStream::Plain(s) => s,
+            ServerStream::Tls(t) => t.get_ref().0,
+        }
+    }
+
+    /// Read whatever is available now into `buf` without waiting: `Ok(0)` = the server closed
+    /// the connection, `WouldBlock` = nothing to read. TLS records that carry no data (session
+    /// tickets, key updates) are consumed and reported as `WouldBlock`.
+    pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            ServerStream::Plain(s) => s.try_read_buf(buf),
+            ServerStream::Tls(t) => {
+                let mut chunk = [0u8; 4096];
+                let mut rb = ReadBuf::new(&mut chunk);
+                let mut cx = Context::from_waker(Waker::noop());
+                match Pin::new(t.as_mut()).poll_read(&mut cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        buf.extend_from_slice(rb.filled());
+                        Ok(rb.filled().len())
+                    }
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
+    }
+}
+
+/// What a connection to a server does about TLS, from the cluster's `server_tls`.
+#[derive(Debug, Clone, Copy)]
+pub enum TlsPlan<'a> {
+    /// Plain TCP; TLS is never asked for.
+    Plain,
+    /// Ask for TLS; `required` = refuse a server that does not offer it (else go on in plain).
+    Tls {
+        client: &'a TlsClient,
+        required: bool,
+    },
+}
+
+/// TLS settings for one server connection: the cluster's `server_tls` and the configured `host`
+/// of the server (the name a verify-full certificate must carry).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerTlsTarget<'a> {
+    pub tls: &'a ServerTls,
+    pub host: &'a str,
+}
+
+impl<'a> ServerTlsTarget<'a> {
+    pub fn new(tls: &'a ServerTls, host: &'a str) -> Self {
+        ServerTlsTarget { tls, host }
+    }
+
+    /// The plan for this connection; an error when the mode asks for TLS but no client config
+    /// was built (a config that did not go through validation).
+    pub fn plan(&self) -> io::Result<TlsPlan<'a>> {
+        if self.tls.mode == ServerTlsMode::Disable {
+            return Ok(TlsPlan::Plain);
+        }
+        match self.tls.connector() {
+            Some(client) => Ok(TlsPlan::Tls {
+                client,
+                required: !self.tls.plain_allowed(),
+            }),
+            None => Err(io::Error::other(format!(
+                "server_tls mode {} has no TLS client configuration",
+                self.tls.mode.as_str()
+            ))),
+        }
+    }
+
+    /// The mode's name, for error messages.
+    pub fn mode(&self) -> &'static str {
+        self.tls.mode.as_str()
+    }
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerStream::Plain(s) => s.is_write_vectored(),
+            ServerStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ServerStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
