@@ -88,6 +88,16 @@ impl ErrorKind {
     }
 }
 
+/// Keeps one session counted in `switchyard_pinned_sessions` until dropped.
+#[derive(Debug)]
+pub struct PinGuard(IntGauge);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The process's metrics. Built once in `app.rs` and shared by `Arc`.
 pub struct Metrics {
     registry: Registry,
@@ -125,6 +135,8 @@ pub struct Metrics {
     pool_timeouts: IntCounterVec,
     /// Sessions pinned to one server connection, by reason (temp_table, listen, ...).
     pub pins: IntCounterVec,
+    /// Sessions pinned right now, by reason.
+    pub pinned_sessions: IntGaugeVec,
     causal_waits: IntCounterVec,
     causal_wait_seconds: HistogramVec,
     /// Cached per-(cluster, route, reason) counters so the hot path never formats labels.
@@ -258,6 +270,12 @@ impl Metrics {
                 &r,
                 "switchyard_session_pins_total",
                 "Sessions pinned to one server connection (state that cannot move), by reason.",
+                &["cluster", "reason"],
+            ),
+            pinned_sessions: gauge_vec(
+                &r,
+                "switchyard_pinned_sessions",
+                "Sessions pinned to one server connection right now, by reason.",
                 &["cluster", "reason"],
             ),
             failover_events: counter_vec(
@@ -467,9 +485,34 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// A session got pinned to one server connection.
-    pub fn pinned(&self, cluster: &str, reason: &str) {
+    /// A session got pinned to one server connection: counted, and shown in
+    /// `switchyard_pinned_sessions` while the returned guard lives.
+    pub fn pinned(&self, cluster: &str, reason: &str) -> PinGuard {
         self.pins.with_label_values(&[cluster, reason]).inc();
+        let gauge = self.pinned_sessions.with_label_values(&[cluster, reason]);
+        gauge.inc();
+        PinGuard(gauge)
+    }
+
+    /// Sessions of `cluster` pinned now, by reason (reasons with none left out).
+    pub fn pinned_now(&self, cluster: &str) -> Vec<(String, i64)> {
+        use prometheus::core::Collector;
+        let mut out = Vec::new();
+        for family in self.pinned_sessions.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_owned())
+                };
+                let n = m.get_gauge().get_value() as i64;
+                if label("cluster").as_deref() == Some(cluster) && n > 0 {
+                    out.push((label("reason").unwrap_or_default(), n));
+                }
+            }
+        }
+        out
     }
 
     /// A request waited for a primary: released (a primary came) or timed out.

@@ -15,9 +15,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
-use sha2::Digest;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use sha2::Digest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -108,7 +108,11 @@ impl TlsServer {
         alpn: &[&[u8]],
     ) -> Result<TlsServer, TlsFileError> {
         let mut digest = sha2::Sha256::new();
-        for (field, path) in [("cert", Some(cert)), ("key", Some(key)), ("client_ca", client_ca)] {
+        for (field, path) in [
+            ("cert", Some(cert)),
+            ("key", Some(key)),
+            ("client_ca", client_ca),
+        ] {
             if let Some(path) = path {
                 let bytes = std::fs::read(path).map_err(|e| {
                     TlsFileError::new(field, format!("cannot read {}: {e}", path.display()))

@@ -233,6 +233,36 @@ fn reload_under_pgbench_applies_servers_pool_and_users_and_refuses_bad_files() {
         started.elapsed()
     );
 
+    // /api/pools shows connected clients and pinned sessions by reason (a temp table pins).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) =
+            tokio_postgres::connect(&pg_conn_str(listen, APP_USER, APP_PASSWORD, "app"), NoTls)
+                .await
+                .unwrap();
+        let task = tokio::spawn(conn);
+        client
+            .simple_query("CREATE TEMP TABLE pin_me (i int)")
+            .await
+            .unwrap();
+        let (_, pools) = proxy.http_get("/api/pools");
+        let v: serde_json::Value = serde_json::from_str(&pools).unwrap();
+        assert_eq!(v["clusters"][0]["pinned"]["temp_table"], 1, "{pools}");
+        assert!(
+            v["clusters"][0]["clients"].as_i64().unwrap() >= 9,
+            "{pools}"
+        );
+        drop(client);
+        let _ = task.await;
+    });
+    eventually(5, "the pin ends with its session", &proxy, || {
+        let (_, pools) = proxy.http_get("/api/pools");
+        !pools.contains("temp_table")
+    });
+
     let out = bench.wait_with_output().unwrap();
     let text = format!(
         "{}{}",

@@ -23,7 +23,8 @@
 //! - `POST /api/clusters/{name}/servers/{server}/drain`: no new reads on that replica (sessions in a
 //!   transaction or pinned there finish); `.../maintenance`: no reads at all (sessions tied to it
 //!   lose that connection); `.../enable`: back. Refused (409) for the primary: switch over first.
-//! - `GET /api/pools`: transaction pools per cluster: server, user, size, idle, in_use, waiting.
+//! - `GET /api/pools`: per cluster: `mode`, `clients` (connected now), `pinned` (sessions pinned
+//!   now, by reason) and its transaction pools: server, user, size, idle, in_use, waiting.
 //! - `POST /api/pause` (optional `?cluster=NAME&timeout=30s`): like PgBouncer `PAUSE`: waits for
 //!   open transactions to end (up to `timeout`, default 30s, else 409 and nothing paused), then
 //!   holds every new request until `POST /api/resume` (`?cluster=NAME` optional).

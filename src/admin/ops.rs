@@ -190,8 +190,16 @@ pub(super) async fn pools(State(st): State<Arc<AdminState>>) -> Response {
             for (k, p) in ctx.my_pools.all() {
                 pools.push(pool_json(server(k.server), &p.stats()));
             }
+            let pinned: serde_json::Map<String, serde_json::Value> = ctx
+                .metrics
+                .pinned_now(&ctx.name)
+                .into_iter()
+                .map(|(reason, n)| (reason, json!(n)))
+                .collect();
             json!({
                 "name": ctx.name,
+                "clients": ctx.metrics.client_gauge(&ctx.name).get(),
+                "pinned": pinned,
                 "mode": match config.pool.mode {
                     crate::config::PoolMode::Session => "session",
                     crate::config::PoolMode::Transaction => "transaction",

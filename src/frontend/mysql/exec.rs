@@ -581,9 +581,11 @@ impl Relay {
                 Intent::Pin if self.pinned.is_none() => {
                     tracing::info!(cluster = %self.ctx.name, reason = class.reason.as_str(), "mysql session pinned to the primary");
                     self.pinned = Some((server, class.reason));
-                    self.ctx
-                        .metrics
-                        .pinned(&self.ctx.name, class.reason.as_str());
+                    self.pin_gauge = Some(
+                        self.ctx
+                            .metrics
+                            .pinned(&self.ctx.name, class.reason.as_str()),
+                    );
                 }
                 _ => {}
             }

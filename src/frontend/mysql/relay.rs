@@ -68,6 +68,8 @@ pub(super) struct Relay {
     pub autocommit: bool,
     pub status: u16,
     pub pinned: Option<(usize, Reason)>,
+    /// Counts this session in `switchyard_pinned_sessions` while it is pinned.
+    pub pin_gauge: Option<crate::metrics::PinGuard>,
     pub route_override: RouteOverride,
     pub last_used: Option<usize>,
     pub stmts: StmtRegistry,
@@ -134,6 +136,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         autocommit: true,
         status: status::AUTOCOMMIT,
         pinned: None,
+        pin_gauge: None,
         route_override: RouteOverride::Auto,
         last_used: None,
         stmts: StmtRegistry::default(),
@@ -432,6 +435,7 @@ impl Relay {
         self.autocommit = true;
         self.status = status::AUTOCOMMIT;
         self.pinned = None;
+        self.pin_gauge = None;
         self.route_override = RouteOverride::Auto;
         self.consistency = None;
         self.wrote = false;

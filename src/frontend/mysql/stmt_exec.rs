@@ -267,6 +267,7 @@ impl Relay {
             self.stmts.clear();
             self.cursors.clear();
             self.pinned = None;
+            self.pin_gauge = None;
             self.route_override = RouteOverride::Auto;
             self.txn = None;
             for i in 0..self.backends.len() {

@@ -323,15 +323,17 @@ impl Relay {
             if c.intent == Intent::Pin && self.pinned.is_none() {
                 tracing::info!(cluster = %self.ctx.name, reason = c.reason.as_str(), "session pinned to the primary");
                 self.pinned = Some((server, c.reason));
-                self.ctx.metrics.pinned(&self.ctx.name, c.reason.as_str());
+                self.pin_gauge = Some(self.ctx.metrics.pinned(&self.ctx.name, c.reason.as_str()));
             }
             if matches!(c.intent, Intent::SessionSet) && self.txn.is_some() && self.pinned.is_none()
             {
                 tracing::info!(cluster = %self.ctx.name, "session setting inside a transaction: session pinned");
                 self.pinned = Some((server, Reason::Session));
-                self.ctx
-                    .metrics
-                    .pinned(&self.ctx.name, Reason::Session.as_str());
+                self.pin_gauge = Some(
+                    self.ctx
+                        .metrics
+                        .pinned(&self.ctx.name, Reason::Session.as_str()),
+                );
             }
         }
         let retry = (d.route == Route::Replica

@@ -75,6 +75,8 @@ pub struct Relay {
     txn: Option<usize>,
     status: u8,
     pinned: Option<(usize, Reason)>,
+    /// Counts this session in `switchyard_pinned_sessions` while it is pinned.
+    pin_gauge: Option<crate::metrics::PinGuard>,
     route_override: RouteOverride,
     bound: Option<usize>,
     last_used: Option<usize>,
@@ -142,6 +144,7 @@ impl Relay {
             txn: None,
             status: b'I',
             pinned: None,
+            pin_gauge: None,
             route_override: RouteOverride::Auto,
             bound: None,
             last_used: None,
