@@ -198,6 +198,44 @@ async fn settings_never_leak_between_clients() {
     drop(proxy);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_idle_keeps_warm_connections_ready() {
+    let (yaml, ports) = config(4);
+    let yaml = yaml.replace("size: 4,", "size: 4, min_idle: 3,");
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let c = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    c.simple_query("BEGIN; SELECT 1; COMMIT").await.unwrap();
+    drop(c);
+    // The primary's pool (made by that transaction) fills up to at least 3 idle connections
+    // by itself (the client's own one comes back too).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = proxy.http_get("/api/pools");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let primary = v["clusters"][0]["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["server"] == "primary")
+            .cloned();
+        if primary
+            .as_ref()
+            .is_some_and(|p| p["idle"].as_u64().unwrap() >= 3)
+        {
+            println!("warm pool: {}", primary.unwrap());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 3 warm connections: {body}\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(proxy);
+}
+
 async fn value_t(t: &tokio_postgres::Transaction<'_>, sql: &str) -> String {
     let rows = t.simple_query(sql).await.unwrap();
     rows.iter()

@@ -76,6 +76,9 @@ pub struct PoolConfig {
     pub mode: PoolMode,
     /// Server connections per pool (server, backend user, database, startup parameters).
     pub size: usize,
+    /// Connections each pool keeps open and idle, ready for the next request (opened in the
+    /// background once the pool exists; idle_timeout never closes below it).
+    pub min_idle: usize,
     /// How long a request waits for a free connection before it fails.
     pub checkout_timeout: Duration,
     /// Idle pooled connections older than this are closed (`None` = never).
@@ -91,6 +94,7 @@ impl Default for PoolConfig {
         PoolConfig {
             mode: PoolMode::Session,
             size: 20,
+            min_idle: 0,
             checkout_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(3600)),

@@ -99,6 +99,8 @@ pub struct RawPool {
     pub mode: RawPoolMode,
     /// Connections per (server, user, database, startup parameters). Missing = 20.
     pub size: Option<usize>,
+    /// Warm idle connections each pool keeps. Missing = 0.
+    pub min_idle: Option<usize>,
     /// Missing = 5s.
     #[serde(default)]
     pub checkout_timeout: Scalar,

@@ -62,6 +62,13 @@ impl Validator {
         if size == 0 {
             self.problem(format!("{path}.size"), "must be at least 1");
         }
+        let min_idle = raw.min_idle.unwrap_or(d.min_idle);
+        if min_idle > size {
+            self.problem(
+                format!("{path}.min_idle"),
+                format!("{min_idle} is more than pool.size ({size})"),
+            );
+        }
         let checkout_timeout = self.positive_duration(
             &format!("{path}.checkout_timeout"),
             &raw.checkout_timeout,
@@ -83,6 +90,7 @@ impl Validator {
                 RawPoolMode::Transaction => PoolMode::Transaction,
             },
             size,
+            min_idle,
             checkout_timeout,
             idle_timeout,
             max_lifetime,

@@ -7,7 +7,9 @@
 //! (dropping its lease) goes straight to the longest waiter. [`Pools`] maps keys to pools.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +90,26 @@ struct Idle<C> {
     born: Instant,
 }
 
+/// Opening one connection in the background; `None` when that failed (it logs why).
+pub type Opening<C> = Pin<Box<dyn Future<Output = Option<C>> + Send>>;
+
+/// How a pool opens warm connections (to keep `min_idle`) and closes one it cannot keep.
+pub struct Warmer<C> {
+    /// Open one connection.
+    pub open: Arc<dyn Fn() -> Opening<C> + Send + Sync>,
+    /// Close a connection politely.
+    pub close: Arc<dyn Fn(C) + Send + Sync>,
+}
+
+impl<C> Clone for Warmer<C> {
+    fn clone(&self) -> Self {
+        Warmer {
+            open: self.open.clone(),
+            close: self.close.clone(),
+        }
+    }
+}
+
 struct State<C: Send + 'static> {
     /// Size and limits; a reload may change them ([`Pool::reconfigure`]).
     cfg: PoolConfig,
@@ -97,6 +119,8 @@ struct State<C: Send + 'static> {
     waiters: VecDeque<oneshot::Sender<Grant<C>>>,
     /// Retired by a reload (its server was removed or moved): nothing is pooled again.
     retired: bool,
+    /// Connections being opened in the background to keep `min_idle`.
+    warming: usize,
 }
 
 /// One pool of interchangeable connections.
@@ -105,6 +129,8 @@ pub struct Pool<C: Send + 'static> {
     user: String,
     state: Mutex<State<C>>,
     gauges: PoolGauges,
+    /// How to open a warm connection (set by whoever made the pool; none = no warming).
+    opener: Mutex<Option<Warmer<C>>>,
 }
 
 /// A checkout that found neither a connection nor room within `checkout_timeout`.
@@ -123,8 +149,10 @@ impl<C: Send + 'static> Pool<C> {
                 total: 0,
                 waiters: VecDeque::new(),
                 retired: false,
+                warming: 0,
             }),
             gauges,
+            opener: Mutex::new(None),
         })
     }
 
@@ -266,21 +294,72 @@ impl<C: Send + 'static> Pool<C> {
         idle.into_iter().map(|i| i.conn).collect()
     }
 
-    /// Idle connections past `idle_timeout` or `max_lifetime`, taken out of the pool (their
-    /// slots freed) for the caller to close.
+    /// Idle connections past `max_lifetime`, or past `idle_timeout` while the pool has more
+    /// than `min_idle`, taken out of the pool (their slots freed) for the caller to close.
     pub fn reap(&self, now: Instant) -> Vec<C> {
         let mut st = self.state.lock();
         let idle_limit = st.cfg.idle_timeout;
         let life_limit = st.cfg.max_lifetime;
-        let (old, keep): (Vec<Idle<C>>, Vec<Idle<C>>) =
-            std::mem::take(&mut st.idle).into_iter().partition(|i| {
-                idle_limit.is_some_and(|l| now.saturating_duration_since(i.since) >= l)
-                    || life_limit.is_some_and(|l| now.saturating_duration_since(i.born) >= l)
-            });
+        let min_idle = st.cfg.min_idle;
+        let mut spare = st.idle.len().saturating_sub(min_idle);
+        let mut old = Vec::new();
+        let mut keep = Vec::new();
+        // Oldest-idle first (the vector is last-in-first-out), so warm ones stay.
+        for i in std::mem::take(&mut st.idle) {
+            let too_old = life_limit.is_some_and(|l| now.saturating_duration_since(i.born) >= l);
+            let idle_long = idle_limit.is_some_and(|l| now.saturating_duration_since(i.since) >= l);
+            if too_old || (idle_long && spare > 0) {
+                spare = spare.saturating_sub(1);
+                old.push(i.conn);
+            } else {
+                keep.push(i);
+            }
+        }
         st.idle = keep;
         st.total -= old.len();
         self.update(&st);
-        old.into_iter().map(|i| i.conn).collect()
+        old
+    }
+
+    /// Set how to open warm connections (the first caller wins).
+    pub fn set_opener(&self, opener: Warmer<C>) {
+        let mut o = self.opener.lock();
+        if o.is_none() {
+            *o = Some(opener);
+        }
+    }
+
+    /// Open connections in the background until `min_idle` are idle (or being opened), within
+    /// the size and only while nobody waits (waiters get slots first).
+    pub fn warm(self: &Arc<Self>) {
+        let Some(opener) = self.opener.lock().clone() else {
+            return;
+        };
+        let mut st = self.state.lock();
+        while !st.retired
+            && st.waiters.is_empty()
+            && st.idle.len() + st.warming < st.cfg.min_idle
+            && st.total < st.cfg.size
+        {
+            st.total += 1;
+            st.warming += 1;
+            let lease = self.lease(Instant::now());
+            let (pool, warmer) = (self.clone(), opener.clone());
+            tokio::spawn(async move {
+                let conn = (warmer.open)().await;
+                pool.state.lock().warming -= 1;
+                match conn {
+                    Some(c) => {
+                        // Refused when the pool shrank or was retired meanwhile.
+                        if let Err(c) = lease.give_back(c) {
+                            (warmer.close)(c);
+                        }
+                    }
+                    None => drop(lease),
+                }
+            });
+        }
+        self.update(&st);
     }
 
     fn lease(self: &Arc<Self>, born: Instant) -> Lease<C> {

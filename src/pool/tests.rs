@@ -151,3 +151,45 @@ async fn a_retired_pool_pools_nothing_more() {
     assert_eq!(p.checkin(2, b), Err(2));
     assert_eq!(p.total(), 0);
 }
+
+#[tokio::test]
+async fn warm_keeps_min_idle_and_reap_spares_it() {
+    let mut cfg = test_cfg(4, 100);
+    cfg.min_idle = 2;
+    cfg.idle_timeout = Some(Duration::from_secs(1));
+    cfg.max_lifetime = Some(Duration::from_secs(3600));
+    let p: Arc<Pool<u32>> = Pool::new(cfg, gauges(), "u");
+    let opened = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = opened.clone();
+    p.set_opener(Warmer {
+        open: Arc::new(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move { Some(n) })
+        }),
+        close: Arc::new(|_| {}),
+    });
+    p.warm();
+    p.warm();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        (p.idle(), p.total()),
+        (2, 2),
+        "two warm connections, no more"
+    );
+    // A third idle one (a client's) goes after idle_timeout; the two warm ones stay.
+    let (a, la) = lease_of(p.checkout().await.unwrap());
+    let (b, lb) = lease_of(p.checkout().await.unwrap());
+    let (_, lc) = lease_of(p.checkout().await.unwrap());
+    for (c, l) in [(a.unwrap(), la), (b.unwrap(), lb), (9, lc)] {
+        p.checkin(c, l).unwrap();
+    }
+    let later = Instant::now() + Duration::from_secs(5);
+    assert_eq!(p.reap(later).len(), 1);
+    assert_eq!(p.idle(), 2);
+    // Past max_lifetime even warm ones go (and warm() opens new ones).
+    assert_eq!(p.reap(Instant::now() + Duration::from_secs(7200)).len(), 2);
+    p.warm();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(p.idle(), 2);
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 4);
+}

@@ -12,7 +12,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::*;
-use crate::pool::{Checkout, Pool};
+use crate::pool::{Checkout, Pool, Warmer};
 use crate::wire::mysql::status::ErrInfo;
 
 /// MySQL error code of a pool timeout (ER_CON_COUNT_ERROR, "Too many connections").
@@ -76,6 +76,45 @@ pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: MyBackend) {
     tokio::spawn(b.conn.quit());
 }
 
+/// Open and authenticate a new connection to `server` with `login` (a session's own, or a
+/// pool's warm connection).
+pub(crate) async fn open_backend(
+    ctx: &ClusterCtx,
+    server: usize,
+    login: MysqlLogin<'_>,
+) -> Result<MyBackend, MysqlBackendError> {
+    let config = ctx.config();
+    let Some(cfg) = config.servers.get(server) else {
+        return Err(MysqlBackendError::Protocol(format!("no server #{server}")));
+    };
+    let limits = ctx.limits();
+    let conn = MysqlConn::connect(
+        &cfg.address(),
+        crate::backend::ServerTlsTarget::new(&config.server_tls, &cfg.host),
+        login,
+        limits.max_message_size,
+        limits.connect_timeout,
+    )
+    .await;
+    let conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics.error(&ctx.name, ErrorKind::BackendConnect);
+            return Err(e);
+        }
+    };
+    ctx.metrics.backend_connected(&ctx.name, &cfg.name);
+    ctx.metrics.backend_gauge(&ctx.name, &cfg.name).inc();
+    Ok(MyBackend {
+        conn,
+        applied: 0,
+        applied_hash: 0,
+        reset_unsafe: false,
+        stmts: ServerStmts::default(),
+        replayed_gtid: None,
+    })
+}
+
 impl Relay {
     pub(super) fn pooling(&self) -> bool {
         self.pooled
@@ -103,8 +142,50 @@ impl Relay {
         let key = self.pool_key(server);
         let ctx = &self.ctx;
         ctx.my_pools.get(&key, || {
-            ctx.new_pool(server, &self.login.user.config.backend_user)
+            let pool = ctx.new_pool(server, &self.login.user.config.backend_user);
+            pool.set_opener(self.warmer(server));
+            pool.warm();
+            pool
         })
+    }
+
+    /// How the pool of `server` opens warm connections with this session's pool login.
+    fn warmer(&self, server: usize) -> Warmer<MyBackend> {
+        let ctx = Arc::downgrade(&self.ctx);
+        let user = self.login.user.clone();
+        let database = self.login.database.clone();
+        let (charset, capabilities) = (self.login.charset, self.login.capabilities);
+        let closing = ctx.clone();
+        Warmer {
+            open: Arc::new(move || {
+                let (ctx, user, database) = (ctx.clone(), user.clone(), database.clone());
+                Box::pin(async move {
+                    let ctx = ctx.upgrade()?;
+                    if !ctx.warmable(server) {
+                        return None;
+                    }
+                    let login = MysqlLogin {
+                        user: &user.config.backend_user,
+                        password: user.config.backend_password.as_deref(),
+                        database: database.as_deref(),
+                        charset,
+                        capabilities,
+                    };
+                    match open_backend(&ctx, server, login).await {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            tracing::warn!(cluster = %ctx.name, server, error = %e, "could not open a warm pooled connection");
+                            None
+                        }
+                    }
+                })
+            }),
+            close: Arc::new(move |b| {
+                if let Some(ctx) = closing.upgrade() {
+                    close_conn(&ctx, server, b);
+                }
+            }),
+        }
     }
 
     /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new

@@ -255,7 +255,6 @@ impl Relay {
     /// Open and authenticate a new connection to `server`. A pooled one logs in to the login
     /// database (its pool's); the session's later database change is replayed like any setting.
     pub(super) async fn open(&mut self, server: usize) -> Result<MyBackend, MysqlBackendError> {
-        let cfg = &self.ctx.config().servers[server];
         let user = &self.login.user.config;
         let database = if self.pooling() {
             self.login.database.as_deref()
@@ -269,38 +268,7 @@ impl Relay {
             charset: self.login.charset,
             capabilities: self.login.capabilities,
         };
-        let conn = MysqlConn::connect(
-            &cfg.address(),
-            crate::backend::ServerTlsTarget::new(&self.ctx.config().server_tls, &cfg.host),
-            login,
-            self.ctx.limits().max_message_size,
-            self.ctx.limits().connect_timeout,
-        )
-        .await;
-        let conn = match conn {
-            Ok(c) => c,
-            Err(e) => {
-                self.ctx
-                    .metrics
-                    .error(&self.ctx.name, ErrorKind::BackendConnect);
-                return Err(e);
-            }
-        };
-        self.ctx
-            .metrics
-            .backend_connected(&self.ctx.name, &cfg.name);
-        self.ctx
-            .metrics
-            .backend_gauge(&self.ctx.name, &cfg.name)
-            .inc();
-        Ok(MyBackend {
-            conn,
-            applied: 0,
-            applied_hash: 0,
-            reset_unsafe: false,
-            stmts: ServerStmts::default(),
-            replayed_gtid: None,
-        })
+        pooled::open_backend(&self.ctx, server, login).await
     }
 
     fn attach(&mut self, server: usize, b: MyBackend, lease: Option<Lease<MyBackend>>) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::backend::pg::BackendError;
-use crate::pool::{Checkout, Pool};
+use crate::pool::{Checkout, Pool, Warmer};
 
 /// Which pool a session's connections to one server come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -39,6 +39,47 @@ pub(crate) fn close_conn(ctx: &ClusterCtx, server: usize, b: Backend) {
     tokio::spawn(b.conn.terminate());
 }
 
+/// Open and authenticate a new connection to `server` as `user` with the client's startup
+/// `params` (a session's own, or a pool's warm connection).
+pub(crate) async fn open_backend(
+    ctx: &ClusterCtx,
+    server: usize,
+    user: &crate::config::UserConfig,
+    params: &[(String, String)],
+) -> Result<Backend, BackendError> {
+    let config = ctx.config();
+    let Some(cfg) = config.servers.get(server) else {
+        return Err(BackendError::Protocol(format!("no server #{server}")));
+    };
+    let login = Login {
+        user: &user.backend_user,
+        password: user.backend_password.as_deref(),
+        params,
+    };
+    let conn = BackendConn::connect(
+        &cfg.address(),
+        crate::backend::ServerTlsTarget::new(&config.server_tls, &cfg.host),
+        login,
+        ctx.limits().max_message_size,
+        ctx.limits().connect_timeout,
+    )
+    .await;
+    let conn = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            ctx.metrics.error(&ctx.name, ErrorKind::BackendConnect);
+            return Err(e);
+        }
+    };
+    ctx.metrics.backend_connected(&ctx.name, &cfg.name);
+    ctx.metrics.backend_gauge(&ctx.name, &cfg.name).inc();
+    Ok(Backend {
+        conn,
+        state: BackendState::default(),
+        replayed: 0,
+    })
+}
+
 impl Relay {
     pub(super) fn pooling(&self) -> bool {
         self.pooled
@@ -57,8 +98,41 @@ impl Relay {
         };
         let ctx = &self.ctx;
         ctx.pg_pools.get(&key, || {
-            ctx.new_pool(server, &self.user.config.backend_user)
+            let pool = ctx.new_pool(server, &self.user.config.backend_user);
+            pool.set_opener(self.warmer(server));
+            pool.warm();
+            pool
         })
+    }
+
+    /// How the pool of `server` opens warm connections with this session's login.
+    fn warmer(&self, server: usize) -> Warmer<Backend> {
+        let ctx = Arc::downgrade(&self.ctx);
+        let (user, params) = (self.user.clone(), Arc::new(self.params.clone()));
+        let closing = ctx.clone();
+        Warmer {
+            open: Arc::new(move || {
+                let (ctx, user, params) = (ctx.clone(), user.clone(), params.clone());
+                Box::pin(async move {
+                    let ctx = ctx.upgrade()?;
+                    if !ctx.warmable(server) {
+                        return None;
+                    }
+                    match open_backend(&ctx, server, &user.config, &params).await {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            tracing::warn!(cluster = %ctx.name, server, error = %e, "could not open a warm pooled connection");
+                            None
+                        }
+                    }
+                })
+            }),
+            close: Arc::new(move |b| {
+                if let Some(ctx) = closing.upgrade() {
+                    close_conn(&ctx, server, b);
+                }
+            }),
+        }
     }
 
     /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new

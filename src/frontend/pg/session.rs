@@ -135,6 +135,15 @@ impl ClusterCtx {
         crate::pool::Pool::new(config.pool.clone(), gauges, user)
     }
 
+    /// Whether to open warm pooled connections to `server` now: it is up and in use.
+    pub fn warmable(&self, server: usize) -> bool {
+        self.topology.borrow().servers.get(server).is_some_and(|s| {
+            s.health == crate::topology::Health::Up
+                && !s.fenced
+                && s.mode == crate::topology::ServerMode::Enabled
+        })
+    }
+
     /// A reload: retire the pools of servers for which `gone` says true (removed or moved:
     /// their idle connections close now, leased ones when given back) and apply `pool`'s
     /// size and limits to the others.
@@ -167,6 +176,13 @@ impl ClusterCtx {
             }
             for (key, b) in self.my_pools.reap_all(now) {
                 crate::frontend::mysql::relay::pooled::close_conn(&self, key.server, b);
+            }
+            // Refill pools below `min_idle` (after reaping, so what closed is reopened).
+            for (_, p) in self.pg_pools.all() {
+                p.warm();
+            }
+            for (_, p) in self.my_pools.all() {
+                p.warm();
             }
         }
     }
