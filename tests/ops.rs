@@ -309,3 +309,71 @@ fn session_debug_shows_routing_decisions_and_logs_hold_no_secrets() {
         assert!(!log.contains(secret), "the log holds a secret ({secret})");
     }
 }
+
+/// psql against the admin console (`-d switchyard`) as `user`; (success, stdout, stderr).
+fn console(port: u16, user: &str, password: &str, sql: &str) -> (bool, String, String) {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-A", "-F", "|", "-h", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args(["-U", user, "-d", "switchyard", "-c", sql])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("run psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn admin_console_shows_servers_pools_stats_and_config() {
+    let sh = shared();
+    let (yaml, ports) = Proxy::pg_config(sh);
+    // `postgres` may use the console; `app` may not.
+    let yaml = yaml.replacen(
+        "backend_user: postgres,",
+        "console: true, backend_user: postgres,",
+        1,
+    );
+    assert!(yaml.contains("console: true"));
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let su = sh.superuser_password();
+    let port = ports.listen;
+
+    let (ok, out, err) = console(port, "postgres", su, "SHOW SERVERS");
+    assert!(ok, "{err}\n{}", proxy.log());
+    println!("{out}");
+    assert!(out.starts_with("name|address|role|health|state|"), "{out}");
+    assert!(out.contains("primary|127.0.0.1:"), "{out}");
+    assert!(
+        out.lines()
+            .filter(|l| l.contains("|replica|up|healthy|"))
+            .count()
+            == 2,
+        "{out}"
+    );
+
+    let (ok, out, err) = console(port, "postgres", su, "show stats;");
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("main|") && out.contains("|primary|idle"),
+        "{out}"
+    );
+    let (ok, out, _) = console(port, "postgres", su, "SHOW CONFIG");
+    assert!(ok && out.contains("pool.mode|session"), "{out}");
+    let (ok, out, _) = console(port, "postgres", su, "SHOW POOLS");
+    assert!(
+        ok && out.starts_with("server|user|size|idle|in_use|waiting"),
+        "{out}"
+    );
+    let (ok, out, _) = console(port, "postgres", su, "SHOW HELP");
+    assert!(ok && out.contains("SHOW SERVERS"), "{out}");
+    let (ok, _, err) = console(port, "postgres", su, "DROP TABLE x");
+    assert!(!ok && err.contains("try SHOW HELP"), "{err}");
+    // A user without `console` reaches the servers, where no database `switchyard` exists.
+    let (ok, _, err) = console(port, APP_USER, APP_PASSWORD, "SHOW SERVERS");
+    assert!(!ok && err.contains("switchyard"), "{err}");
+}

@@ -293,6 +293,8 @@ pub struct UserConfig {
     pub backend_password: Option<String>,
     /// Clusters this user may use; empty = all.
     pub clusters: Vec<String>,
+    /// May open the admin console: database `switchyard` on a PostgreSQL listener.
+    pub console: bool,
 }
 
 impl Config {

@@ -274,6 +274,9 @@ pub struct RawUser {
     pub backend_password: Option<String>,
     #[serde(default)]
     pub clusters: Vec<String>,
+    /// May open the admin console (PostgreSQL clusters, database `switchyard`). Missing = false.
+    #[serde(default)]
+    pub console: bool,
 }
 
 /// A scalar kept as written, for fields whose meaning depends on its kind

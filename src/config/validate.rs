@@ -436,6 +436,7 @@ impl Validator {
             auth,
             mysql_auth,
             clusters: raw.clusters,
+            console: raw.console,
         }
     }
 

@@ -1,6 +1,7 @@
 //! PostgreSQL clients: login (startup + auth), the pure session state, and the relay loop.
 
 pub mod cancel;
+pub mod console;
 pub mod login;
 pub mod relay;
 pub mod session;

@@ -442,6 +442,12 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
             }
             return;
         }
+        Ok(Login::Session { user, params })
+            if user.config.console
+                && params.get("database") == Some(super::console::CONSOLE_DATABASE) =>
+        {
+            super::console::run(&ctx, &mut client, &user.config.name).await
+        }
         Ok(Login::Session { user, params }) => {
             let mut relay = Relay::new(ctx.clone(), client, user, params);
             let r = relay.start_and_run().await;
