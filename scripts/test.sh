@@ -14,6 +14,6 @@ cargo build --all-targets
 echo "== cargo test --all-targets"
 # 4 test threads keep the 2-core CI machine busy without starting too many clusters at once.
 # The bound keeps a hung test from blocking CI forever (whole run is well under 15 minutes).
-timeout --signal=INT --kill-after=30s 15m cargo test --all-targets -- --test-threads=4
+timeout --signal=INT --kill-after=30s 15m cargo test --all-targets --no-fail-fast -- --test-threads=4
 
 echo "== all tests passed"
