@@ -437,3 +437,39 @@ async fn abandoned_transaction_leaves_nothing_behind() {
         "{m}"
     );
 }
+
+/// `SELECT LAST_INSERT_ID()` after an autocommit INSERT gives the session's own id even when the
+/// INSERT ran on another pooled connection (6 clients over a pool of 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_insert_id_is_the_sessions_own_across_pooled_connections() {
+    setup("CREATE TABLE IF NOT EXISTS app.lid_t (id BIGINT AUTO_INCREMENT PRIMARY KEY, v INT)");
+    let (proxy, ports) = start(2);
+    let mut tasks = Vec::new();
+    for client in 0..6 {
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(ports.listen).await;
+            for round in 0..30 {
+                c.query_drop(format!("INSERT INTO lid_t (v) VALUES ({client})"))
+                    .await
+                    .unwrap();
+                let from_ok = c.last_insert_id().expect("OK packet carries the id");
+                let asked: u64 = c
+                    .query_first("SELECT LAST_INSERT_ID()")
+                    .await
+                    .unwrap()
+                    .expect("one row");
+                assert_eq!(asked, from_ok, "client {client} round {round}");
+                let aliased: Option<(u64,)> = c
+                    .query_first("select last_insert_id() as id")
+                    .await
+                    .unwrap();
+                assert_eq!(aliased, Some((from_ok,)));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await
+            .expect("a client saw another session's LAST_INSERT_ID()");
+    }
+    drop(proxy);
+}

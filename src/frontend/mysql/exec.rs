@@ -34,6 +34,8 @@ pub(super) struct Answer {
     pub(super) saw_err: bool,
     /// The status of the last OK/EOF seen, also when an ERR ended the answer (multi-results).
     pub(super) last_status: Option<u16>,
+    /// `last_insert_id` of the OK packet that ended the answer, if it was one.
+    pub(super) insert_id: Option<u64>,
 }
 
 impl Relay {
@@ -184,6 +186,7 @@ impl Relay {
             status: None,
             saw_err: false,
             last_status: None,
+            insert_id: None,
         };
         if expect == Expect::Nothing {
             return Ok(answer);
@@ -258,6 +261,11 @@ impl Relay {
                 }
                 Step::Done { status } => {
                     answer.status = status;
+                    if p.payload.first() == Some(&0x00) {
+                        answer.insert_id =
+                            crate::wire::mysql::status::parse_ok(&p.payload, b.conn.capabilities)
+                                .map(|ok| ok.last_insert_id);
+                    }
                     answer.last_status = tracker.last_status();
                     if tracker.is_malformed() {
                         return Err(Broken::Lost {
@@ -543,6 +551,9 @@ impl Relay {
             self.unsure = true;
         }
         self.last_used = Some(server);
+        if let Some(id) = a.insert_id.filter(|id| *id != 0 && !a.saw_err) {
+            self.last_insert_id = id;
+        }
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
             self.wrote = true;
         }

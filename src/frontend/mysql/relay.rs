@@ -70,6 +70,9 @@ pub(super) struct Relay {
     pub pinned: Option<(usize, Reason)>,
     /// Counts this session in `switchyard_pinned_sessions` while it is pinned.
     pub pin_gauge: Option<crate::metrics::PinGuard>,
+    /// The id the session's last id-generating statement reported (its OK packet), for
+    /// `SELECT LAST_INSERT_ID()` in transaction pooling.
+    pub last_insert_id: u64,
     pub route_override: RouteOverride,
     pub last_used: Option<usize>,
     pub stmts: StmtRegistry,
@@ -137,6 +140,7 @@ pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connect
         status: status::AUTOCOMMIT,
         pinned: None,
         pin_gauge: None,
+        last_insert_id: 0,
         route_override: RouteOverride::Auto,
         last_used: None,
         stmts: StmtRegistry::default(),
@@ -268,7 +272,9 @@ impl Relay {
             charset: self.login.charset,
             capabilities: self.login.capabilities,
         };
-        pooled::open_backend(&self.ctx, server, login).await
+        // Boxed: the connect-and-login state machine is large and rarely runs; inline, it would
+        // be part of every session's task allocation (PostgreSQL sessions' too: they share it).
+        Box::pin(pooled::open_backend(&self.ctx, server, login)).await
     }
 
     fn attach(&mut self, server: usize, b: MyBackend, lease: Option<Lease<MyBackend>>) {
@@ -318,6 +324,9 @@ impl Relay {
                 COM_PING => self.local_ok(),
                 COM_QUERY => {
                     let text = String::from_utf8_lossy(&p.payload[1..]);
+                    if self.answer_insert_id(&text) {
+                        continue;
+                    }
                     let class = self.ctx.classifier().classify(&text);
                     if let Intent::ProxyRoute(o) = class.intent {
                         self.route_override = o;
@@ -404,6 +413,7 @@ impl Relay {
         self.status = status::AUTOCOMMIT;
         self.pinned = None;
         self.pin_gauge = None;
+        self.last_insert_id = 0;
         self.route_override = RouteOverride::Auto;
         self.consistency = None;
         self.wrote = false;
@@ -473,6 +483,8 @@ pub(super) fn static_state(s: &str) -> &'static str {
 mod causal;
 #[path = "exec.rs"]
 mod exec;
+#[path = "insert_id.rs"]
+mod insert_id;
 #[path = "pooled.rs"]
 pub mod pooled;
 #[path = "stmt_exec.rs"]

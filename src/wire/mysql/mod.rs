@@ -10,6 +10,7 @@ pub mod command;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod resultset;
 pub mod status;
 
 pub use packet::{caps, split_packet, Packet, PacketError};
