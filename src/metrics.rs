@@ -300,12 +300,18 @@ impl Metrics {
                  (released, timed_out).",
                 &["cluster", "result"],
             ),
-            config_reloads: counter_vec(
-                &r,
-                "switchyard_config_reloads_total",
-                "Configuration reloads (SIGHUP, POST /api/reload), by result (ok, error).",
-                &["result"],
-            ),
+            config_reloads: {
+                let c = counter_vec(
+                    &r,
+                    "switchyard_config_reloads_total",
+                    "Configuration reloads (SIGHUP, POST /api/reload), by result (ok, error).",
+                    &["result"],
+                );
+                // Both series exist from the start, at 0, so rate() and alerts see them.
+                let _ = c.with_label_values(&["ok"]);
+                let _ = c.with_label_values(&["error"]);
+                c
+            },
             causal_waits,
             causal_wait_seconds,
             queries,
