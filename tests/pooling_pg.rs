@@ -28,7 +28,7 @@ fn config(size: usize) -> (String, ProxyPorts) {
     let (yaml, ports) = Proxy::pg_config(shared());
     let yaml = yaml.replace(
         "    monitor: {",
-        &format!("    pool: {{ mode: transaction, size: {size}, checkout_timeout: 30s }}\n    monitor: {{"),
+        &format!("    pool: {{ mode: transaction, size: {size}, checkout_timeout: 60s }}\n    monitor: {{"),
     );
     (yaml, ports)
 }

@@ -516,7 +516,10 @@ async fn mysql_async_over_rustls() {
     let mut conn = mysql_async::Conn::new(opts)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
-    let v: Option<i64> = conn.query_first("SELECT 6 * 7").await.unwrap();
+    let v: Option<i64> = conn
+        .query_first("SELECT 6 * 7")
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
     assert_eq!(v, Some(42));
     let n: Vec<i64> = conn
         .exec("SELECT ? + seq FROM seq_1_to_500", (1,))
