@@ -216,11 +216,17 @@ impl Relay {
 
     async fn connect_first(&mut self) -> Result<usize, ClientError> {
         let want = Want::Replica(RouteReason::Class(Reason::Session));
+        let mut last: Option<String> = None;
         for _ in 0..self.ctx.config().servers.len().max(1) {
             let d = self.route(want).map_err(|e| {
+                // Say why the servers tried before were given up, not only that none is left.
+                let why = last
+                    .as_deref()
+                    .map(|l| format!(" (last error: {l})"))
+                    .unwrap_or_default();
                 ClientError::fatal(
                     "08006",
-                    format!("cannot serve the session: {e}"),
+                    format!("cannot serve the session: {e}{why}"),
                     ErrorKind::NoServer,
                 )
             })?;
@@ -235,6 +241,7 @@ impl Relay {
                 }
                 Err(e) => {
                     tracing::warn!(cluster = %self.ctx.name, server = d.server, error = %e, "backend connect failed");
+                    last = Some(e.to_string());
                     self.excluded.push(d.server);
                 }
             }
