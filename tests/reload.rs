@@ -163,7 +163,7 @@ fn reload_under_pgbench_applies_servers_pool_and_users_and_refuses_bad_files() {
     assert_eq!(status, 200, "{v}");
     assert!(v.to_string().contains("server replica2 removed"), "{v}");
     assert_eq!(server(&clusters(&proxy), "replica2")["mode"], "removed");
-    eventually(10, "no pgbench connection left on replica2", &proxy, || {
+    eventually(15, "no pgbench connection left on replica2", &proxy, || {
         pgbench_conns(r2) == 0
     });
     sleep(Duration::from_secs(2));

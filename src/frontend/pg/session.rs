@@ -177,6 +177,19 @@ impl ClusterCtx {
             for (key, b) in self.my_pools.reap_all(now) {
                 crate::frontend::mysql::relay::pooled::close_conn(&self, key.server, b);
             }
+            // A session that chose a server just before a reload removed it may have made a
+            // fresh pool for it: retire those too.
+            let removed: Vec<usize> = self
+                .topology
+                .borrow()
+                .servers
+                .iter()
+                .filter(|s| s.mode == crate::topology::ServerMode::Removed)
+                .map(|s| s.index)
+                .collect();
+            if !removed.is_empty() {
+                self.reshape_pools(|i| removed.contains(&i), None);
+            }
             // Refill pools below `min_idle` (after reaping, so what closed is reopened).
             for (_, p) in self.pg_pools.all() {
                 p.warm();
