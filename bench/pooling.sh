@@ -18,7 +18,9 @@
 # Env: SCALE, DURATION, CLIENTS ("1 16 64 256"), TPCB_CLIENTS (16), SB_THREADS ("16 64"),
 # LAT_DURATION (10), IDLE_CLIENTS (5000), BURST_CLIENTS (10000), BURST_POOL (50),
 # BURST_CHECKOUT_TIMEOUT (30s), PARTS ("pgbench sysbench latency memory"), TARGETS
-# ("direct switchyard pgbouncer pgpool pgcat pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1.
+# ("direct switchyard pgbouncer pgpool pgcat pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
+# SWITCHYARD_BIN (another build, e.g. for before/after runs; implies no build of its own),
+# SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1").
 # Run as root (PgBouncer and Pgpool-II then run as the OS user postgres; `ulimit -n` is raised for
 # the 10,000 clients). Everything shares this machine's cores: only ratios compare across machines.
 # Every process the script starts (and the demo, if it started it) is stopped on exit.
@@ -50,7 +52,9 @@ MY_REPLICA_PORTS=("${DEMO_MYSQL_REPLICA1_PORT:-13307}" "${DEMO_MYSQL_REPLICA2_PO
 SU_PASSWORD="postgres-demo"  # set by scripts/demo.sh
 MY_ROOT_PASSWORD="root-demo" # set by scripts/demo.sh
 DEMO_CONFIG="${ROOT}/.demo/switchyard.yaml"
-BIN="${ROOT}/target/release/switchyard"
+BIN="${SWITCHYARD_BIN:-${ROOT}/target/release/switchyard}"
+[ -z "${SWITCHYARD_BIN:-}" ] || SKIP_BUILD=1
+read -r -a SY_ARGS <<<"${SWITCHYARD_ARGS:-}"
 CLIENT_BIN="${ROOT}/target/release/examples/pool_clients"
 SB_TABLES=4 SB_TABLE_SIZE=10000
 export PGPASSWORD=app-secret PGUSER=app PGHOST=127.0.0.1 PGDATABASE=app
@@ -145,9 +149,10 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge $((BURST_CLIENTS + 1000)) ] ||
     log "warning: ulimit -n is $(ulimit -n): too low for ${BURST_CLIENTS} clients (run as root)"
 
-demo_up() {
-    local p
-    for p in "${PRIMARY_PORT}" "${REPLICA_PORTS[@]}" "${MY_PRIMARY_PORT}" "${MY_REPLICA_PORTS[@]}"; do
+demo_up() { # the PostgreSQL servers, and the MariaDB ones when sysbench runs
+    local p ports=("${PRIMARY_PORT}" "${REPLICA_PORTS[@]}")
+    has "${PARTS}" sysbench && ports+=("${MY_PRIMARY_PORT}" "${MY_REPLICA_PORTS[@]}")
+    for p in "${ports[@]}"; do
         port_in_use "${p}" || return 1
     done
 }
@@ -243,7 +248,7 @@ start_switchyard() {
         users_block "${cluster}"
     } >"${conf}"
     grep -q "^  - name: ${cluster}\$" "${conf}" || die "cluster ${cluster} not found in ${DEMO_CONFIG}"
-    RUST_LOG="${RUST_LOG:-switchyard=info}" start_bg SY_PID "${SY_LOG}" "${BIN}" --config "${conf}"
+    RUST_LOG="${RUST_LOG:-switchyard=info}" start_bg SY_PID "${SY_LOG}" "${BIN}" --config "${conf}" "${SY_ARGS[@]+"${SY_ARGS[@]}"}"
     if ! wait_port "${port}" 20 "${SY_PID}"; then
         tail -n 20 "${SY_LOG}" >&2
         stop_bg "${SY_PID}"

@@ -123,37 +123,39 @@ impl Balancer {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Choose one of `candidates` by policy and weight. `None` when empty.
-    pub fn choose(&self, policy: Balance, candidates: &[&ServerState]) -> Option<usize> {
-        let weighted: Vec<&&ServerState> = candidates.iter().filter(|s| s.weight > 0).collect();
-        let pool: Vec<&ServerState> = if weighted.is_empty() {
-            candidates.to_vec()
-        } else {
-            weighted.into_iter().copied().collect()
-        };
-        if pool.is_empty() {
+    /// Choose one of the servers `candidates()` yields, by policy and weight. `None` when it
+    /// yields none. Servers of weight 0 are chosen only when no candidate has a weight.
+    /// `candidates` is called for each pass over them, so a read allocates nothing.
+    pub fn choose<'a, I>(&self, policy: Balance, candidates: impl Fn() -> I) -> Option<usize>
+    where
+        I: Iterator<Item = &'a ServerState>,
+    {
+        let weighted = candidates().any(|s| s.weight > 0);
+        let pool = || candidates().filter(move |s| !weighted || s.weight > 0);
+        let total: u64 = pool().map(|s| u64::from(s.weight.max(1))).sum();
+        if total == 0 {
             return None;
         }
-        let total: u64 = pool.iter().map(|s| u64::from(s.weight.max(1))).sum();
         let pick_by_ticket = |ticket: u64| {
             let mut t = ticket % total;
-            for s in &pool {
+            let mut first = None;
+            for s in pool() {
+                first = first.or(Some(s.index));
                 let w = u64::from(s.weight.max(1));
                 if t < w {
-                    return s.index;
+                    return Some(s.index);
                 }
                 t -= w;
             }
-            pool[0].index
+            first
         };
         match policy {
             Balance::RoundRobin => {
                 let n = self.cursor.fetch_add(1, Ordering::Relaxed) as u64;
-                Some(pick_by_ticket(n))
+                pick_by_ticket(n)
             }
-            Balance::Random => Some(pick_by_ticket(rand::random::<u64>())),
-            Balance::LeastConnections => pool
-                .iter()
+            Balance::Random => pick_by_ticket(rand::random::<u64>()),
+            Balance::LeastConnections => pool()
                 .min_by(|a, b| {
                     // Compare load per unit of weight: a/wa < b/wb  <=>  a*wb < b*wa.
                     let la = self.load(a.index) * i64::from(b.weight.max(1));
@@ -187,11 +189,11 @@ pub fn decide(
             })
             .ok_or(RouteError::NoPrimary),
         Want::Replica(reason) => {
-            let candidates: Vec<&ServerState> = topo
-                .read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
-                .filter(|s| !exclude.contains(&s.index))
-                .collect();
-            if let Some(server) = balancer.choose(routing.balance, &candidates) {
+            let candidates = || {
+                topo.read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
+                    .filter(|s| !exclude.contains(&s.index))
+            };
+            if let Some(server) = balancer.choose(routing.balance, candidates) {
                 return Ok(Decision {
                     server,
                     route: Route::Replica,
@@ -302,6 +304,45 @@ mod tests {
             .filter(|_| decide(Want::Replica(READ), &t, &r, &b, &[]).unwrap().server == 1)
             .count();
         assert_eq!(ones, 6);
+    }
+
+    #[test]
+    fn zero_weight_replicas_take_reads_only_when_no_other_can() {
+        let r = routing(Balance::RoundRobin, Fallback::Primary);
+        let b = Balancer::new(3);
+        let mixed = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Replica, FRESH, 0),
+            server(2, Role::Replica, FRESH, 2),
+        ]);
+        for _ in 0..6 {
+            assert_eq!(
+                decide(Want::Replica(READ), &mixed, &r, &b, &[])
+                    .unwrap()
+                    .server,
+                2
+            );
+        }
+        let zeros = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Replica, FRESH, 0),
+            server(2, Role::Replica, FRESH, 0),
+        ]);
+        let picks: Vec<usize> = (0..4)
+            .map(|_| {
+                decide(Want::Replica(READ), &zeros, &r, &b, &[])
+                    .unwrap()
+                    .server
+            })
+            .collect();
+        assert!(picks.contains(&1) && picks.contains(&2), "{picks:?}");
+        let lc = routing(Balance::LeastConnections, Fallback::Primary);
+        assert_eq!(
+            decide(Want::Replica(READ), &mixed, &lc, &b, &[])
+                .unwrap()
+                .server,
+            2
+        );
     }
 
     #[test]

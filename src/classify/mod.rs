@@ -4,6 +4,7 @@
 //! Parse message. Anything not proven read-only is not [`Intent::Read`].
 
 pub mod cache;
+pub mod fast;
 pub mod hint;
 pub mod mysql;
 mod mysql_functions;
@@ -210,7 +211,11 @@ impl Classifier {
     }
 
     /// Classify one simple-Query or Parse text (may hold several statements).
+    /// A plain `SELECT` ([`fast::plain_select`]) is answered without tokenizer or cache.
     pub fn classify(&self, sql: &str) -> Classification {
+        if fast::plain_select(sql, self.inner.settings.dialect) {
+            return cls(Intent::Read, Reason::Read);
+        }
         if let Some(c) = self.inner.cache.get(sql) {
             return c;
         }

@@ -51,7 +51,7 @@ fn extra() -> Vec<String> {
 }
 
 #[rustfmt::skip]
-const CORPUS: &[(&str, Want)] = &[
+pub(super) const CORPUS: &[(&str, Want)] = &[
     // ---- plain reads
     ("SELECT 1", READ),
     ("select 1", READ),

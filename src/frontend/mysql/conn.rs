@@ -145,7 +145,13 @@ impl MyClient {
                     .fatal())
                 }
             }
-            let chunk = crate::frontend::pg::session::READ_CHUNK;
+            // Between commands the buffer is empty: a small read will do, and an idle client
+            // keeps 1 KiB instead of a whole read chunk. A packet under way reads in chunks.
+            let chunk = if self.rbuf.is_empty() {
+                1024
+            } else {
+                crate::frontend::pg::session::READ_CHUNK
+            };
             if self.rbuf.capacity() - self.rbuf.len() < chunk / 4 {
                 self.rbuf.reserve(chunk);
             }

@@ -98,7 +98,19 @@ pub(super) struct Relay {
 }
 
 /// Serve one accepted MySQL client connection to its end.
-pub async fn serve_mysql_client(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
+///
+/// The session runs in a box of its own: the task that accepts a client is sized for the
+/// session of either protocol, and a MySQL session's state machine is the larger one; inline,
+/// every PostgreSQL client would carry its size too.
+pub fn serve_mysql_client(
+    ctx: Arc<ClusterCtx>,
+    stream: TcpStream,
+    connection_id: u32,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(serve(ctx, stream, connection_id))
+}
+
+async fn serve(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
     let _ = stream.set_nodelay(true);
     let mut client = MyClient::new(stream, ctx.limits().max_message_size);
     let logged = tokio::time::timeout(

@@ -26,7 +26,7 @@ impl Relay {
         if self.pause_pass.is_none() {
             self.pause_pass = Some(self.ctx.pass_pause().await);
         }
-        let attempts = self.ctx.config().servers.len() + 1;
+        let attempts = self.ctx.config.load().servers.len() + 1;
         let mut held = false;
         for _ in 0..attempts {
             let d = match target {
@@ -88,8 +88,15 @@ impl Relay {
                 }
             }
             match self.send(d, &frames, &info).await {
-                Ok(()) => {
+                Ok(retryable) => {
                     self.excluded.clear();
+                    if retryable {
+                        // Kept (moved, not copied) until the first answer: a replica lost
+                        // before answering sends the read elsewhere.
+                        if let Some(fl) = self.inflight.back_mut() {
+                            fl.retry = Some(frames);
+                        }
+                    }
                     return Ok(());
                 }
                 Err(BackendError::PoolExhausted(m)) => {
@@ -155,12 +162,26 @@ impl Relay {
         if d.route != Route::Replica || !is_read || self.txn.is_some() || self.bound.is_some() {
             return Ok(d);
         }
-        if self.consistency() == Consistency::Strong {
+        let consistency = self.consistency();
+        if consistency == Consistency::Strong {
             return self
                 .route(Want::Primary(RouteReason::Consistency))
                 .or(Ok(d));
         }
-        if self.causal_ok(d.server).await? {
+        // Most reads need no causal query (eventual, or read_your_writes before any write):
+        // settled here, so the query path is boxed and stays out of every session's task.
+        let known_ok = match (consistency, self.causal_lsn) {
+            (Consistency::Eventual, _) => true,
+            (Consistency::ReadYourWrites, None) => !self.wrote,
+            (Consistency::ReadYourWrites, Some(lsn)) => {
+                !self.wrote
+                    && self.backends[d.server]
+                        .as_ref()
+                        .is_some_and(|b| b.replayed >= lsn)
+            }
+            _ => false,
+        };
+        if known_ok || Box::pin(self.causal_ok(d.server)).await? {
             return Ok(d);
         }
         Ok(self
@@ -290,26 +311,34 @@ impl Relay {
     }
 
     /// Make `server` ready (connected, alive, session state applied) and write the batch to it.
+    /// `Ok(true)`: the batch may be retried elsewhere if the server is lost before answering
+    /// (the caller keeps the frames in the new in-flight entry).
     async fn send(
         &mut self,
         d: Decision,
         frames: &[Frame],
         info: &BatchInfo,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         let server = d.server;
         self.ready(server).await?;
         let Some(be) = self.backends[server].as_mut() else {
             return Err(BackendError::Closed);
         };
         let inj = state::plan(info, &mut be.state, &self.prepared);
-        let mut out = BytesMut::with_capacity(batch_len(frames) + 64);
-        for f in &inj.frames {
-            out.extend_from_slice(f);
+        match (inj.frames.is_empty(), frames) {
+            // The common simple Query: the client's bytes go out as they came, uncopied.
+            (true, [one]) => be.conn.write_all(&one.raw).await?,
+            _ => {
+                let mut out = BytesMut::with_capacity(batch_len(frames) + 64);
+                for f in &inj.frames {
+                    out.extend_from_slice(f);
+                }
+                for f in frames {
+                    out.extend_from_slice(&f.raw);
+                }
+                be.conn.write_all(&out).await?;
+            }
         }
-        for f in frames {
-            out.extend_from_slice(&f.raw);
-        }
-        be.conn.write_all(&out).await?;
         if let Some((pid, secret)) = be.conn.key {
             *self.cancel_slot.lock() = Some(ServerKey {
                 addr: be.conn.addr,
@@ -336,11 +365,10 @@ impl Relay {
                 );
             }
         }
-        let retry = (d.route == Route::Replica
+        let retryable = d.route == Route::Replica
             && self.txn.is_none()
             && self.inflight.is_empty()
-            && !self.unsynced)
-            .then(|| frames.to_vec());
+            && !self.unsynced;
         let texts = if self.txn.is_none() {
             info.session_texts.clone()
         } else {
@@ -359,7 +387,7 @@ impl Relay {
                 session_texts: texts,
                 route: d.route,
                 started: Instant::now(),
-                retry,
+                retry: None,
             }),
         }
         if d.route == Route::Primary
@@ -392,7 +420,7 @@ impl Relay {
         self.unsynced = info.unsynced;
         self.bound = Some(server);
         self.last_used = Some(server);
-        Ok(())
+        Ok(retryable)
     }
 
     /// Apply session settings this backend has not seen yet; their answers are not forwarded.

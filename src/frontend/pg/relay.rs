@@ -52,7 +52,7 @@ struct InFlight {
 enum Event {
     Client(Result<(), ClientError>),
     Backend(usize, Result<(), BackendError>),
-    /// SIGTERM: the proxy is draining.
+    /// SIGTERM: the proxy is draining (only idle sessions wait for it).
     Drain,
 }
 
@@ -106,6 +106,9 @@ pub struct Relay {
     pause_pass: Option<Pass>,
     /// `SET switchyard.debug = on`: each routing decision is logged and sent as a NOTICE.
     debug: bool,
+    /// A child of the cluster's drain token: checking and waiting on it locks only this
+    /// session's node, not the one node every session of the cluster shares.
+    drain: tokio_util::sync::CancellationToken,
 }
 
 impl Relay {
@@ -116,6 +119,7 @@ impl Relay {
         startup: StartupParams,
     ) -> Self {
         let (cancel_key, cancel_slot) = ctx.cancels.register();
+        let drain = ctx.draining.child_token();
         let servers = ctx.config().servers.len();
         let pooled = ctx.config().pool.mode == crate::config::PoolMode::Transaction;
         let consistency = startup.get("options").and_then(consistency_setting);
@@ -148,7 +152,9 @@ impl Relay {
             route_override: RouteOverride::Auto,
             bound: None,
             last_used: None,
-            inflight: VecDeque::new(),
+            // One batch in flight is the rule (a pipeline grows it): a first push would
+            // otherwise reserve four entries that every idle session then keeps.
+            inflight: VecDeque::with_capacity(1),
             unsynced: false,
             copy_in: false,
             batch: Vec::new(),
@@ -164,6 +170,7 @@ impl Relay {
             gate_pass: None,
             pause_pass: None,
             debug,
+            drain,
         };
         relay.login_key = login_key;
         relay
@@ -277,41 +284,15 @@ impl Relay {
 
     /// Open and authenticate a new connection to `server`.
     async fn open(&mut self, server: usize) -> Result<Backend, BackendError> {
-        let cfg = &self.ctx.config().servers[server];
-        let login = Login {
-            user: &self.user.config.backend_user,
-            password: self.user.config.backend_password.as_deref(),
-            params: &self.params,
-        };
-        let conn = BackendConn::connect(
-            &cfg.address(),
-            crate::backend::ServerTlsTarget::new(&self.ctx.config().server_tls, &cfg.host),
-            login,
-            self.ctx.limits().max_message_size,
-            self.ctx.limits().connect_timeout,
-        )
-        .await;
-        let conn = match conn {
-            Ok(c) => c,
-            Err(e) => {
-                self.ctx
-                    .metrics
-                    .error(&self.ctx.name, ErrorKind::BackendConnect);
-                return Err(e);
-            }
-        };
-        self.ctx
-            .metrics
-            .backend_connected(&self.ctx.name, &cfg.name);
-        self.ctx
-            .metrics
-            .backend_gauge(&self.ctx.name, &cfg.name)
-            .inc();
-        Ok(Backend {
-            conn,
-            state: BackendState::default(),
-            replayed: 0,
-        })
+        // Boxed: the connect-and-login state machine is large and rarely runs (pooled sessions
+        // reuse connections); inline, it would be part of every session's task allocation.
+        Box::pin(pooled::open_backend(
+            &self.ctx,
+            server,
+            &self.user.config,
+            &self.params,
+        ))
+        .await
     }
 
     fn attach(&mut self, server: usize, b: Backend, lease: Option<Lease<Backend>>) {
@@ -350,17 +331,6 @@ impl Relay {
 
     async fn run(&mut self) -> Result<(), ClientError> {
         loop {
-            if self.ctx.draining.is_cancelled() && self.idle() {
-                tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
-                let e = ClientError::fatal(
-                    "57P01",
-                    "terminating connection: switchyard is shutting down",
-                    ErrorKind::ClientProtocol,
-                );
-                self.client.queue(&e.to_message());
-                let _ = self.client.flush().await;
-                return Ok(());
-            }
             while !self.holding() {
                 let Some(f) = self.client.buffered_frame()? else {
                     break;
@@ -388,7 +358,19 @@ impl Relay {
                     }
                 }
                 Event::Backend(b, Err(e)) => self.backend_failed(b, e).await?,
-                Event::Drain => {}
+                Event::Drain => {
+                    // Only an idle session waits for the drain (see `wait`), and one that
+                    // becomes idle after it started gets it at once: close it.
+                    tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
+                    let e = ClientError::fatal(
+                        "57P01",
+                        "terminating connection: switchyard is shutting down",
+                        ErrorKind::ClientProtocol,
+                    );
+                    self.client.queue(&e.to_message());
+                    let _ = self.client.flush().await;
+                    return Ok(());
+                }
             }
         }
     }
@@ -401,6 +383,9 @@ impl Relay {
     async fn wait(&mut self) -> Event {
         let watch = self.bound.or(self.pinned.map(|(s, _)| s));
         let read_client = !self.holding();
+        // Draining closes idle sessions only: a busy one waits for the drain again once it is
+        // idle (the token's future is ready at once when the drain began meanwhile).
+        let watch_drain = self.idle();
         let Relay {
             client, backends, ..
         } = self;
@@ -419,12 +404,11 @@ impl Relay {
                 std::future::pending().await
             }
         };
-        let draining = &self.ctx.draining;
-        let drain_seen = draining.is_cancelled();
+        let draining = &self.drain;
         tokio::select! {
             (i, r) = backend_fut => Event::Backend(i, r),
             r = client_fut => Event::Client(r),
-            _ = draining.cancelled(), if !drain_seen => Event::Drain,
+            _ = draining.cancelled(), if watch_drain => Event::Drain,
         }
     }
 
@@ -469,7 +453,7 @@ impl Relay {
             if self.client.has_buffered_bytes() || !self.batch.iter().any(|f| f.tag == b'E') {
                 return Ok(());
             }
-            let info = analyse(&self.batch, &self.ctx.classifier(), &self.prepared);
+            let info = analyse(&self.batch, &self.ctx.classifier.load(), &self.prepared);
             let strong = info.class.is_some_and(|c| {
                 matches!(
                     c.intent,
@@ -481,7 +465,8 @@ impl Relay {
             }
         }
         let frames = std::mem::take(&mut self.batch);
-        let info = analyse(&frames, &self.ctx.classifier(), &self.prepared);
+        // `load` (not `classifier()`): no reference count bump on the Arc every session shares.
+        let info = analyse(&frames, &self.ctx.classifier.load(), &self.prepared);
         let target = self.target_for(&info);
         if let Some(b) = self.bound {
             if target.as_ref().map(|t| t.server) != Ok(b) && !self.unsynced && self.txn != Some(b) {
@@ -631,5 +616,30 @@ mod consistency_tests {
             consistency_setting("SET switchyard.consistency = bogus"),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod task_size_tests {
+    /// The size of the future `f` returns (without running it).
+    fn future_size<A, B, R>(_: &impl Fn(A, B) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    fn future_size3<A, B, C, R>(_: &impl Fn(A, B, C) -> R) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// Each accepted client is a task holding its whole session state machine, copied in when
+    /// it is spawned (so all of it is resident): it is the largest part of the memory an idle
+    /// client costs. Rarely run steps (opening a server connection, causal checks, a MySQL
+    /// session in the shared accept task) are boxed to keep it small; a new await of a large
+    /// future on the session path should be boxed the same way.
+    #[test]
+    fn session_tasks_stay_small() {
+        let pg = future_size(&crate::frontend::pg::session::serve_client);
+        assert!(pg <= 3 * 1024, "PostgreSQL session future: {pg} bytes");
+        let my = future_size3(&crate::frontend::mysql::serve_mysql_client);
+        assert!(my <= 64, "MySQL session future (boxed): {my} bytes");
     }
 }

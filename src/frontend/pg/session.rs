@@ -355,8 +355,10 @@ impl ClientConn {
     /// Read more bytes; cancel-safe.
     pub async fn fill(&mut self) -> Result<(), ClientError> {
         let rbuf = &mut self.rbuf;
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
+        // An idle session (empty buffer) keeps 1 KiB; reads grow by READ_CHUNK only mid-message.
+        let chunk = if rbuf.is_empty() { 1024 } else { READ_CHUNK };
+        if rbuf.capacity() - rbuf.len() < chunk / 4 {
+            rbuf.reserve(chunk);
         }
         let stream = self.stream.as_mut().ok_or_else(ClientError::gone)?;
         match stream.read_buf(rbuf).await {

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# CPU per query: pgbench -S through Switchyard (transaction pooling, pool of 20, reads over the
+# demo's two replicas) with the proxy's own CPU time per transaction (user and system, from
+# /proc/<pid>/stat), several builds alternating round by round, medians printed. On a host shared
+# with other work TPS swings a lot; CPU per transaction much less, so compare that first.
+#
+#   bench/cpu_per_query.sh                              the release build, 1 and 16 clients, 5 rounds
+#   BINS="/tmp/before/switchyard target/release/switchyard" bench/cpu_per_query.sh
+#   ARGS="--threads 1" CLIENTS="1 16 64" MODE=prepared ROUNDS=7 DURATION=5 bench/cpu_per_query.sh
+#   PERF=1 bench/cpu_per_query.sh                       also a perf profile of each build (c=16)
+#   PGBOUNCER=1 bench/cpu_per_query.sh                  PgBouncer (transaction mode, primary only)
+#                                                       as a reference (run as root)
+#
+# Needs the demo's PostgreSQL servers (scripts/demo.sh) and pgbench tables (bench/pooling.sh or
+# bench/pgbench.sh create them). Every process it starts is stopped on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BINS="${BINS:-${ROOT}/target/release/switchyard}"
+ARGS="${ARGS:-}"
+CLIENTS="${CLIENTS:-1 16}"
+MODE="${MODE:-simple}"
+ROUNDS="${ROUNDS:-5}"
+DURATION="${DURATION:-5}"
+PERF="${PERF:-0}"
+PGBOUNCER="${PGBOUNCER:-0}"
+PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
+DEMO_CONFIG="${ROOT}/.demo/switchyard.yaml"
+export PGPASSWORD=app-secret PGUSER=app PGHOST=127.0.0.1 PGDATABASE=app
+
+log() { printf 'cpu_per_query: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+[ -f "${DEMO_CONFIG}" ] || die "no ${DEMO_CONFIG}: run scripts/demo.sh once"
+port_in_use "${PRIMARY_PORT}" || die "the demo's primary is not running: scripts/demo.sh"
+for b in ${BINS}; do [ -x "${b}" ] || die "no executable ${b} (cargo build --release)"; done
+HZ="$(getconf CLK_TCK)"
+
+TMP="$(mktemp -d /tmp/switchyard-cpu.XXXXXX)"
+chmod 755 "${TMP}"
+PID=""
+cleanup() {
+    local rc=$?
+    if [ -n "${PID}" ]; then kill -- "-${PID}" 2>/dev/null || kill "${PID}" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    rm -rf "${TMP}"
+    exit "${rc}"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NEXT_PORT="${PORT_BASE:-17600}"
+alloc_port() { # VAR: a free local port (not handed out before in this run) into VAR
+    while port_in_use "${NEXT_PORT}"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+    printf -v "$1" '%s' "${NEXT_PORT}"
+    NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+# The demo's cluster `main` and its users, in transaction pooling mode, on PORT (admin on ADMIN).
+write_config() { # file port admin
+    {
+        echo "admin: { listen: \"127.0.0.1:$3\" }"
+        echo "clusters:"
+        awk '/^[^ #]/ { inside = 0 } /^  - name: / { inside = ($3 == "main") }
+             inside && !/^    pool:/ { print }' "${DEMO_CONFIG}" |
+            sed "s|^    listen: .*|    listen: \"127.0.0.1:$2\"|"
+        echo "    pool: { mode: transaction, size: 20, checkout_timeout: 5s }"
+        awk '/^users:/ { inside = 1; print; next } /^[^ #]/ { inside = 0 }
+             inside && /^  - / && !/clusters: \[mysql\]/ { print }' "${DEMO_CONFIG}"
+    } >"$1"
+}
+
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+
+# measure LABEL PORT CLIENTS PERFDATA -> "label c tps txns user_us sys_us" (per transaction)
+measure() {
+    local label="$1" port="$2" c="$3" perfdata="$4" j u0 s0 u1 s1 out n tps perf_pid=""
+    j=$((c < 2 ? c : 2))
+    pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T 2 -p "${port}" >/dev/null 2>&1 || true
+    read -r u0 s0 <<<"$(cpu_ticks "${PID}")"
+    if [ -n "${perfdata}" ]; then
+        perf record -q -g -F 999 -p "${PID}" -o "${perfdata}" -- sleep "${DURATION}" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
+    out="$(pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T "${DURATION}" -p "${port}" 2>&1)" || true
+    read -r u1 s1 <<<"$(cpu_ticks "${PID}")"
+    [ -z "${perf_pid}" ] || wait "${perf_pid}" || true
+    n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}")"
+    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1)"
+    if [ -z "${n}" ] || [ "${n}" = 0 ]; then
+        log "${label} c=${c}: pgbench failed: $(grep -m1 -iE 'error|fatal|abort' <<<"${out}" || true)"
+        return
+    fi
+    awk -v l="${label}" -v c="${c}" -v t="${tps}" -v n="${n}" -v hz="${HZ}" \
+        -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
+        'BEGIN { printf "%s %d %.0f %d %.1f %.1f\n", l, c, t, n, u / hz * 1e6 / n, s / hz * 1e6 / n }'
+}
+
+run_switchyard() { # bin round
+    local bin="$1" port admin conf label body
+    alloc_port port
+    alloc_port admin
+    conf="${TMP}/switchyard.yaml"
+    label="${bin#"${ROOT}"/}"
+    write_config "${conf}" "${port}" "${admin}"
+    read -r -a extra <<<"${ARGS}"
+    RUST_LOG=switchyard=warn setsid "${bin}" --config "${conf}" "${extra[@]+"${extra[@]}"}" \
+        </dev/null >>"${TMP}/switchyard.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 1 200); do
+        body="$(curl -s -m 1 "http://127.0.0.1:${admin}/api/clusters" || true)"
+        grep -q '"state":"healthy"' <<<"${body}" && port_in_use "${port}" && break
+        sleep 0.1
+    done
+    if ! kill -0 "${PID}" 2>/dev/null; then
+        tail -n 5 "${TMP}/switchyard.log" >&2
+        die "${label} did not start"
+    fi
+    grep -q '"state":"healthy"' <<<"${body}" || log "${label}: no healthy replica yet"
+    for c in ${CLIENTS}; do
+        local perfdata=""
+        if [ "${PERF}" = 1 ] && [ "$2" = 1 ] && [ "${c}" = "$(last_word "${CLIENTS}")" ]; then
+            perfdata="${TMP}/perf-${#PERFS[@]}.data"
+            PERFS+=("${label}|${perfdata}")
+        fi
+        measure "${label}" "${port}" "${c}" "${perfdata}" >>"${TMP}/results"
+    done
+    kill -- "-${PID}" 2>/dev/null || kill "${PID}" 2>/dev/null || true
+    wait "${PID}" 2>/dev/null || true
+    PID=""
+}
+
+run_pgbouncer() {
+    local port dir="${TMP}/pgbouncer"
+    alloc_port port
+    mkdir -p "${dir}"
+    cat >"${dir}/pgbouncer.ini" <<INI
+[databases]
+app = host=127.0.0.1 port=${PRIMARY_PORT} dbname=app
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = ${dir}/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 1000
+ignore_startup_parameters = extra_float_digits
+log_connections = 0
+log_disconnections = 0
+INI
+    echo '"app" "app-secret"' >"${dir}/userlist.txt"
+    chown -R postgres:postgres "${dir}"
+    setsid setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "${dir}/pgbouncer.ini" \
+        </dev/null >>"${dir}/log" 2>&1 &
+    PID=$!
+    for _ in $(seq 1 100); do port_in_use "${port}" && break; sleep 0.1; done
+    for c in ${CLIENTS}; do measure pgbouncer "${port}" "${c}" "" >>"${TMP}/results"; done
+    kill -- "-${PID}" 2>/dev/null || kill "${PID}" 2>/dev/null || true
+    wait "${PID}" 2>/dev/null || true
+    PID=""
+}
+
+last_word() { local w; for w in $1; do :; done; echo "${w}"; }
+
+PERFS=()
+: >"${TMP}/results"
+log "${ROUNDS} rounds of pgbench -S -M ${MODE}, ${DURATION} s, clients: ${CLIENTS}"
+for round in $(seq 1 "${ROUNDS}"); do
+    for b in ${BINS}; do run_switchyard "${b}" "${round}"; done
+    [ "${PGBOUNCER}" != 1 ] || run_pgbouncer
+    log "round ${round} done"
+done
+
+echo
+echo "pgbench -S -M ${MODE}, medians of ${ROUNDS} rounds of ${DURATION} s; proxy CPU per transaction ($(nproc) cores, shared)"
+printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "cpu us" "user us" "sys us"
+sort -k2,2n -k1,1 "${TMP}/results" | awk '
+    function median(a, n,    i, j, v) { # insertion sort of a[1..n] (portable awk), middle value
+        for (i = 2; i <= n; i++) {
+            v = a[i]
+            for (j = i - 1; j >= 1 && a[j] > v; j--) a[j + 1] = a[j]
+            a[j + 1] = v
+        }
+        return a[int((n + 1) / 2)]
+    }
+    function flush() {
+        if (key == "") return
+        printf "%-34s %5d %9.0f %10.1f %9.1f %9.1f\n", label, clients,
+            median(t, i), median(cpu, i), median(u, i), median(s, i)
+        split("", t); split("", u); split("", s); split("", cpu)
+    }
+    { k = $1 " " $2; if (k != key) { flush(); key = k; label = $1; clients = $2; i = 0 }
+      i++; t[i] = $3; u[i] = $5; s[i] = $6; cpu[i] = $5 + $6 }
+    END { flush() }'
+
+for p in "${PERFS[@]+"${PERFS[@]}"}"; do
+    echo
+    echo "== perf profile: ${p%%|*} (c=$(last_word "${CLIENTS}"), self time, top symbols) =="
+    perf report -i "${p#*|}" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -5
+    perf report -i "${p#*|}" --no-children --sort sym --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | head -25
+done
