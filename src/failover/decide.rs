@@ -76,6 +76,15 @@ enum Busy {
     Switchover { old: usize, target: usize },
 }
 
+/// The pause after a failed promotion: five probe intervals, at least a second.
+fn retry_after(cluster: &ClusterConfig) -> Duration {
+    cluster
+        .monitor
+        .interval
+        .saturating_mul(5)
+        .max(Duration::from_secs(1))
+}
+
 /// The controller of one cluster.
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -97,11 +106,7 @@ impl Controller {
         Controller {
             mode: cluster.failover.mode,
             promotable: cluster.servers.iter().map(|s| s.promote).collect(),
-            retry_after: cluster
-                .monitor
-                .interval
-                .saturating_mul(5)
-                .max(Duration::from_secs(1)),
+            retry_after: retry_after(cluster),
             known: None,
             fenced: vec![false; n],
             actively_fenced: vec![false; n],
@@ -123,11 +128,7 @@ impl Controller {
             .enumerate()
             .map(|(i, s)| s.promote && !gone(i))
             .collect();
-        self.retry_after = cluster
-            .monitor
-            .interval
-            .saturating_mul(5)
-            .max(Duration::from_secs(1));
+        self.retry_after = retry_after(cluster);
         self.fenced.resize(n, false);
         self.actively_fenced.resize(n, false);
         for i in (0..n).filter(|&i| gone(i)) {

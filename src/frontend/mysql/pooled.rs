@@ -151,41 +151,23 @@ impl Relay {
 
     /// How the pool of `server` opens warm connections with this session's pool login.
     fn warmer(&self, server: usize) -> Warmer<MyBackend> {
-        let ctx = Arc::downgrade(&self.ctx);
         let user = self.login.user.clone();
         let database = self.login.database.clone();
         let (charset, capabilities) = (self.login.charset, self.login.capabilities);
-        let closing = ctx.clone();
-        Warmer {
-            open: Arc::new(move || {
-                let (ctx, user, database) = (ctx.clone(), user.clone(), database.clone());
-                Box::pin(async move {
-                    let ctx = ctx.upgrade()?;
-                    if !ctx.warmable(server) {
-                        return None;
-                    }
-                    let login = MysqlLogin {
-                        user: &user.config.backend_user,
-                        password: user.config.backend_password.as_deref(),
-                        database: database.as_deref(),
-                        charset,
-                        capabilities,
-                    };
-                    match open_backend(&ctx, server, login).await {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            tracing::warn!(cluster = %ctx.name, server, error = %e, "could not open a warm pooled connection");
-                            None
-                        }
-                    }
-                })
-            }),
-            close: Arc::new(move |b| {
-                if let Some(ctx) = closing.upgrade() {
-                    close_conn(&ctx, server, b);
-                }
-            }),
-        }
+        let open = move |ctx: Arc<ClusterCtx>| {
+            let (user, database) = (user.clone(), database.clone());
+            async move {
+                let login = MysqlLogin {
+                    user: &user.config.backend_user,
+                    password: user.config.backend_password.as_deref(),
+                    database: database.as_deref(),
+                    charset,
+                    capabilities,
+                };
+                open_backend(&ctx, server, login).await
+            }
+        };
+        self.ctx.warmer(server, open, close_conn)
     }
 
     /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new

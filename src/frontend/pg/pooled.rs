@@ -107,32 +107,12 @@ impl Relay {
 
     /// How the pool of `server` opens warm connections with this session's login.
     fn warmer(&self, server: usize) -> Warmer<Backend> {
-        let ctx = Arc::downgrade(&self.ctx);
         let (user, params) = (self.user.clone(), Arc::new(self.params.clone()));
-        let closing = ctx.clone();
-        Warmer {
-            open: Arc::new(move || {
-                let (ctx, user, params) = (ctx.clone(), user.clone(), params.clone());
-                Box::pin(async move {
-                    let ctx = ctx.upgrade()?;
-                    if !ctx.warmable(server) {
-                        return None;
-                    }
-                    match open_backend(&ctx, server, &user.config, &params).await {
-                        Ok(b) => Some(b),
-                        Err(e) => {
-                            tracing::warn!(cluster = %ctx.name, server, error = %e, "could not open a warm pooled connection");
-                            None
-                        }
-                    }
-                })
-            }),
-            close: Arc::new(move |b| {
-                if let Some(ctx) = closing.upgrade() {
-                    close_conn(&ctx, server, b);
-                }
-            }),
-        }
+        let open = move |ctx: Arc<ClusterCtx>| {
+            let (user, params) = (user.clone(), params.clone());
+            async move { open_backend(&ctx, server, &user.config, &params).await }
+        };
+        self.ctx.warmer(server, open, close_conn)
     }
 
     /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new

@@ -135,6 +135,50 @@ impl ClusterCtx {
         crate::pool::Pool::new(config.pool.clone(), gauges, user)
     }
 
+    /// A pool's warmer for `server` (either protocol): `open` makes one connection, `close`
+    /// closes one politely. Holds the cluster weakly; opens nothing while the server is not
+    /// [`warmable`](Self::warmable); logs failures.
+    pub fn warmer<C, F, Fut, E>(
+        self: &Arc<Self>,
+        server: usize,
+        open: F,
+        close: fn(&ClusterCtx, usize, C),
+    ) -> crate::pool::Warmer<C>
+    where
+        C: Send + 'static,
+        F: Fn(Arc<ClusterCtx>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<C, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let ctx = Arc::downgrade(self);
+        let closing = ctx.clone();
+        let open = Arc::new(open);
+        crate::pool::Warmer {
+            open: Arc::new(move || {
+                let (ctx, open) = (ctx.clone(), open.clone());
+                Box::pin(async move {
+                    let ctx = ctx.upgrade()?;
+                    if !ctx.warmable(server) {
+                        return None;
+                    }
+                    let name = ctx.name.clone();
+                    match open(ctx).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!(cluster = %name, server, error = %e, "could not open a warm pooled connection");
+                            None
+                        }
+                    }
+                })
+            }),
+            close: Arc::new(move |c| {
+                if let Some(ctx) = closing.upgrade() {
+                    close(&ctx, server, c);
+                }
+            }),
+        }
+    }
+
     /// Whether to open warm pooled connections to `server` now: it is up and in use.
     pub fn warmable(&self, server: usize) -> bool {
         self.topology.borrow().servers.get(server).is_some_and(|s| {
