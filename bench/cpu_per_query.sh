@@ -8,6 +8,7 @@
 #   BINS="/tmp/before/switchyard target/release/switchyard" bench/cpu_per_query.sh
 #   ARGS="--threads 1" CLIENTS="1 16 64" MODE=prepared ROUNDS=7 DURATION=5 bench/cpu_per_query.sh
 #   PERF=1 bench/cpu_per_query.sh                       also a perf profile of each build (c=16)
+#   PERF=1 PERF_EVENT=cpu-clock:u bench/cpu_per_query.sh   ... of user space only
 #   PGBOUNCER=1 bench/cpu_per_query.sh                  PgBouncer (transaction mode, primary only)
 #                                                       as a reference (run as root)
 #
@@ -65,7 +66,7 @@ write_config() { # file port admin
         awk '/^[^ #]/ { inside = 0 } /^  - name: / { inside = ($3 == "main") }
              inside && !/^    pool:/ { print }' "${DEMO_CONFIG}" |
             sed "s|^    listen: .*|    listen: \"127.0.0.1:$2\"|"
-        echo "    pool: { mode: transaction, size: 20, checkout_timeout: 5s }"
+        echo "    pool: { mode: transaction, size: ${POOL_SIZE:-20}, checkout_timeout: 5s }"
         awk '/^users:/ { inside = 1; print; next } /^[^ #]/ { inside = 0 }
              inside && /^  - / && !/clusters: \[mysql\]/ { print }' "${DEMO_CONFIG}"
     } >"$1"
@@ -80,7 +81,7 @@ measure() {
     pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T 2 -p "${port}" >/dev/null 2>&1 || true
     read -r u0 s0 <<<"$(cpu_ticks "${PID}")"
     if [ -n "${perfdata}" ]; then
-        perf record -q -g -F 999 -p "${PID}" -o "${perfdata}" -- sleep "${DURATION}" >/dev/null 2>&1 &
+        perf record -q -g -F 999 ${PERF_EVENT:+-e "${PERF_EVENT}"} -p "${PID}" -o "${perfdata}" -- sleep "${DURATION}" >/dev/null 2>&1 &
         perf_pid=$!
     fi
     out="$(pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T "${DURATION}" -p "${port}" 2>&1)" || true
@@ -145,7 +146,7 @@ unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = ${dir}/userlist.txt
 pool_mode = transaction
-default_pool_size = 20
+default_pool_size = ${POOL_SIZE:-20}
 max_client_conn = 1000
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
@@ -201,5 +202,5 @@ for p in "${PERFS[@]+"${PERFS[@]}"}"; do
     echo "== perf profile: ${p%%|*} (c=$(last_word "${CLIENTS}"), self time, top symbols) =="
     perf report -i "${p#*|}" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -5
     perf report -i "${p#*|}" --no-children --sort sym --stdio -g none 2>/dev/null |
-        grep -E '^ +[0-9]' | head -25
+        grep -E '^ +[0-9]' | head -"${PERF_TOP:-25}"
 done

@@ -20,7 +20,8 @@
 # BURST_CHECKOUT_TIMEOUT (30s), PARTS ("pgbench sysbench latency memory"), TARGETS
 # ("direct switchyard pgbouncer pgpool pgcat pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
 # SWITCHYARD_BIN (another build, e.g. for before/after runs; implies no build of its own),
-# SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1").
+# SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1": one thread, single-threaded scheduler),
+# POOL_SIZE (20; every pooler in the run gets the same size per server).
 # Run as root (PgBouncer and Pgpool-II then run as the OS user postgres; `ulimit -n` is raised for
 # the 10,000 clients). Everything shares this machine's cores: only ratios compare across machines.
 # Every process the script starts (and the demo, if it started it) is stopped on exit.
@@ -42,7 +43,7 @@ IDLE_CLIENTS="${IDLE_CLIENTS:-5000}"
 BURST_CLIENTS="${BURST_CLIENTS:-10000}"
 BURST_POOL="${BURST_POOL:-50}"
 BURST_CHECKOUT_TIMEOUT="${BURST_CHECKOUT_TIMEOUT:-30s}"
-POOL_SIZE=20
+POOL_SIZE="${POOL_SIZE:-20}"
 PARTS="${PARTS:-pgbench sysbench latency memory}"
 TARGETS="${TARGETS:-direct switchyard pgbouncer pgpool pgcat pgdog}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
@@ -898,7 +899,7 @@ part_targets() {
     fi
 }
 
-echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, clients: ${CLIENTS}"
+echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, clients: ${CLIENTS}, pool size ${POOL_SIZE}, switchyard args: ${SWITCHYARD_ARGS:-none}"
 has "${PARTS}" pgbench && part_pgbench
 has "${PARTS}" sysbench && part_sysbench
 has "${PARTS}" latency && part_latency

@@ -565,8 +565,10 @@ impl Metrics {
 pub struct SessionMetrics {
     metrics: Arc<Metrics>,
     cluster: String,
-    counters: HashMap<(Route, RouteReason), IntCounter>,
-    histograms: HashMap<Route, Histogram>,
+    /// The few (route, reason) pairs a session meets, found by a short scan (no hashing).
+    counters: Vec<(Route, RouteReason, IntCounter)>,
+    /// Indexed by route.
+    histograms: [Option<Histogram>; 2],
 }
 
 impl SessionMetrics {
@@ -574,36 +576,30 @@ impl SessionMetrics {
         SessionMetrics {
             metrics,
             cluster: cluster.to_string(),
-            counters: HashMap::new(),
-            histograms: HashMap::new(),
+            counters: Vec::new(),
+            histograms: [None, None],
         }
     }
 
     /// Count one routed statement (or batch).
     pub fn routed(&mut self, route: Route, reason: RouteReason) {
-        let SessionMetrics {
-            metrics,
-            cluster,
-            counters,
-            ..
-        } = self;
-        counters
-            .entry((route, reason))
-            .or_insert_with(|| metrics.query_counter(cluster, route, reason))
-            .inc();
+        if let Some((_, _, c)) = self
+            .counters
+            .iter()
+            .find(|(r, why, _)| *r == route && *why == reason)
+        {
+            c.inc();
+            return;
+        }
+        let c = self.metrics.query_counter(&self.cluster, route, reason);
+        c.inc();
+        self.counters.push((route, reason, c));
     }
 
     /// Record how long a request took end to end.
     pub fn observe(&mut self, route: Route, seconds: f64) {
-        let SessionMetrics {
-            metrics,
-            cluster,
-            histograms,
-            ..
-        } = self;
-        histograms
-            .entry(route)
-            .or_insert_with(|| metrics.query_histogram(cluster, route))
+        let slot = &mut self.histograms[route as usize];
+        slot.get_or_insert_with(|| self.metrics.query_histogram(&self.cluster, route))
             .observe(seconds);
     }
 }

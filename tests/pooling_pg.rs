@@ -102,7 +102,9 @@ async fn five_hundred_clients_share_ten_connections_per_server() {
             "users:\n  - {{ name: pooluser, password: \"{MDAPP_PASSWORD}\", auth: md5, backend_user: {POOL_ROLE}, backend_password: \"{POOL_PASSWORD}\" }}\n"
         ),
     );
-    let proxy = Proxy::start(&yaml);
+    // One thread with the single-threaded scheduler (`--threads 1`, as in bench/pooling.sh):
+    // 500 clients on one event loop.
+    let proxy = Proxy::start_args(&yaml, &["--threads", "1"]);
     proxy.wait_topology(3);
     let done = Arc::new(AtomicBool::new(false));
     let max_seen = Arc::new(AtomicUsize::new(0));
@@ -272,7 +274,7 @@ async fn prepared_statements_follow_clients_across_connections() {
 fn pgbench_prepared_and_simple_run_clean_in_transaction_mode() {
     let c = shared();
     let (yaml, ports) = config(4);
-    let proxy = Proxy::start(&yaml);
+    let proxy = Proxy::start_args(&yaml, &["--threads", "1"]);
     proxy.wait_topology(3);
     let pgbench = |args: &[&str]| {
         let out = std::process::Command::new(format!("{PG_BIN}/pgbench"))

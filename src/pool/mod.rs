@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,6 +132,8 @@ pub struct Pool<C: Send + 'static> {
     gauges: PoolGauges,
     /// How to open a warm connection (set by whoever made the pool; none = no warming).
     opener: Mutex<Option<Warmer<C>>>,
+    /// `State::retired`, readable without the lock (sessions keep pools they used).
+    retired: AtomicBool,
 }
 
 /// A checkout that found neither a connection nor room within `checkout_timeout`.
@@ -153,12 +156,18 @@ impl<C: Send + 'static> Pool<C> {
             }),
             gauges,
             opener: Mutex::new(None),
+            retired: AtomicBool::new(false),
         })
     }
 
     /// Connections that exist or are being opened (never more than the size).
     pub fn total(&self) -> usize {
         self.state.lock().total
+    }
+
+    /// Retired by a reload: look the pool up again (a new one serves the key).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     pub fn idle(&self) -> usize {
@@ -288,6 +297,7 @@ impl<C: Send + 'static> Pool<C> {
     pub fn retire(&self) -> Vec<C> {
         let mut st = self.state.lock();
         st.retired = true;
+        self.retired.store(true, Ordering::Release);
         let idle = std::mem::take(&mut st.idle);
         st.total -= idle.len();
         self.update(&st);

@@ -47,6 +47,11 @@ impl Proxy {
     /// until every cluster listener accepts TCP and `GET /health` on the admin listener answers.
     /// Panics with the proxy log when it exits early or does not get ready in time.
     pub fn start(yaml: &str) -> Proxy {
+        Proxy::start_args(yaml, &[])
+    }
+
+    /// [`Proxy::start`] with extra command-line arguments (e.g. `--threads 1`).
+    pub fn start_args(yaml: &str, args: &[&str]) -> Proxy {
         let (admin, listeners) = listen_addrs(yaml);
         let dir = tempfile::Builder::new()
             .prefix("switchyard-proxy-")
@@ -64,6 +69,7 @@ impl Proxy {
         let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .env("RUST_LOG", "switchyard=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

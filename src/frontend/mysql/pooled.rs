@@ -138,15 +138,22 @@ impl Relay {
         }
     }
 
-    fn pool(&self, server: usize) -> Arc<Pool<MyBackend>> {
+    fn pool(&mut self, server: usize) -> Arc<Pool<MyBackend>> {
+        if let Some(pool) = &self.pools[server] {
+            if !pool.is_retired() {
+                return pool.clone();
+            }
+        }
         let key = self.pool_key(server);
         let ctx = &self.ctx;
-        ctx.my_pools.get(&key, || {
+        let pool = ctx.my_pools.get(&key, || {
             let pool = ctx.new_pool(server, &self.login.user.config.backend_user);
             pool.set_opener(self.warmer(server));
             pool.warm();
             pool
-        })
+        });
+        self.pools[server] = Some(pool.clone());
+        pool
     }
 
     /// How the pool of `server` opens warm connections with this session's pool login.

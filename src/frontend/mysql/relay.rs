@@ -57,8 +57,14 @@ pub(super) struct Relay {
     pub history_hashes: Vec<u64>,
     /// Transaction pooling: the pool slot of each connection in `backends`.
     pub leases: crate::frontend::slots::Slots<Lease<MyBackend>>,
+    /// Transaction pooling: the pool of each server this session used (looked up in the
+    /// cluster's map once, again only when a reload retired it).
+    pub pools: crate::frontend::slots::Slots<Arc<crate::pool::Pool<MyBackend>>>,
     /// Transaction pooling, as the cluster was configured when the session started.
     pub pooled: bool,
+    /// Waits for the cluster's drain (a child token: checking it locks only this session's
+    /// node), made once rather than at every command.
+    pub drain: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     /// A command was written and its answer is not complete yet.
     pub busy: bool,
     /// A command failed with autocommit off: whether a transaction is open is unknown until the
@@ -144,7 +150,9 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
         history: Vec::new(),
         history_hashes: Vec::new(),
         leases: crate::frontend::slots::Slots::new(servers),
+        pools: crate::frontend::slots::Slots::new(servers),
         pooled: ctx.config().pool.mode == crate::config::PoolMode::Transaction,
+        drain: Box::pin(ctx.draining.child_token().cancelled_owned()),
         busy: false,
         unsure: false,
         txn: None,
@@ -315,11 +323,10 @@ impl Relay {
     async fn run(&mut self) -> Result<(), MyError> {
         loop {
             self.client.flush().await?;
-            let draining = self.ctx.draining.clone();
             let idle = self.txn.is_none();
             let p = tokio::select! {
                 p = self.client.read_packet() => p?,
-                _ = draining.cancelled(), if idle => {
+                _ = self.drain.as_mut(), if idle => {
                     tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
                     let e = MyError::new(1053, "08S01", "switchyard is shutting down", ErrorKind::ClientProtocol);
                     self.client.queue(&e.payload());
@@ -335,7 +342,7 @@ impl Relay {
                 COM_QUIT => return Ok(()),
                 COM_PING => self.local_ok(),
                 COM_QUERY => {
-                    let text = String::from_utf8_lossy(&p.payload[1..]);
+                    let text = crate::wire::text(&p.payload[1..]);
                     if self.answer_insert_id(&text) {
                         continue;
                     }

@@ -91,18 +91,25 @@ impl Relay {
             .unwrap_or_else(|| self.ctx.config().routing.consistency)
     }
 
-    fn pool(&self, server: usize) -> Arc<Pool<Backend>> {
+    fn pool(&mut self, server: usize) -> Arc<Pool<Backend>> {
+        if let Some(pool) = &self.pools[server] {
+            if !pool.is_retired() {
+                return pool.clone();
+            }
+        }
         let key = PgPoolKey {
             server,
             login: self.login_key,
         };
         let ctx = &self.ctx;
-        ctx.pg_pools.get(&key, || {
+        let pool = ctx.pg_pools.get(&key, || {
             let pool = ctx.new_pool(server, &self.user.config.backend_user);
             pool.set_opener(self.warmer(server));
             pool.warm();
             pool
-        })
+        });
+        self.pools[server] = Some(pool.clone());
+        pool
     }
 
     /// How the pool of `server` opens warm connections with this session's login.

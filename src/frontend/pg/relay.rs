@@ -68,6 +68,9 @@ pub struct Relay {
     history_hashes: Vec<u64>,
     /// Transaction pooling: the pool slot of each connection in `backends`.
     leases: crate::frontend::slots::Slots<Lease<Backend>>,
+    /// Transaction pooling: the pool of each server this session used (looked up in the
+    /// cluster's map once, again only when a reload retired it).
+    pools: crate::frontend::slots::Slots<Arc<crate::pool::Pool<Backend>>>,
     /// Transaction pooling, as the cluster was configured when the session started.
     pooled: bool,
     /// Transaction pooling: the backend login (user + startup parameters) hashed, for pool keys.
@@ -106,9 +109,10 @@ pub struct Relay {
     pause_pass: Option<Pass>,
     /// `SET switchyard.debug = on`: each routing decision is logged and sent as a NOTICE.
     debug: bool,
-    /// A child of the cluster's drain token: checking and waiting on it locks only this
-    /// session's node, not the one node every session of the cluster shares.
-    drain: tokio_util::sync::CancellationToken,
+    /// Waits for the cluster's drain, through a child token (checking it locks only this
+    /// session's node, not the one every session shares); made once, so an idle wait does not
+    /// register and unregister a waiter every time.
+    drain: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
 impl Relay {
@@ -119,7 +123,7 @@ impl Relay {
         startup: StartupParams,
     ) -> Self {
         let (cancel_key, cancel_slot) = ctx.cancels.register();
-        let drain = ctx.draining.child_token();
+        let drain = Box::pin(ctx.draining.child_token().cancelled_owned());
         let servers = ctx.config().servers.len();
         let pooled = ctx.config().pool.mode == crate::config::PoolMode::Transaction;
         let consistency = startup.get("options").and_then(consistency_setting);
@@ -143,6 +147,7 @@ impl Relay {
             history: Vec::new(),
             history_hashes: Vec::new(),
             leases: crate::frontend::slots::Slots::new(servers),
+            pools: crate::frontend::slots::Slots::new(servers),
             pooled,
             login_key: 0,
             txn: None,
@@ -387,7 +392,10 @@ impl Relay {
         // idle (the token's future is ready at once when the drain began meanwhile).
         let watch_drain = self.idle();
         let Relay {
-            client, backends, ..
+            client,
+            backends,
+            drain,
+            ..
         } = self;
         let backend =
             watch.and_then(|i| backends.get_mut(i).and_then(Option::as_mut).map(|b| (i, b)));
@@ -404,11 +412,10 @@ impl Relay {
                 std::future::pending().await
             }
         };
-        let draining = &self.drain;
         tokio::select! {
             (i, r) = backend_fut => Event::Backend(i, r),
             r = client_fut => Event::Client(r),
-            _ = draining.cancelled(), if watch_drain => Event::Drain,
+            _ = drain.as_mut(), if watch_drain => Event::Drain,
         }
     }
 

@@ -91,7 +91,7 @@ pub fn analyse(
                 info.syncs += 1;
                 info.has_simple_query = true;
                 last_synced = true;
-                let text = msg::query_text(f.body()).map(String::from_utf8_lossy);
+                let text = msg::query_text(f.body()).map(crate::wire::text);
                 let c = match &text {
                     Some(t) => classifier.classify(t),
                     None => parse_error(),
@@ -105,7 +105,7 @@ pub fn analyse(
             }
             b'P' => {
                 let (name, text) = match msg::parse_view(f.body()) {
-                    Some((n, t)) => (n.to_vec(), String::from_utf8_lossy(t).into_owned()),
+                    Some((n, t)) => (n.to_vec(), crate::wire::text(t).into_owned()),
                     None => {
                         info.class = Some(combine(info.class, parse_error()));
                         continue;
@@ -291,7 +291,10 @@ pub fn plan(
             backend.statements.remove(name);
         }
     }
-    if info.has_simple_query && !info.parses.iter().any(|(n, _)| n.is_empty()) {
+    if info.has_simple_query
+        && !backend.statements.is_empty()
+        && !info.parses.iter().any(|(n, _)| n.is_empty())
+    {
         // A simple Query drops the server's unnamed statement.
         backend.statements.remove(&Vec::new());
     }
