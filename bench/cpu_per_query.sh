@@ -9,6 +9,9 @@
 #   ARGS="--threads 1" CLIENTS="1 16 64" MODE=prepared ROUNDS=7 DURATION=5 bench/cpu_per_query.sh
 #   PERF=1 bench/cpu_per_query.sh                       also a perf profile of each build (c=16)
 #   PERF=1 PERF_EVENT=cpu-clock:u bench/cpu_per_query.sh   ... of user space only
+#   CALLGRIND=1 bench/cpu_per_query.sh                  user-space instructions per transaction
+#                                                       under valgrind (repeatable whatever the
+#                                                       load; Switchyard builds only)
 #   PGBOUNCER=1 bench/cpu_per_query.sh                  PgBouncer (transaction mode, primary only)
 #                                                       as a reference (run as root)
 #
@@ -25,6 +28,7 @@ ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-5}"
 PERF="${PERF:-0}"
 PGBOUNCER="${PGBOUNCER:-0}"
+CALLGRIND="${CALLGRIND:-0}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
 DEMO_CONFIG="${ROOT}/.demo/switchyard.yaml"
 export PGPASSWORD=app-secret PGUSER=app PGHOST=127.0.0.1 PGDATABASE=app
@@ -40,6 +44,15 @@ HZ="$(getconf CLK_TCK)"
 
 TMP="$(mktemp -d /tmp/switchyard-cpu.XXXXXX)"
 chmod 755 "${TMP}"
+# Under CALLGRIND=1 every proxy runs in valgrind, instrumented only while pgbench measures.
+VG=()
+if [ "${CALLGRIND}" = 1 ]; then
+    command -v callgrind_control >/dev/null || die "CALLGRIND=1 needs valgrind"
+    # PgBouncer runs as another OS user, whose valgrind callgrind_control cannot reach.
+    [ "${PGBOUNCER}" != 1 ] || { log "CALLGRIND=1: PgBouncer is left out"; PGBOUNCER=0; }
+    mkdir -m 777 "${TMP}/cg"
+    VG=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=${TMP}/cg/out.%p")
+fi
 PID=""
 cleanup() {
     local rc=$?
@@ -80,6 +93,9 @@ measure() {
     j=$((c < 2 ? c : 2))
     pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T 2 -p "${port}" >/dev/null 2>&1 || true
     read -r u0 s0 <<<"$(cpu_ticks "${PID}")"
+    if [ "${CALLGRIND}" = 1 ]; then
+        callgrind_control -z "${PID}" >/dev/null 2>&1 && callgrind_control -i on "${PID}" >/dev/null 2>&1
+    fi
     if [ -n "${perfdata}" ]; then
         perf record -q -g -F 999 ${PERF_EVENT:+-e "${PERF_EVENT}"} -p "${PID}" -o "${perfdata}" -- sleep "${DURATION}" >/dev/null 2>&1 &
         perf_pid=$!
@@ -87,6 +103,12 @@ measure() {
     out="$(pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T "${DURATION}" -p "${port}" 2>&1)" || true
     read -r u1 s1 <<<"$(cpu_ticks "${PID}")"
     [ -z "${perf_pid}" ] || wait "${perf_pid}" || true
+    local instr=0
+    if [ "${CALLGRIND}" = 1 ]; then
+        # Instructions since the zeroing: the newest dump's totals (its summary line is 0).
+        callgrind_control -i off "${PID}" >/dev/null 2>&1 && callgrind_control -d "${PID}" >/dev/null 2>&1
+        instr="$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$(ls -t "${TMP}"/cg/out.* | head -1)" | head -1)"
+    fi
     n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}")"
     tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1)"
     if [ -z "${n}" ] || [ "${n}" = 0 ]; then
@@ -94,8 +116,9 @@ measure() {
         return
     fi
     awk -v l="${label}" -v c="${c}" -v t="${tps}" -v n="${n}" -v hz="${HZ}" \
-        -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
-        'BEGIN { printf "%s %d %.0f %d %.1f %.1f\n", l, c, t, n, u / hz * 1e6 / n, s / hz * 1e6 / n }'
+        -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v i="${instr:-0}" -v cg="${CALLGRIND}" \
+        'BEGIN { if (cg == 1) { u = i * hz / 1e6; s = 0 } # instructions in the "user" column
+                 printf "%s %d %.0f %d %.1f %.1f\n", l, c, t, n, u / hz * 1e6 / n, s / hz * 1e6 / n }'
 }
 
 run_switchyard() { # bin round
@@ -106,10 +129,10 @@ run_switchyard() { # bin round
     label="${bin#"${ROOT}"/}"
     write_config "${conf}" "${port}" "${admin}"
     read -r -a extra <<<"${ARGS}"
-    RUST_LOG=switchyard=warn setsid "${bin}" --config "${conf}" "${extra[@]+"${extra[@]}"}" \
+    RUST_LOG=switchyard=warn setsid "${VG[@]+"${VG[@]}"}" "${bin}" --config "${conf}" "${extra[@]+"${extra[@]}"}" \
         </dev/null >>"${TMP}/switchyard.log" 2>&1 &
     PID=$!
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 600); do
         body="$(curl -s -m 1 "http://127.0.0.1:${admin}/api/clusters" || true)"
         grep -q '"state":"healthy"' <<<"${body}" && port_in_use "${port}" && break
         sleep 0.1
@@ -177,7 +200,12 @@ done
 
 echo
 echo "pgbench -S -M ${MODE}, medians of ${ROUNDS} rounds of ${DURATION} s; proxy CPU per transaction ($(nproc) cores, shared)"
-printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "cpu us" "user us" "sys us"
+if [ "${CALLGRIND}" = 1 ]; then
+    echo "(under valgrind: TPS is not comparable; the columns are user-space instructions per transaction)"
+    printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "instr" "instr" "-"
+else
+    printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "cpu us" "user us" "sys us"
+fi
 sort -k2,2n -k1,1 "${TMP}/results" | awk '
     function median(a, n,    i, j, v) { # insertion sort of a[1..n] (portable awk), middle value
         for (i = 2; i <= n; i++) {

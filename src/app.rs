@@ -220,7 +220,9 @@ async fn accept_loop(
             continue;
         };
         let ctx = ctx.clone();
-        let stop = kill.clone();
+        // A child token: the session's task polls it at every wake, and a child's lock is its
+        // own, not the one node every session shares.
+        let stop = kill.child_token();
         connection_id = connection_id.wrapping_add(1);
         let id = connection_id;
         tracker.spawn(async move {
