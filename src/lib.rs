@@ -19,6 +19,7 @@ pub mod classify;
 pub mod config;
 pub mod failover;
 pub mod frontend;
+pub mod maybe_tls;
 pub mod metrics;
 pub mod pool;
 pub mod reload;
