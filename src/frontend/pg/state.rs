@@ -83,7 +83,12 @@ pub fn analyse(
     known: &HashMap<Vec<u8>, Prepared>,
 ) -> BatchInfo {
     let mut info = BatchInfo::default();
-    let mut parsed_here: HashMap<Vec<u8>, Classification> = HashMap::new();
+    // Statements parsed in this batch (names borrowed from the frames; a batch has few, so a
+    // short list beats hashing every name).
+    let mut parsed_here: Vec<(&[u8], Classification)> = Vec::new();
+    let parsed = |list: &[(&[u8], Classification)], name: &[u8]| {
+        list.iter().rev().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    };
     let mut last_synced = true;
     for f in frames {
         match f.tag {
@@ -104,17 +109,14 @@ pub fn analyse(
                 info.class = Some(combine(info.class, c));
             }
             b'P' => {
-                let (name, text) = match msg::parse_view(f.body()) {
-                    Some((n, t)) => (n.to_vec(), crate::wire::text(t).into_owned()),
-                    None => {
-                        info.class = Some(combine(info.class, parse_error()));
-                        continue;
-                    }
+                let Some((name, text)) = msg::parse_view(f.body()) else {
+                    info.class = Some(combine(info.class, parse_error()));
+                    continue;
                 };
-                let c = classifier.classify(&text);
-                parsed_here.insert(name.clone(), c);
+                let c = classifier.classify(&crate::wire::text(text));
+                parsed_here.push((name, c));
                 info.parses.push((
-                    name,
+                    name.to_vec(),
                     Prepared {
                         parse: f.raw.clone(),
                         hash: hash_bytes(&f.raw),
@@ -123,14 +125,14 @@ pub fn analyse(
                 ));
             }
             b'B' => {
-                let stmt = msg::bind_view(f.body()).map(|(_, s)| s.to_vec());
+                let stmt = msg::bind_view(f.body()).map(|(_, s)| s);
                 let c = match stmt {
-                    Some(s) => match parsed_here.get(&s) {
-                        Some(c) => *c,
+                    Some(s) => match parsed(&parsed_here, s) {
+                        Some(c) => c,
                         None => {
-                            let c = known.get(&s).map_or_else(unknown, |p| p.class);
-                            if !info.uses.contains(&s) {
-                                info.uses.push(s);
+                            let c = known.get(s).map_or_else(unknown, |p| p.class);
+                            if !info.uses.iter().any(|u| u == s) {
+                                info.uses.push(s.to_vec());
                             }
                             c
                         }
@@ -146,7 +148,8 @@ pub fn analyse(
             }
             b'D' => {
                 if let Some((b'S', name)) = msg::target_view(f.body()) {
-                    if !parsed_here.contains_key(name) && !info.uses.iter().any(|u| u == name) {
+                    if parsed(&parsed_here, name).is_none() && !info.uses.iter().any(|u| u == name)
+                    {
                         if let Some(p) = known.get(name) {
                             info.class = Some(combine(info.class, p.class));
                         }
@@ -156,7 +159,7 @@ pub fn analyse(
             }
             b'C' => {
                 if let Some((b'S', name)) = msg::target_view(f.body()) {
-                    parsed_here.remove(name);
+                    parsed_here.retain(|(n, _)| *n != name);
                     info.closes.push(name.to_vec());
                 }
             }
