@@ -41,6 +41,8 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_in_use "${PRIMARY_PORT}" || die "the demo's primary is not running: scripts/demo.sh"
 for b in ${BINS}; do [ -x "${b}" ] || die "no executable ${b} (cargo build --release)"; done
 HZ="$(getconf CLK_TCK)"
+# shellcheck source=bench/lib_pgbouncer.sh
+. "${ROOT}/bench/lib_pgbouncer.sh"
 
 TMP="$(mktemp -d /tmp/switchyard-cpu.XXXXXX)"
 chmod 755 "${TMP}"
@@ -107,6 +109,7 @@ measure() {
     if [ "${CALLGRIND}" = 1 ]; then
         # Instructions since the zeroing: the newest dump's totals (its summary line is 0).
         callgrind_control -i off "${PID}" >/dev/null 2>&1 && callgrind_control -d "${PID}" >/dev/null 2>&1
+        # shellcheck disable=SC2012 # our own dump names: out.<pid>.<n>
         instr="$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$(ls -t "${TMP}"/cg/out.* | head -1)" | head -1)"
     fi
     n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}")"
@@ -158,24 +161,7 @@ run_switchyard() { # bin round
 run_pgbouncer() {
     local port dir="${TMP}/pgbouncer"
     alloc_port port
-    mkdir -p "${dir}"
-    cat >"${dir}/pgbouncer.ini" <<INI
-[databases]
-app = host=127.0.0.1 port=${PRIMARY_PORT} dbname=app
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = ${port}
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = ${dir}/userlist.txt
-pool_mode = transaction
-default_pool_size = ${POOL_SIZE:-20}
-max_client_conn = 1000
-ignore_startup_parameters = extra_float_digits
-log_connections = 0
-log_disconnections = 0
-INI
-    echo '"app" "app-secret"' >"${dir}/userlist.txt"
+    pgbouncer_config "${dir}" "${port}" "${PRIMARY_PORT}" "${POOL_SIZE:-20}" 1000
     chown -R postgres:postgres "${dir}"
     setsid setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "${dir}/pgbouncer.ini" \
         </dev/null >>"${dir}/log" 2>&1 &

@@ -28,6 +28,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib_pgbouncer.sh
+. "${ROOT}/bench/lib_pgbouncer.sh"
 QUICK="${QUICK:-0}"
 if [ "${QUICK}" = 1 ]; then
     DURATION="${DURATION:-3}" CLIENTS="${CLIENTS:-1 16}" SB_THREADS="${SB_THREADS:-16}"
@@ -326,25 +328,7 @@ max_clients() { local m=1 c; for c in ${CLIENTS} ${TPCB_CLIENTS}; do [ "${c}" -g
 
 run_pgbouncer() { # port
     local dir="${TMP}/pgbouncer" pid
-    mkdir -p "${dir}"
-    cat >"${dir}/pgbouncer.ini" <<INI
-[databases]
-app = host=127.0.0.1 port=${PRIMARY_PORT} dbname=app
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $1
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = ${dir}/userlist.txt
-pool_mode = transaction
-default_pool_size = ${POOL_SIZE}
-max_client_conn = $(($(max_clients) + 100))
-ignore_startup_parameters = extra_float_digits
-log_connections = 0
-log_disconnections = 0
-INI
-    echo '"app" "app-secret"' >"${dir}/userlist.txt"
+    pgbouncer_config "${dir}" "$1" "${PRIMARY_PORT}" "${POOL_SIZE}" "$(($(max_clients) + 100))"
     is_root && chown -R postgres:postgres "${dir}"
     start_bg pid "${dir}/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "${dir}/pgbouncer.ini"
     if wait_port "$1" 20 "${pid}"; then

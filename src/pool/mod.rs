@@ -118,8 +118,6 @@ struct State<C: Send + 'static> {
     /// Idle + leased + being opened (may exceed `cfg.size` for a while after a shrink).
     total: usize,
     waiters: VecDeque<oneshot::Sender<Grant<C>>>,
-    /// Retired by a reload (its server was removed or moved): nothing is pooled again.
-    retired: bool,
     /// Connections being opened in the background to keep `min_idle`.
     warming: usize,
 }
@@ -132,7 +130,8 @@ pub struct Pool<C: Send + 'static> {
     gauges: PoolGauges,
     /// How to open a warm connection (set by whoever made the pool; none = no warming).
     opener: Mutex<Option<Warmer<C>>>,
-    /// `State::retired`, readable without the lock (sessions keep pools they used).
+    /// Retired by a reload (its server was removed or moved): nothing is pooled again. Set
+    /// under the state lock; read without it by sessions that keep the pools they used.
     retired: AtomicBool,
 }
 
@@ -151,7 +150,6 @@ impl<C: Send + 'static> Pool<C> {
                 idle: Vec::new(),
                 total: 0,
                 waiters: VecDeque::new(),
-                retired: false,
                 warming: 0,
             }),
             gauges,
@@ -236,7 +234,7 @@ impl<C: Send + 'static> Pool<C> {
         drop(lease);
         let mut st = self.state.lock();
         let too_old = st.cfg.max_lifetime.is_some_and(|m| born.elapsed() >= m);
-        if too_old || st.retired || st.total > st.cfg.size {
+        if too_old || self.is_retired() || st.total > st.cfg.size {
             // Past its lifetime, or the pool shrank or was retired by a reload: close it.
             drop(st);
             self.slot_freed();
@@ -296,7 +294,6 @@ impl<C: Send + 'static> Pool<C> {
     /// to a fresh pool the next time).
     pub fn retire(&self) -> Vec<C> {
         let mut st = self.state.lock();
-        st.retired = true;
         self.retired.store(true, Ordering::Release);
         let idle = std::mem::take(&mut st.idle);
         st.total -= idle.len();
@@ -346,7 +343,7 @@ impl<C: Send + 'static> Pool<C> {
             return;
         };
         let mut st = self.state.lock();
-        while !st.retired
+        while !self.is_retired()
             && st.waiters.is_empty()
             && st.idle.len() + st.warming < st.cfg.min_idle
             && st.total < st.cfg.size

@@ -138,19 +138,19 @@ impl Relay {
         }
     }
 
+    /// The pool of `server` this session used before, unless a reload retired it; else the
+    /// cluster's (made on first use).
     fn pool(&mut self, server: usize) -> Arc<Pool<MyBackend>> {
-        if let Some(pool) = &self.pools[server] {
-            if !pool.is_retired() {
-                return pool.clone();
-            }
-        }
-        let key = self.pool_key(server);
-        let ctx = &self.ctx;
-        let pool = ctx.my_pools.get(&key, || {
-            let pool = ctx.new_pool(server, &self.login.user.config.backend_user);
-            pool.set_opener(self.warmer(server));
-            pool.warm();
-            pool
+        let cached = self.pools[server].take().filter(|p| !p.is_retired());
+        let pool = cached.unwrap_or_else(|| {
+            self.ctx.my_pools.get(&self.pool_key(server), || {
+                let pool = self
+                    .ctx
+                    .new_pool(server, &self.login.user.config.backend_user);
+                pool.set_opener(self.warmer(server));
+                pool.warm();
+                pool
+            })
         });
         self.pools[server] = Some(pool.clone());
         pool

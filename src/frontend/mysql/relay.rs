@@ -62,9 +62,8 @@ pub(super) struct Relay {
     pub pools: crate::frontend::slots::Slots<Arc<crate::pool::Pool<MyBackend>>>,
     /// Transaction pooling, as the cluster was configured when the session started.
     pub pooled: bool,
-    /// Waits for the cluster's drain (a child token: checking it locks only this session's
-    /// node), made once rather than at every command.
-    pub drain: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    /// Waits for the cluster's drain ([`ClusterCtx::drain_wait`]).
+    pub drain: crate::frontend::pg::session::DrainWait,
     /// A command was written and its answer is not complete yet.
     pub busy: bool,
     /// A command failed with autocommit off: whether a transaction is open is unknown until the
@@ -152,7 +151,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
         leases: crate::frontend::slots::Slots::new(servers),
         pools: crate::frontend::slots::Slots::new(servers),
         pooled: ctx.config().pool.mode == crate::config::PoolMode::Transaction,
-        drain: Box::pin(ctx.draining.child_token().cancelled_owned()),
+        drain: ctx.drain_wait(),
         busy: false,
         unsure: false,
         txn: None,

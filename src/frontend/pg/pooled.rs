@@ -91,22 +91,21 @@ impl Relay {
             .unwrap_or_else(|| self.ctx.config().routing.consistency)
     }
 
+    /// The pool of `server` this session used before, unless a reload retired it; else the
+    /// cluster's (made on first use).
     fn pool(&mut self, server: usize) -> Arc<Pool<Backend>> {
-        if let Some(pool) = &self.pools[server] {
-            if !pool.is_retired() {
-                return pool.clone();
-            }
-        }
-        let key = PgPoolKey {
-            server,
-            login: self.login_key,
-        };
-        let ctx = &self.ctx;
-        let pool = ctx.pg_pools.get(&key, || {
-            let pool = ctx.new_pool(server, &self.user.config.backend_user);
-            pool.set_opener(self.warmer(server));
-            pool.warm();
-            pool
+        let cached = self.pools[server].take().filter(|p| !p.is_retired());
+        let pool = cached.unwrap_or_else(|| {
+            let key = PgPoolKey {
+                server,
+                login: self.login_key,
+            };
+            self.ctx.pg_pools.get(&key, || {
+                let pool = self.ctx.new_pool(server, &self.user.config.backend_user);
+                pool.set_opener(self.warmer(server));
+                pool.warm();
+                pool
+            })
         });
         self.pools[server] = Some(pool.clone());
         pool

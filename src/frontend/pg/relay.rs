@@ -109,10 +109,8 @@ pub struct Relay {
     pause_pass: Option<Pass>,
     /// `SET switchyard.debug = on`: each routing decision is logged and sent as a NOTICE.
     debug: bool,
-    /// Waits for the cluster's drain, through a child token (checking it locks only this
-    /// session's node, not the one every session shares); made once, so an idle wait does not
-    /// register and unregister a waiter every time.
-    drain: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    /// Waits for the cluster's drain ([`ClusterCtx::drain_wait`]).
+    drain: super::session::DrainWait,
 }
 
 impl Relay {
@@ -123,7 +121,7 @@ impl Relay {
         startup: StartupParams,
     ) -> Self {
         let (cancel_key, cancel_slot) = ctx.cancels.register();
-        let drain = Box::pin(ctx.draining.child_token().cancelled_owned());
+        let drain = ctx.drain_wait();
         let servers = ctx.config().servers.len();
         let pooled = ctx.config().pool.mode == crate::config::PoolMode::Transaction;
         let consistency = startup.get("options").and_then(consistency_setting);

@@ -28,6 +28,9 @@ use crate::topology::Topology;
 use crate::wire::pg::frame::{split_frame, split_startup, Frame};
 use crate::wire::pg::msg::{self, Severity};
 
+/// See [`ClusterCtx::drain_wait`].
+pub type DrainWait = std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>;
+
 /// Everything a session of one cluster shares with the others. Built by `app.rs`.
 #[derive(Debug)]
 pub struct ClusterCtx {
@@ -177,6 +180,13 @@ impl ClusterCtx {
                 }
             }),
         }
+    }
+
+    /// A session's wait for the drain (SIGTERM), made once per session: through a child token,
+    /// checking it locks only the session's own node, not the one every session shares, and
+    /// an idle wait does not register and unregister a waiter every time.
+    pub fn drain_wait(&self) -> DrainWait {
+        Box::pin(self.draining.child_token().cancelled_owned())
     }
 
     /// Whether to open warm pooled connections to `server` now: it is up and in use.
