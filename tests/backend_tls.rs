@@ -377,6 +377,7 @@ fn server_at(port: u16) -> ServerConfig {
         weight: 1,
         priority: 0,
         promote: true,
+        pool_size: None,
     }
 }
 

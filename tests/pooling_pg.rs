@@ -67,11 +67,12 @@ fn setup(table: &str) {
     c.wait_replicas_caught_up();
 }
 
-/// Server connections `user` holds on each server right now (primary, replica1, replica2).
-fn server_connections(user: &str) -> Vec<usize> {
+/// Client connections matching `filter` (SQL on pg_stat_activity) on each server right now
+/// (primary, replica1, replica2).
+fn connections_where(filter: &str) -> Vec<usize> {
     let c = shared();
     let sql = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}' AND backend_type = 'client backend'"
+        "SELECT count(*) FROM pg_stat_activity WHERE {filter} AND backend_type = 'client backend'"
     );
     let mut ports = vec![c.primary_port()];
     ports.extend(c.replica_ports());
@@ -79,6 +80,11 @@ fn server_connections(user: &str) -> Vec<usize> {
         .iter()
         .map(|p| c.psql(*p, "postgres", &sql).parse().unwrap())
         .collect()
+}
+
+/// Server connections `user` holds on each server right now (primary, replica1, replica2).
+fn server_connections(user: &str) -> Vec<usize> {
+    connections_where(&format!("usename = '{user}'"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,6 +175,70 @@ async fn five_hundred_clients_share_ten_connections_per_server() {
         m.contains("switchyard_pool_size{cluster=\"main\",server=\"primary\",user=\"pool500\"} 10"),
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_its_own_pool_size_never_exceeds_it() {
+    const APP: &str = "own_pool_size";
+    let (yaml, ports) = config(6);
+    let yaml = yaml.replacen("role: replica }", "role: replica, pool_size: 2 }", 1);
+    assert!(yaml.contains("pool_size: 2"), "{yaml}");
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let done = Arc::new(AtomicBool::new(false));
+    let max_seen = Arc::new(std::sync::Mutex::new(vec![0usize; 3]));
+    let sampler = {
+        let (done, max_seen) = (done.clone(), max_seen.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                let now = connections_where(&format!("application_name = '{APP}'"));
+                let mut m = max_seen.lock().unwrap();
+                for (seen, n) in m.iter_mut().zip(now) {
+                    *seen = (*seen).max(n);
+                }
+                drop(m);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let conn = format!(
+        "{} application_name={APP}",
+        pg_conn_str(ports.listen, "mdapp", MDAPP_PASSWORD, "app")
+    );
+    let mut tasks = Vec::new();
+    for client in 0..24 {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let (c, task) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+            tokio::spawn(task);
+            for _ in 0..15 {
+                // A read that holds its server connection a little while.
+                let v = value(
+                    &c,
+                    &format!("SELECT {client} + 0 * length(pg_sleep(0.02)::text)"),
+                )
+                .await;
+                assert_eq!(v, client.to_string());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task");
+    }
+    done.store(true, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let max = max_seen.lock().unwrap().clone();
+    println!("most connections seen (primary, replica1, replica2): {max:?}");
+    assert!(
+        max[1] >= 1 && max[1] <= 2,
+        "replica1 (pool_size 2): {max:?}"
+    );
+    assert!(max[2] > 2 && max[2] <= 6, "replica2 (pool.size 6): {max:?}");
+    let m = proxy.metrics();
+    for (server, size) in [("replica1", 2), ("replica2", 6)] {
+        let line = format!("switchyard_pool_size{{cluster=\"main\",server=\"{server}\",user=\"{MD5_USER}\"}} {size}");
+        assert!(m.contains(&line), "{line}\n{m}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

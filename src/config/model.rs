@@ -61,6 +61,18 @@ pub struct ClusterConfig {
     pub server_tls: ServerTls,
 }
 
+impl ClusterConfig {
+    /// The pool settings for connections to server `server`: `pool`, with the server's own
+    /// `pool_size` when it has one.
+    pub fn pool_for(&self, server: usize) -> PoolConfig {
+        let mut cfg = self.pool.clone();
+        if let Some(size) = self.servers.get(server).and_then(|s| s.pool_size) {
+            cfg.size = size;
+        }
+        cfg
+    }
+}
+
 /// When a client gives its server connections back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolMode {
@@ -177,6 +189,8 @@ pub struct ServerConfig {
     pub priority: i32,
     /// May failover or switchover promote this server? (default true)
     pub promote: bool,
+    /// Connections per pool to this server, instead of the cluster's `pool.size` (`None`: that).
+    pub pool_size: Option<usize>,
 }
 
 impl ServerConfig {

@@ -168,6 +168,8 @@ pub struct RawServer {
     pub priority: Option<i32>,
     /// `false` = never promoted by failover or switchover (default true).
     pub promote: Option<bool>,
+    /// This server's connections per pool, instead of the cluster's `pool.size`.
+    pub pool_size: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -649,3 +649,38 @@ fn bad_failover_and_pool_sections() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_server_may_have_its_own_pool_size() {
+    let text = "clusters:
+  - name: main
+    listen: 127.0.0.1:6432
+    servers:
+      - { name: p, address: 127.0.0.1:5432, role: primary }
+      - { name: r, address: 127.0.0.1:5433, pool_size: 3 }
+    monitor: { user: postgres }
+    pool: { mode: transaction, size: 8, min_idle: 2 }
+users:
+  - { name: app, password: pw }
+";
+    let c = load_str_with_env(text, &test_env).unwrap();
+    let cl = &c.clusters[0];
+    assert_eq!(cl.servers[0].pool_size, None);
+    assert_eq!(cl.pool_for(0).size, 8);
+    assert_eq!(cl.pool_for(1).size, 3);
+    assert_eq!(cl.pool_for(1).min_idle, 2, "the rest of `pool` applies");
+    let p = errors(&text.replace("pool_size: 3", "pool_size: 0"));
+    assert!(
+        has(&p, "clusters[0].servers[1].pool_size", "at least 1"),
+        "{p:?}"
+    );
+    let p = errors(&text.replace("pool_size: 3", "pool_size: 1"));
+    assert!(
+        has(
+            &p,
+            "clusters[0].servers[1].pool_size",
+            "less than pool.min_idle (2)"
+        ),
+        "{p:?}"
+    );
+}

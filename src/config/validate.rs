@@ -306,6 +306,9 @@ impl Validator {
         };
         let failover = self.failover(&format!("{path}.failover"), raw.failover, &monitor);
         let pool = self.pool(&format!("{path}.pool"), raw.pool);
+        for (i, s) in servers.iter().enumerate() {
+            self.server_pool_size(&format!("{path}.servers[{i}].pool_size"), s, &pool);
+        }
         let protocol = match raw.protocol {
             RawProtocol::Postgres => Protocol::Postgres,
             RawProtocol::Mysql => Protocol::Mysql,
@@ -367,6 +370,7 @@ impl Validator {
             weight: raw.weight.unwrap_or(1),
             priority: raw.priority.unwrap_or(0),
             promote: raw.promote.unwrap_or(true),
+            pool_size: raw.pool_size,
         }
     }
 

@@ -56,6 +56,23 @@ impl Validator {
 }
 
 impl Validator {
+    /// A server's own `pool_size`: at least 1 and not below the cluster's `pool.min_idle`.
+    pub(super) fn server_pool_size(
+        &mut self,
+        path: &str,
+        server: &ServerConfig,
+        pool: &PoolConfig,
+    ) {
+        match server.pool_size {
+            Some(0) => self.problem(path, "must be at least 1"),
+            Some(size) if size < pool.min_idle => self.problem(
+                path,
+                format!("{size} is less than pool.min_idle ({})", pool.min_idle),
+            ),
+            _ => {}
+        }
+    }
+
     pub(super) fn pool(&mut self, path: &str, raw: RawPool) -> PoolConfig {
         let d = PoolConfig::default();
         let size = raw.size.unwrap_or(d.size);

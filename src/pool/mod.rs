@@ -443,12 +443,13 @@ impl<K: Hash + Eq + Clone, C: Send + 'static> Pools<K, C> {
             .collect()
     }
 
-    /// Apply new limits to every pool; returns the idle connections a shrink closed.
-    pub fn reconfigure_all(&self, cfg: &PoolConfig) -> Vec<(K, C)> {
+    /// Apply new limits (`cfg` of each pool's key) to every pool; returns the idle connections
+    /// a shrink closed.
+    pub fn reconfigure_all(&self, cfg: impl Fn(&K) -> PoolConfig) -> Vec<(K, C)> {
         self.all()
             .into_iter()
             .flat_map(|(k, p)| {
-                p.reconfigure(cfg.clone())
+                p.reconfigure(cfg(&k))
                     .into_iter()
                     .map(move |c| (k.clone(), c))
             })

@@ -215,7 +215,7 @@ impl Reloader {
         let gone = |i: usize| {
             cp.removed.get(i).copied().unwrap_or(false) || cp.reset.get(i).copied().unwrap_or(false)
         };
-        ctx.reshape_pools(gone, cp.pool_changed.then_some(&merged.pool));
+        ctx.reshape_pools(gone, cp.pool_changed.then_some(&*merged));
         let handle = self
             .failover
             .iter()

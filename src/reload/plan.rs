@@ -110,6 +110,10 @@ fn plan_cluster(
     }
     let mut merged = new.clone();
     merged.servers = slots.servers;
+    // Slots keep their order: a server's own pool size compared slot by slot.
+    let pool_sizes_changed = (0..merged.servers.len()).any(|i| {
+        old.servers.get(i).map(|s| s.pool_size) != merged.servers.get(i).map(|s| s.pool_size)
+    });
     let classifier_changed = old.routing.write_functions != new.routing.write_functions
         || old.routing.classifier_cache_size != new.routing.classifier_cache_size;
     let sections = [
@@ -136,7 +140,7 @@ fn plan_cluster(
         newly_removed: slots.newly_removed,
         changes,
         classifier_changed,
-        pool_changed: old.pool != new.pool,
+        pool_changed: old.pool != new.pool || pool_sizes_changed,
     })
 }
 

@@ -107,3 +107,16 @@ fn pool_users_and_listeners() {
     assert_eq!(p.changes, ["user newbie added"]);
     assert_eq!(p.restart_needed, ["clusters.main.listen"]);
 }
+
+#[test]
+fn a_server_pool_size_change_reshapes_the_pools() {
+    let a = config(&[("p", 1, 1), ("r1", 2, 1)], 5, 6432, &["app"]);
+    let mut b = a.clone();
+    b.clusters[0].servers[1].pool_size = Some(2);
+    let c = plan(&a, &HashMap::new(), &b).unwrap().clusters.remove(0);
+    assert!(c.pool_changed);
+    assert_eq!(c.reset, [false, false], "no server starts over");
+    assert_eq!(c.changes, ["server r1 settings"]);
+    assert_eq!(c.merged.pool_for(1).size, 2);
+    assert_eq!(c.merged.pool_for(0).size, 5);
+}

@@ -474,6 +474,7 @@ mod tests {
             weight: 1,
             priority: 0,
             promote: true,
+            pool_size: None,
         };
         let mon = MonitorConfig {
             interval: Duration::from_secs(1),

@@ -159,6 +159,7 @@ mod tests {
             weight: 1,
             priority: 0,
             promote: true,
+            pool_size: None,
         }
     }
 

@@ -17,7 +17,7 @@ use super::relay::Backend;
 use super::relay::Relay;
 use crate::backend::pg::send_cancel;
 use crate::classify::Classifier;
-use crate::config::{ClusterConfig, Limits, PoolConfig};
+use crate::config::{ClusterConfig, Limits};
 use crate::failover::gate::{Pass, WriteGate};
 use crate::frontend::mysql::relay::MyBackend;
 use crate::metrics::{ErrorKind, Metrics};
@@ -135,7 +135,7 @@ impl ClusterCtx {
         let config = self.config();
         let name = config.servers.get(server).map_or("", |s| s.name.as_str());
         let gauges = self.metrics.pool_gauges(&self.name, name, user);
-        crate::pool::Pool::new(config.pool.clone(), gauges, user)
+        crate::pool::Pool::new(config.pool_for(server), gauges, user)
     }
 
     /// A pool's warmer for `server` (either protocol): `open` makes one connection, `close`
@@ -199,20 +199,20 @@ impl ClusterCtx {
     }
 
     /// A reload: retire the pools of servers for which `gone` says true (removed or moved:
-    /// their idle connections close now, leased ones when given back) and apply `pool`'s
-    /// size and limits to the others.
-    pub fn reshape_pools(&self, gone: impl Fn(usize) -> bool, pool: Option<&PoolConfig>) {
+    /// their idle connections close now, leased ones when given back) and, when `pools` is
+    /// given (the new cluster config), apply its sizes and limits to the others.
+    pub fn reshape_pools(&self, gone: impl Fn(usize) -> bool, pools: Option<&ClusterConfig>) {
         for (key, b) in self.pg_pools.retire_where(|k| gone(k.server)) {
             super::relay::pooled::close_conn(self, key.server, b);
         }
         for (key, b) in self.my_pools.retire_where(|k| gone(k.server)) {
             crate::frontend::mysql::relay::pooled::close_conn(self, key.server, b);
         }
-        if let Some(cfg) = pool {
-            for (key, b) in self.pg_pools.reconfigure_all(cfg) {
+        if let Some(cfg) = pools {
+            for (key, b) in self.pg_pools.reconfigure_all(|k| cfg.pool_for(k.server)) {
                 super::relay::pooled::close_conn(self, key.server, b);
             }
-            for (key, b) in self.my_pools.reconfigure_all(cfg) {
+            for (key, b) in self.my_pools.reconfigure_all(|k| cfg.pool_for(k.server)) {
                 crate::frontend::mysql::relay::pooled::close_conn(self, key.server, b);
             }
         }

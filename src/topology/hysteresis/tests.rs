@@ -25,6 +25,7 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
                 weight: 1,
                 priority: 0,
                 promote: true,
+                pool_size: None,
             })
             .collect(),
         routing: RoutingConfig {

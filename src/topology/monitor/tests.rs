@@ -92,6 +92,7 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
                 weight: 1,
                 priority: 0,
                 promote: true,
+                pool_size: None,
             })
             .collect(),
         routing: RoutingConfig {

@@ -347,6 +347,7 @@ fn server(port: u16) -> ServerConfig {
         weight: 1,
         priority: 0,
         promote: true,
+        pool_size: None,
     }
 }
 
