@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Transaction-pooling benchmark, in one run:
 #   1. pgbench -S (-M simple/extended/prepared) at 1/16/64/256 clients and tpcb-like at 16 clients
-#      against the primary directly, Switchyard (transaction pool of 20, reads over 2 replicas),
-#      PgBouncer 1.18 (transaction mode, primary only), Pgpool-II 4.3 (load balancing over the 3
-#      servers), and PgCat / PgDog when PGCAT_BIN / PGDOG_BIN name their binaries;
+#      against the primary directly, Switchyard (transaction pools of 20 on the primary and 10 on
+#      each of 2 replicas, reads split), PgBouncer 1.18 (transaction mode, primary only), Pgpool-II
+#      4.3 (load balancing over the 3 servers), and PgCat / PgDog when PGCAT_BIN / PGDOG_BIN name their binaries;
 #   2. sysbench oltp_read_only / oltp_read_write at 16/64 threads: MariaDB directly vs Switchyard
-#      (MySQL cluster, transaction pool of 20);
+#      (MySQL cluster, the same pool sizes);
 #   3. added latency: pgbench -c 1 -S -M prepared with a per-transaction log, direct vs Switchyard;
 #   4. memory: proxy RSS per idle client (5,000 idle clients) and a burst of 10,000 concurrent
 #      short clients over a pool of 50 (examples/pool_clients.rs, md5 user mdapp);
@@ -21,7 +21,9 @@
 # ("direct switchyard pgbouncer pgpool pgcat pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
 # SWITCHYARD_BIN (another build, e.g. for before/after runs; implies no build of its own),
 # SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1": one thread, single-threaded scheduler),
-# POOL_SIZE (20; every pooler in the run gets the same size per server).
+# POOL_SIZE (20; PgBouncer's one pool, Pgpool-II's, PgCat's and PgDog's per server, Switchyard's on
+# the primary), REPLICA_POOL_SIZE (POOL_SIZE / 2: Switchyard's pool on each of the 2 replicas, so its
+# reads run over as many server connections in all as PgBouncer's reads on the primary).
 # Run as root (PgBouncer and Pgpool-II then run as the OS user postgres; `ulimit -n` is raised for
 # the 10,000 clients). Everything shares this machine's cores: only ratios compare across machines.
 # Every process the script starts (and the demo, if it started it) is stopped on exit.
@@ -46,6 +48,7 @@ BURST_CLIENTS="${BURST_CLIENTS:-10000}"
 BURST_POOL="${BURST_POOL:-50}"
 BURST_CHECKOUT_TIMEOUT="${BURST_CHECKOUT_TIMEOUT:-30s}"
 POOL_SIZE="${POOL_SIZE:-20}"
+REPLICA_POOL_SIZE="${REPLICA_POOL_SIZE:-$(((POOL_SIZE + 1) / 2))}"
 PARTS="${PARTS:-pgbench sysbench latency memory}"
 TARGETS="${TARGETS:-direct switchyard pgbouncer pgpool pgcat pgdog}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
@@ -233,8 +236,8 @@ users_block() {
 
 SY_PID=""
 SY_LOG=""
-# start_switchyard TAG CLUSTER PORT POOL_SIZE CHECKOUT_TIMEOUT: own switchyard on PORT in front
-# of the demo's CLUSTER in transaction mode; waits until the admin API shows a primary (and, for
+# start_switchyard TAG CLUSTER PORT POOL_SIZE CHECKOUT_TIMEOUT [REPLICA_POOL_SIZE]: own switchyard on
+# PORT in front of the demo's CLUSTER in transaction mode; waits until the admin API shows a primary (and, for
 # PostgreSQL, a healthy replica). Returns 1 (log tail printed) when it fails to start.
 start_switchyard() {
     local tag="$1" cluster="$2" port="$3" size="$4" checkout="$5" admin conf body
@@ -246,7 +249,8 @@ start_switchyard() {
         echo "admin: { listen: \"127.0.0.1:${admin}\" }"
         echo "limits: { max_client_connections: $((BURST_CLIENTS + 5000)) }"
         echo "clusters:"
-        cluster_block "${cluster}" | sed "s|^    listen: .*|    listen: \"127.0.0.1:${port}\"|"
+        cluster_block "${cluster}" | sed -e "s|^    listen: .*|    listen: \"127.0.0.1:${port}\"|" \
+            -e "s|role: replica }|role: replica${6:+, pool_size: $6} }|"
         echo "    pool: { mode: transaction, size: ${size}, checkout_timeout: ${checkout} }"
         users_block "${cluster}"
     } >"${conf}"
@@ -509,7 +513,7 @@ TOML
 label() {
     case "$1" in
         direct) echo "direct (primary)" ;;
-        switchyard) echo "switchyard txn/${POOL_SIZE} 2 repl" ;;
+        switchyard) echo "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" ;;
         pgbouncer) echo "pgbouncer 1.18 txn/${POOL_SIZE}" ;;
         pgpool) echo "pgpool-II 4.3 lb 3 srv" ;;
         pgcat) echo "pgcat txn/${POOL_SIZE} 2 repl" ;;
@@ -570,7 +574,7 @@ part_pgbench() {
                 ;;
             switchyard)
                 log "pgbench: switchyard (transaction pool ${POOL_SIZE}) on ${port}"
-                if start_switchyard pgbench main "${port}" "${POOL_SIZE}" 5s; then
+                if start_switchyard pgbench main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
                     bench_target switchyard "${port}"
                     local problems
                     problems="$(proxy_problems "${SY_LOG}" | wc -l)"
@@ -671,7 +675,7 @@ part_sysbench() {
     alloc_port port
     local sy_error=""
     log "sysbench: switchyard mysql (transaction pool ${POOL_SIZE}) on ${port}"
-    if start_switchyard sysbench mysql "${port}" "${POOL_SIZE}" 5s; then
+    if start_switchyard sysbench mysql "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
         for w in oltp_read_only oltp_read_write; do
             for t in ${SB_THREADS}; do
                 S["switchyard|${w}|${t}"]="$(sbrun switchyard "${w}" "${port}" "${t}")"
@@ -697,7 +701,7 @@ part_sysbench() {
         printf '\n'
         local who v d
         for who in direct switchyard; do
-            if [ "${who}" = direct ]; then printf '%-28s' "direct (primary)"; else printf '%-28s' "switchyard txn/${POOL_SIZE} 2 repl"; fi
+            if [ "${who}" = direct ]; then printf '%-28s' "direct (primary)"; else printf '%-28s' "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}"; fi
             for t in ${SB_THREADS}; do
                 v="${S["${who}|${w}|${t}"]:-n/a}" d="${S["direct|${w}|${t}"]:-}"
                 if is_num "${v}" && is_num "${d}"; then
@@ -742,7 +746,7 @@ part_latency() {
     read -r dm dp dn <<<"$(lat_run direct "${PRIMARY_PORT}")"
     alloc_port port
     pm=n/a pp=n/a pn=0
-    if start_switchyard latency main "${port}" "${POOL_SIZE}" 5s; then
+    if start_switchyard latency main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
         read -r pm pp pn <<<"$(lat_run switchyard "${port}")"
     fi
     stop_bg "${SY_PID}"
@@ -750,7 +754,7 @@ part_latency() {
     echo "== 3. latency (pgbench -c 1 -S -M prepared, ${LAT_DURATION} s, per query) =="
     printf '%-28s %12s %12s %12s\n' "" "median us" "p99 us" "queries"
     printf '%-28s %12s %12s %12s\n' "direct (primary)" "${dm}" "${dp}" "${dn}"
-    printf '%-28s %12s %12s %12s\n' "switchyard txn/${POOL_SIZE} 2 repl" "${pm}" "${pp}" "${pn}"
+    printf '%-28s %12s %12s %12s\n' "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" "${pm}" "${pp}" "${pn}"
     if is_num "${dm}" && is_num "${pm}"; then
         LAT_ADDED=$((pm - dm))
         printf '%-28s %12s %12s\n' "added by switchyard" "$((pm - dm))" "$((pp - dp))"
@@ -883,7 +887,7 @@ part_targets() {
     fi
 }
 
-echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, clients: ${CLIENTS}, pool size ${POOL_SIZE}, switchyard args: ${SWITCHYARD_ARGS:-none}"
+echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, clients: ${CLIENTS}, pool size ${POOL_SIZE} (switchyard: ${POOL_SIZE} on the primary, ${REPLICA_POOL_SIZE} on each replica), switchyard args: ${SWITCHYARD_ARGS:-none}"
 has "${PARTS}" pgbench && part_pgbench
 has "${PARTS}" sysbench && part_sysbench
 has "${PARTS}" latency && part_latency
