@@ -7,7 +7,7 @@
 //! bit is clear and replaces it. Texts longer than [`MAX_KEY_LEN`] bytes are not cached (they are
 //! rarely repeated and would make the memory bound depend on statement size).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 

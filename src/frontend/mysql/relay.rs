@@ -2,7 +2,7 @@
 //! statement), session state replayed on every server used, answers forwarded packet by packet;
 //! server connections owned by the session or, in transaction pooling, borrowed per transaction.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! servers, the last parameter types, and buffered long data; and what each server connection
 //! holds, keyed by statement text so it outlives the session that prepared it. Pure bookkeeping.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;

@@ -1,7 +1,9 @@
 //! The relay loop of one PostgreSQL client: batches client messages up to a sync point, routes each
 //! batch, keeps session state on every backend it uses, and forwards server answers back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::Instant;
 

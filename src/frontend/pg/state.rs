@@ -1,8 +1,8 @@
 //! Pure session bookkeeping: batch analysis, prepared-statement placement, injected-message plans,
 //! session-setting history. No I/O: the relay loop in `session.rs` asks, this answers.
 
+use foldhash::HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;

@@ -2,6 +2,7 @@ use super::*;
 use crate::classify::ClassifierSettings;
 use crate::wire::pg::frame::split_frame;
 use bytes::BytesMut;
+use foldhash::HashMapExt;
 
 fn frame(raw: bytes::Bytes) -> Frame {
     let mut b = BytesMut::from(&raw[..]);
