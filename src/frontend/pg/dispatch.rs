@@ -90,12 +90,11 @@ impl Relay {
             match self.send(d, &frames, &info).await {
                 Ok(retryable) => {
                     self.excluded.clear();
-                    if retryable {
+                    match self.inflight.back_mut() {
                         // Kept (moved, not copied) until the first answer: a replica lost
                         // before answering sends the read elsewhere.
-                        if let Some(fl) = self.inflight.back_mut() {
-                            fl.retry = Some(frames);
-                        }
+                        Some(fl) if retryable => fl.retry = Some(frames),
+                        _ => recycle(&mut self.batch, frames),
                     }
                     return Ok(());
                 }
@@ -517,7 +516,9 @@ impl Relay {
             self.client.queue(&f.raw);
             return;
         };
-        front.retry = None;
+        if let Some(frames) = front.retry.take() {
+            recycle(&mut self.batch, frames);
+        }
         match f.tag {
             b'1' | b'3' if front.swallow > 0 => {
                 front.swallow -= 1;
@@ -672,4 +673,13 @@ impl Relay {
 
 fn batch_len(frames: &[Frame]) -> usize {
     frames.iter().map(|f| f.raw.len()).sum()
+}
+
+/// A dispatched batch's vector, emptied, becomes the next `batch`'s when that one has none yet:
+/// no allocation per request.
+fn recycle(batch: &mut Vec<Frame>, mut frames: Vec<Frame>) {
+    if batch.capacity() == 0 {
+        frames.clear();
+        *batch = frames;
+    }
 }

@@ -412,7 +412,10 @@ impl Relay {
                 std::future::pending().await
             }
         };
+        // `biased`: polled in this order, no random start (a thread-local RNG draw per wait);
+        // the server's answer first, then the client, then the drain.
         tokio::select! {
+            biased;
             (i, r) = backend_fut => Event::Backend(i, r),
             r = client_fut => Event::Client(r),
             _ = drain.as_mut(), if watch_drain => Event::Drain,
