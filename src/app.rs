@@ -81,10 +81,18 @@ pub async fn run(
             mysql: Default::default(),
             gate,
             pause: pause.clone(),
-            draining: shutdown.clone(),
+            draining: Default::default(),
             pg_pools: Default::default(),
             my_pools: Default::default(),
         });
+        {
+            // SIGTERM: idle sessions close (see `ClusterCtx::drain_wait`).
+            let (c, stop) = (ctx.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                stop.cancelled().await;
+                c.draining.fire();
+            });
+        }
         {
             // Always: a reload may turn transaction pooling on.
             let (c, stop) = (ctx.clone(), shutdown.clone());

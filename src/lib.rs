@@ -10,6 +10,7 @@
 //! - [`frontend`]: one task per client connection (PostgreSQL), the session state machine.
 //! - [`admin`]: HTTP `/metrics`, `/health`, `/ready`, `/api/clusters`.
 //! - [`metrics`]: the typed Prometheus registry.
+//! - [`drain`]: the SIGTERM drain as idle sessions wait for it.
 //! - [`app`]: builds the shared state, spawns listeners, monitor and admin, owns shutdown.
 
 pub mod admin;
@@ -17,6 +18,7 @@ pub mod app;
 pub mod backend;
 pub mod classify;
 pub mod config;
+pub mod drain;
 pub mod failover;
 pub mod frontend;
 pub mod maybe_tls;

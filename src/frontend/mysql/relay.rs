@@ -324,8 +324,9 @@ impl Relay {
             self.client.flush().await?;
             let idle = self.txn.is_none();
             let p = tokio::select! {
+                biased; // no RNG draw per wait: the client first, then the drain
                 p = self.client.read_packet() => p?,
-                _ = self.drain.as_mut(), if idle => {
+                _ = &mut self.drain, if idle => {
                     tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
                     let e = MyError::new(1053, "08S01", "switchyard is shutting down", ErrorKind::ClientProtocol);
                     self.client.queue(&e.payload());

@@ -418,7 +418,7 @@ impl Relay {
             biased;
             (i, r) = backend_fut => Event::Backend(i, r),
             r = client_fut => Event::Client(r),
-            _ = drain.as_mut(), if watch_drain => Event::Drain,
+            _ = &mut *drain, if watch_drain => Event::Drain,
         }
     }
 

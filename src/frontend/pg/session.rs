@@ -29,7 +29,7 @@ use crate::wire::pg::frame::{split_frame, split_startup, Frame};
 use crate::wire::pg::msg::{self, Severity};
 
 /// See [`ClusterCtx::drain_wait`].
-pub type DrainWait = std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>;
+pub type DrainWait = crate::drain::DrainWait;
 
 /// Everything a session of one cluster shares with the others. Built by `app.rs`.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ pub struct ClusterCtx {
     /// Passed while a session has any work (outside its idle time); closed by `POST /api/pause`.
     pub pause: WriteGate,
     /// Cancelled on SIGTERM: sessions close once they are idle outside a transaction.
-    pub draining: tokio_util::sync::CancellationToken,
+    pub draining: crate::drain::Drain,
     /// Transaction pooling: PostgreSQL server connection pools.
     pub pg_pools: Pools<PgPoolKey, Backend>,
     /// Transaction pooling: MySQL server connection pools.
@@ -182,11 +182,10 @@ impl ClusterCtx {
         }
     }
 
-    /// A session's wait for the drain (SIGTERM), made once per session: through a child token,
-    /// checking it locks only the session's own node, not the one every session shares, and
-    /// an idle wait does not register and unregister a waiter every time.
+    /// A session's wait for the drain (SIGTERM), made once per session and polled at every
+    /// idle wait (an atomic load, no lock: see [`crate::drain`]).
     pub fn drain_wait(&self) -> DrainWait {
-        Box::pin(self.draining.child_token().cancelled_owned())
+        self.draining.wait()
     }
 
     /// Whether to open warm pooled connections to `server` now: it is up and in use.
