@@ -402,3 +402,46 @@ async fn notify_reaches_a_listening_client() {
         .unwrap();
     assert_eq!(got, "chan:hello");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_results_arrive_whole_in_both_protocols() {
+    // Rows are forwarded in runs straight from the server's read buffer: results far larger
+    // than one read, with rows split across reads, must arrive byte for byte.
+    let (_, ports) = proxy();
+    let c = connect(ports.listen).await;
+    let sql = "SELECT i, repeat(md5(i::text), 1 + i % 7) FROM generate_series(1, 60000) i";
+    let expected = |i: i32| {
+        let h = md5_hex(&i.to_string());
+        h.repeat(1 + usize::try_from(i % 7).unwrap())
+    };
+    let rows = c.query(sql, &[]).await.unwrap();
+    assert_eq!(rows.len(), 60000);
+    for (n, r) in rows.iter().enumerate() {
+        let i: i32 = r.get(0);
+        assert_eq!(i, i32::try_from(n + 1).unwrap());
+        assert_eq!(
+            r.get::<_, String>(1),
+            expected(i),
+            "row {i} (extended protocol)"
+        );
+    }
+    let msgs = c.simple_query(sql).await.unwrap();
+    let mut n = 0;
+    for m in &msgs {
+        if let SimpleQueryMessage::Row(r) = m {
+            n += 1;
+            let i: i32 = r.get(0).unwrap().parse().unwrap();
+            assert_eq!(i, n);
+            assert_eq!(r.get(1).unwrap(), expected(i), "row {i} (simple protocol)");
+        }
+    }
+    assert_eq!(n, 60000);
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    md5::Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

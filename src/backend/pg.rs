@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -223,6 +223,30 @@ impl BackendConn {
     /// A frame already buffered, without waiting.
     pub fn buffered_frame(&mut self) -> Result<Option<Frame>, BackendError> {
         Ok(split_frame(&mut self.rbuf, self.max_message)?)
+    }
+
+    /// The complete frames at the head of the read buffer whose tag is in `tags` (up to the
+    /// first other, incomplete or oversized one): handed to `sink` as one slice and consumed.
+    /// Returns their length (0: none; the next frame goes through [`Self::buffered_frame`]).
+    pub fn forward_run(&mut self, tags: &[u8], sink: impl FnOnce(&[u8])) -> usize {
+        let mut end = 0;
+        while let Some(head) = self.rbuf.get(end..end + 5) {
+            let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+            let total = usize::try_from(len).unwrap_or(0) + 1;
+            if !tags.contains(&head[0])
+                || total < 5
+                || total > self.max_message
+                || self.rbuf.len() - end < total
+            {
+                break;
+            }
+            end += total;
+        }
+        if end > 0 {
+            sink(&self.rbuf[..end]);
+            self.rbuf.advance(end);
+        }
+        end
     }
 
     /// Wait until more bytes arrive into the read buffer. Cancel-safe.

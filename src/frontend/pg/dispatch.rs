@@ -492,11 +492,22 @@ impl Relay {
     /// Forward everything buffered from the bound server.
     pub(super) async fn drain_backend(&mut self, b: usize) -> Result<(), ClientError> {
         loop {
-            let next = match self.backends[b].as_mut() {
-                Some(be) => be.conn.buffered_frame(),
-                None => return Ok(()),
+            let Some(be) = self.backends[b].as_mut() else {
+                return Ok(());
             };
-            match next {
+            // Rows, their description and command tags need nothing from the session but the
+            // bytes: copied in one run, no frame made. Anything else, one frame at a time.
+            let client = &mut self.client;
+            if be.conn.forward_run(PASS_THROUGH, |run| client.queue(run)) > 0 {
+                if let Some(frames) = self.inflight.front_mut().and_then(|f| f.retry.take()) {
+                    recycle(&mut self.batch, frames);
+                }
+                if self.client.queued() > CLIENT_FLUSH_BYTES {
+                    self.client.flush().await?;
+                }
+                continue;
+            }
+            match be.conn.buffered_frame() {
                 Ok(Some(f)) => self.on_backend_frame(b, f),
                 Ok(None) => return Ok(()),
                 Err(e) => return self.backend_failed(b, e).await,
@@ -674,6 +685,11 @@ impl Relay {
 fn batch_len(frames: &[Frame]) -> usize {
     frames.iter().map(|f| f.raw.len()).sum()
 }
+
+/// Server messages [`Relay::drain_backend`] forwards as they are: DataRow, RowDescription,
+/// CommandComplete, BindComplete, NoData, ParameterDescription, PortalSuspended
+/// ([`Relay::on_backend_frame`] does nothing else with them).
+const PASS_THROUGH: &[u8] = b"DTC2nts";
 
 /// A dispatched batch's vector, emptied, becomes the next `batch`'s when that one has none yet:
 /// no allocation per request.
