@@ -106,7 +106,7 @@ pub(crate) async fn open_backend(
     ctx.metrics.backend_connected(&ctx.name, &cfg.name);
     ctx.metrics.backend_gauge(&ctx.name, &cfg.name).inc();
     Ok(MyBackend {
-        conn,
+        conn: Box::new(conn),
         applied: 0,
         applied_hash: 0,
         reset_unsafe: false,

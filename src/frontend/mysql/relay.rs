@@ -26,7 +26,8 @@ use crate::wire::mysql::status::ok_packet;
 
 /// A server connection as a session uses it (and as a pool keeps it between sessions).
 pub struct MyBackend {
-    pub(super) conn: MysqlConn,
+    /// Boxed: moved in and out of its pool on every transaction (a pointer, not the stream).
+    pub(super) conn: Box<MysqlConn>,
     /// How many history commands of the session the connection has applied...
     pub(super) applied: usize,
     /// ... and their hash chain ([`pooled::chain`]): tells whether they are a prefix of the

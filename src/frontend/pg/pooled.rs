@@ -74,7 +74,7 @@ pub(crate) async fn open_backend(
     ctx.metrics.backend_connected(&ctx.name, &cfg.name);
     ctx.metrics.backend_gauge(&ctx.name, &cfg.name).inc();
     Ok(Backend {
-        conn,
+        conn: Box::new(conn),
         state: BackendState::default(),
         replayed: 0,
     })

@@ -33,7 +33,9 @@ const CLIENT_FLUSH_BYTES: usize = 64 << 10;
 
 /// A server connection as a session uses it (and as a pool keeps it between sessions).
 pub struct Backend {
-    conn: BackendConn,
+    /// Boxed: a backend moves in and out of its pool on every transaction, and the stream
+    /// (with its TLS state) is large; moving a pointer is cheaper than copying it.
+    conn: Box<BackendConn>,
     state: BackendState,
     /// A WAL position this server is known to have replayed (from a causal check).
     replayed: u64,
