@@ -39,7 +39,7 @@ pub async fn run(
     let mut pauses = Vec::new();
     let mut contexts = Vec::new();
     // Sessions end at once only when this fires: after SIGTERM plus `limits.shutdown_timeout`.
-    let kill = CancellationToken::new();
+    let kill = Arc::new(crate::drain::Drain::default());
     for cluster in &config.clusters {
         let listener = TcpListener::bind(cluster.listen).await.map_err(|e| {
             anyhow::anyhow!(
@@ -166,7 +166,7 @@ pub async fn run(
             ?deadline,
             "drain deadline passed: closing the remaining sessions"
         );
-        kill.cancel();
+        kill.fire();
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     }
     tracing::info!("stopped");
@@ -202,7 +202,7 @@ async fn accept_loop(
     ctx: Arc<ClusterCtx>,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
-    kill: CancellationToken,
+    kill: Arc<crate::drain::Drain>,
     tracker: TaskTracker,
 ) {
     let mut connection_id: u32 = rand::random::<u32>() & 0xffff;
@@ -228,20 +228,21 @@ async fn accept_loop(
             continue;
         };
         let ctx = ctx.clone();
-        // A child token: the session's task polls it at every wake, and a child's lock is its
-        // own, not the one node every session shares.
-        let stop = kill.child_token();
+        // The session's task polls this at every wake: an atomic load (see `crate::drain`).
+        let stop = kill.wait();
         connection_id = connection_id.wrapping_add(1);
         let id = connection_id;
         tracker.spawn(async move {
             match ctx.config().protocol {
                 Protocol::Postgres => tokio::select! {
+                    biased;
                     _ = serve_client(ctx, stream) => {}
-                    _ = stop.cancelled() => {}
+                    _ = stop => {}
                 },
                 Protocol::Mysql => tokio::select! {
+                    biased;
                     _ = serve_mysql_client(ctx, stream, id) => {}
-                    _ = stop.cancelled() => {}
+                    _ = stop => {}
                 },
             }
             drop(permit);

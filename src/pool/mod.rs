@@ -179,7 +179,7 @@ impl<C: Send + 'static> Pool<C> {
             size: st.cfg.size,
             idle: st.idle.len(),
             in_use: st.total.saturating_sub(st.idle.len()),
-            waiting: st.waiters.iter().filter(|w| !w.is_closed()).count(),
+            waiting: st.waiters.len(),
         }
     }
 
@@ -202,15 +202,23 @@ impl<C: Send + 'static> Pool<C> {
             self.update(&st);
             (rx, (st.cfg.checkout_timeout, st.cfg.size))
         };
-        let mut rx = rx;
-        let got = match tokio::time::timeout(wait.0, &mut rx).await {
+        // Waiting in line; if this future is dropped meanwhile (the client left), the guard
+        // hands on a grant that raced with the drop and leaves the line.
+        let mut waiting = Waiting {
+            pool: self,
+            rx,
+            done: false,
+        };
+        let got = match tokio::time::timeout(wait.0, &mut waiting.rx).await {
             Ok(r) => r.ok(),
             Err(_) => {
                 // Timed out: close our end, but keep a grant that raced with the deadline.
-                rx.close();
-                rx.try_recv().ok()
+                waiting.rx.close();
+                waiting.rx.try_recv().ok()
             }
         };
+        waiting.done = true;
+        drop(waiting);
         self.gauges
             .checkout_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -218,8 +226,7 @@ impl<C: Send + 'static> Pool<C> {
             Some(Grant::Conn(c, born)) => Ok(Checkout::Idle(c, self.lease(born))),
             Some(Grant::Open) => Ok(Checkout::Open(self.lease(Instant::now()))),
             None => {
-                let st = self.state.lock();
-                self.update(&st);
+                self.leave_line();
                 self.gauges.timeouts.inc();
                 Err(CheckoutTimeout(wait.0, wait.1))
             }
@@ -232,8 +239,12 @@ impl<C: Send + 'static> Pool<C> {
         lease.done = true;
         let born = lease.born;
         drop(lease);
+        let now = Instant::now();
         let mut st = self.state.lock();
-        let too_old = st.cfg.max_lifetime.is_some_and(|m| born.elapsed() >= m);
+        let too_old = st
+            .cfg
+            .max_lifetime
+            .is_some_and(|m| now.saturating_duration_since(born) >= m);
         if too_old || self.is_retired() || st.total > st.cfg.size {
             // Past its lifetime, or the pool shrank or was retired by a reload: close it.
             drop(st);
@@ -253,7 +264,7 @@ impl<C: Send + 'static> Pool<C> {
         if let Grant::Conn(conn, born) = grant {
             st.idle.push(Idle {
                 conn,
-                since: Instant::now(),
+                since: now,
                 born,
             });
         }
@@ -397,9 +408,42 @@ impl<C: Send + 'static> Pool<C> {
         let idle = st.idle.len();
         self.gauges.idle.set(idle as i64);
         self.gauges.in_use.set(st.total.saturating_sub(idle) as i64);
-        self.gauges
-            .waiting
-            .set(st.waiters.iter().filter(|w| !w.is_closed()).count() as i64);
+        self.gauges.waiting.set(st.waiters.len() as i64);
+    }
+
+    /// Drop the places in line of checkouts that gave up (timed out or were dropped), so the
+    /// waiting gauge counts only live ones; rare, so a scan is fine.
+    fn leave_line(&self) {
+        let mut st = self.state.lock();
+        st.waiters.retain(|w| !w.is_closed());
+        self.update(&st);
+    }
+}
+
+/// A checkout's place in line. Dropped before its grant was taken (the checkout future was
+/// dropped), it passes a grant that raced with the drop on, so no slot is lost.
+struct Waiting<'a, C: Send + 'static> {
+    pool: &'a Arc<Pool<C>>,
+    rx: oneshot::Receiver<Grant<C>>,
+    done: bool,
+}
+
+impl<C: Send + 'static> Drop for Waiting<'_, C> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.rx.close();
+        match self.rx.try_recv() {
+            Ok(Grant::Conn(conn, born)) => {
+                // Refused (too old, pool shrank or retired): its slot is freed, the
+                // connection is just dropped.
+                let _ = self.pool.checkin(conn, self.pool.lease(born));
+            }
+            Ok(Grant::Open) => drop(self.pool.lease(Instant::now())),
+            Err(_) => {}
+        }
+        self.pool.leave_line();
     }
 }
 

@@ -193,3 +193,41 @@ async fn warm_keeps_min_idle_and_reap_spares_it() {
     assert_eq!(p.idle(), 2);
     assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
+
+#[tokio::test]
+async fn a_checkout_dropped_while_in_line_loses_no_slot() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let p = pool(1, 5000);
+    let (_, held) = lease_of(p.checkout().await.unwrap());
+    // Two checkouts wait in line; both are dropped, one after being handed the connection.
+    let mut first = Box::pin(p.checkout());
+    let mut second = Box::pin(p.checkout());
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert!(matches!(first.as_mut().poll(&mut cx), Poll::Pending));
+    assert!(matches!(second.as_mut().poll(&mut cx), Poll::Pending));
+    assert_eq!(p.gauges.waiting.get(), 2);
+    p.checkin(7, held).unwrap();
+    drop(first); // it had been granted connection 7: passed on to `second`
+    assert_eq!(
+        p.gauges.waiting.get(),
+        0,
+        "the granted waiter left the line"
+    );
+    drop(second); // granted 7 in turn: back to idle
+    assert_eq!(p.gauges.waiting.get(), 0);
+    assert_eq!((p.total(), p.idle()), (1, 1));
+    let (c, l) = lease_of(p.checkout().await.unwrap());
+    assert_eq!(c, Some(7), "the connection stayed pooled");
+    drop(l);
+    // An empty line and a dropped waiter that was never granted: the gauge goes back to 0.
+    let (_, held) = lease_of(p.checkout().await.unwrap());
+    let mut third = Box::pin(p.checkout());
+    assert!(matches!(third.as_mut().poll(&mut cx), Poll::Pending));
+    assert_eq!(p.gauges.waiting.get(), 1);
+    drop(third);
+    assert_eq!(p.gauges.waiting.get(), 0);
+    drop(held);
+    assert_eq!(p.total(), 0);
+}

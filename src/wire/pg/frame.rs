@@ -71,7 +71,7 @@ pub fn split_startup(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Fr
 
 /// Read a NUL-terminated string from the front of `b`, advancing past the NUL.
 pub fn read_cstr<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let pos = b.iter().position(|&c| c == 0)?;
+    let pos = memchr::memchr(0, b)?;
     let s = &b[..pos];
     *b = &b[pos + 1..];
     Some(s)
