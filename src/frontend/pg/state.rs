@@ -16,14 +16,19 @@ use crate::wire::pg::msg;
 pub struct Prepared {
     /// The client's original Parse frame, re-sent verbatim to other backends.
     pub parse: Bytes,
-    pub hash: u64,
     pub class: Classification,
 }
 
-fn hash_bytes(b: &[u8]) -> u64 {
-    let mut h = DefaultHasher::new();
-    b.hash(&mut h);
-    h.finish()
+/// Note that a backend has `parse` as statement `name`: a copy of the frame (not a view into the
+/// client's read buffer, which the pooled backend may outlive), made only when it changed.
+fn remember(statements: &mut HashMap<Vec<u8>, Bytes>, name: &[u8], parse: &Bytes) {
+    match statements.get_mut(name) {
+        Some(have) if have[..] == parse[..] => {}
+        Some(have) => *have = Bytes::copy_from_slice(parse),
+        None => {
+            statements.insert(name.to_vec(), Bytes::copy_from_slice(parse));
+        }
+    }
 }
 
 /// Rank of an intent when a batch holds several statements: the strongest decides.
@@ -119,7 +124,6 @@ pub fn analyse(
                     name.to_vec(),
                     Prepared {
                         parse: f.raw.clone(),
-                        hash: hash_bytes(&f.raw),
                         class: c,
                     },
                 ));
@@ -230,8 +234,9 @@ fn write_unknown() -> Classification {
 /// What one backend connection holds of the session's state.
 #[derive(Debug, Default)]
 pub struct BackendState {
-    /// Prepared statements present on this backend: name -> hash of the Parse frame.
-    pub statements: HashMap<Vec<u8>, u64>,
+    /// Prepared statements present on this backend: name -> the Parse frame that made it
+    /// (compared byte for byte: a hash could be made to collide by a client).
+    pub statements: HashMap<Vec<u8>, Bytes>,
     /// How many entries of the session-setting history this backend has applied...
     pub applied: usize,
     /// ...and the [`chain`] hash of those entries: a pooled connection serving another session
@@ -265,7 +270,7 @@ pub fn plan(
     for name in &info.uses {
         let Some(p) = session.get(name) else { continue };
         match backend.statements.get(name) {
-            Some(h) if *h == p.hash => {}
+            Some(have) if have[..] == p.parse[..] => {}
             Some(_) if !name.is_empty() => {
                 inj.frames
                     .push(msg::close(b'S', &String::from_utf8_lossy(name)));
@@ -277,7 +282,7 @@ pub fn plan(
                 inj.swallow += 1;
             }
         }
-        backend.statements.insert(name.clone(), p.hash);
+        remember(&mut backend.statements, name, &p.parse);
     }
     for (name, p) in &info.parses {
         let closed_in_batch = info.closes.contains(name);
@@ -287,7 +292,7 @@ pub fn plan(
                 .push(msg::close(b'S', &String::from_utf8_lossy(name)));
             inj.swallow += 1;
         }
-        backend.statements.insert(name.clone(), p.hash);
+        remember(&mut backend.statements, name, &p.parse);
     }
     for name in &info.closes {
         if !info.parses.iter().any(|(n, _)| n == name) {
@@ -299,7 +304,7 @@ pub fn plan(
         && !info.parses.iter().any(|(n, _)| n.is_empty())
     {
         // A simple Query drops the server's unnamed statement.
-        backend.statements.remove(&Vec::new());
+        backend.statements.remove(&b""[..]);
     }
     inj
 }

@@ -172,3 +172,37 @@ fn discard_all_is_detected() {
     assert!(drops_statements("  DEALLOCATE ALL"));
     assert!(!drops_statements("SET x = 1"));
 }
+
+#[test]
+fn a_backend_keeps_a_statement_only_when_its_parse_is_byte_for_byte_the_same() {
+    let c = classifier();
+    let mut backend = BackendState::default();
+    let batch = |text: &str| {
+        let info = analyse(
+            &[frame(msg::parse("s", text)), frame(msg::sync())],
+            &c,
+            &HashMap::new(),
+        );
+        let mut session = HashMap::new();
+        record_statements(&info, &mut session);
+        session
+    };
+    // Session A prepared "s" on this backend.
+    let a = batch("SELECT 1");
+    let uses = |session: &HashMap<Vec<u8>, Prepared>| {
+        analyse(&[bind("s"), execute(), frame(msg::sync())], &c, session)
+    };
+    let first = plan(&uses(&a), &mut backend, &a);
+    assert_eq!(first.swallow, 1, "not there yet: parsed first");
+    // Session B's "s" is the same text, from another buffer: nothing to inject.
+    let same = batch("SELECT 1");
+    assert_eq!(
+        plan(&uses(&same), &mut backend, &same),
+        Injection::default()
+    );
+    // Session C's "s" is the same length but another text: closed and parsed again.
+    let other = batch("SELECT 2");
+    let inj = plan(&uses(&other), &mut backend, &other);
+    assert_eq!(inj.swallow, 2);
+    assert_eq!(inj.frames[1], other[&b"s".to_vec()].parse);
+}
