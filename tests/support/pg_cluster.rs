@@ -63,14 +63,25 @@ pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` distinct loopback ports that were free a moment ago (all held open together while picking).
+/// `N` distinct loopback ports that were free a moment ago (all held open together while picking),
+/// never one this test process handed out before: tests running side by side in one binary each
+/// close their pick before their server binds it, and the kernel may offer that port again.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
     let mut ports = [0u16; N];
-    for (slot, l) in ports.iter_mut().zip(&listeners) {
-        *slot = l.local_addr().expect("local_addr").port();
+    for slot in ports.iter_mut() {
+        loop {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            let port = l.local_addr().expect("local_addr").port();
+            held.push(l);
+            if !given.contains(&port) {
+                given.push(port);
+                *slot = port;
+                break;
+            }
+        }
     }
     ports
 }
