@@ -328,14 +328,22 @@ impl Relay {
             // The common simple Query: the client's bytes go out as they came, uncopied.
             (true, [one]) => be.conn.write_all(&one.raw).await?,
             _ => {
-                let mut out = BytesMut::with_capacity(batch_len(frames) + 64);
+                // Joined in a buffer the session keeps (not one per batch), unless a large
+                // batch made it big: then it goes with this batch.
+                let out = &mut self.joined;
+                out.clear();
+                out.reserve(batch_len(frames) + 64);
                 for f in &inj.frames {
                     out.extend_from_slice(f);
                 }
                 for f in frames {
                     out.extend_from_slice(&f.raw);
                 }
-                be.conn.write_all(&out).await?;
+                let written = be.conn.write_all(out).await;
+                if out.capacity() > JOINED_KEEP {
+                    *out = BytesMut::new();
+                }
+                written?;
             }
         }
         if let Some((pid, secret)) = be.conn.key {
@@ -699,3 +707,7 @@ fn recycle(batch: &mut Vec<Frame>, mut frames: Vec<Frame>) {
         *batch = frames;
     }
 }
+
+/// Largest joined-batch buffer a session keeps between batches (bigger ones are freed after use,
+/// so one large batch does not stay resident with an idle client).
+const JOINED_KEEP: usize = 16 * 1024;

@@ -91,6 +91,8 @@ pub struct Relay {
     unsynced: bool,
     copy_in: bool,
     batch: Vec<Frame>,
+    /// A multi-frame batch joined for one write; kept between batches (see `dispatch::send`).
+    joined: BytesMut,
     batch_bytes: usize,
     batch_ready: bool,
     excluded: Vec<usize>,
@@ -165,6 +167,7 @@ impl Relay {
             unsynced: false,
             copy_in: false,
             batch: Vec::new(),
+            joined: BytesMut::new(),
             batch_bytes: 0,
             batch_ready: false,
             excluded: Vec::new(),

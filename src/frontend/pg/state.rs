@@ -6,6 +6,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::classify::{Classification, Classifier, Intent, Reason};
 use crate::wire::pg::frame::Frame;
@@ -69,8 +70,8 @@ pub struct BatchInfo {
     pub syncs: usize,
     /// Named statements the batch uses without parsing them itself, in first-use order.
     pub uses: Vec<Vec<u8>>,
-    /// Statements the batch parses (name -> Parse frame).
-    pub parses: Vec<(Vec<u8>, Prepared)>,
+    /// Statements the batch parses (name -> Parse frame); most batches parse one at most.
+    pub parses: SmallVec<[(Vec<u8>, Prepared); 1]>,
     /// Statements the batch closes.
     pub closes: Vec<Vec<u8>>,
     /// Texts of session-setting statements, replayed on other backends if the batch succeeds.
@@ -90,7 +91,7 @@ pub fn analyse(
     let mut info = BatchInfo::default();
     // Statements parsed in this batch (names borrowed from the frames; a batch has few, so a
     // short list beats hashing every name).
-    let mut parsed_here: Vec<(&[u8], Classification)> = Vec::new();
+    let mut parsed_here: SmallVec<[(&[u8], Classification); 4]> = SmallVec::new();
     let parsed = |list: &[(&[u8], Classification)], name: &[u8]| {
         list.iter().rev().find(|(n, _)| *n == name).map(|(_, c)| *c)
     };
