@@ -159,7 +159,31 @@ impl TlsServer {
 
     /// Run the server side of a TLS handshake on `stream` (the caller puts it under a deadline).
     pub async fn accept(&self, stream: TcpStream) -> io::Result<ClientStream> {
-        let tls = self.acceptor.accept(stream).await?;
+        self.accept_after(stream, &[]).await
+    }
+
+    /// Like [`TlsServer::accept`], when the client's first TLS bytes were already read off the
+    /// socket (a MySQL client sends its ClientHello right behind the SSL request, without waiting
+    /// for an answer, so both can arrive in one read). `early` is fed to the handshake first.
+    pub async fn accept_after(&self, stream: TcpStream, early: &[u8]) -> io::Result<ClientStream> {
+        let mut failed = None;
+        let accept = self.acceptor.accept_with(stream, |conn| {
+            let mut rest = early;
+            while !rest.is_empty() {
+                if let Err(e) = conn.read_tls(&mut rest) {
+                    failed = Some(e);
+                    return;
+                }
+                if let Err(e) = conn.process_new_packets() {
+                    failed = Some(io::Error::new(io::ErrorKind::InvalidData, e));
+                    return;
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let tls = accept.await?;
         Ok(ClientStream::Tls(Box::new(tls)))
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end: TLS towards clients on both protocols (psql, tokio-postgres + rustls, PostgreSQL 17
-//! direct TLS, client certificates, the `mariadb` CLI, mysql_async + rustls, caching_sha2 over
-//! TLS), `mode: require`, and TLS config errors. Certificates are generated at test time.
+//! direct TLS, client certificates, the `mariadb` CLI, mysql_async + rustls, a MySQL SSL request
+//! and ClientHello in one segment, caching_sha2 over TLS), `mode: require`, and TLS config
+//! errors. Certificates are generated at test time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -440,6 +441,119 @@ fn mariadb_cli_over_tls_with_verified_server_cert() {
     );
     assert!(ok, "{err}\n{}", proxy.log());
     assert!(out.contains("Not in use"), "{out}");
+}
+
+/// Read one MySQL packet (sequence id, payload) from a blocking stream.
+fn read_my_packet(s: &mut impl std::io::Read) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).unwrap();
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    (head[3], payload)
+}
+
+/// Connect to a MySQL listener and read its greeting.
+fn mysql_greeting(port: u16) -> (std::net::TcpStream, Vec<u8>) {
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let (_, greeting) = read_my_packet(&mut tcp);
+    (tcp, greeting)
+}
+
+fn my_packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut b = len.to_le_bytes()[..3].to_vec();
+    b.push(seq);
+    b.extend_from_slice(payload);
+    b
+}
+
+/// A MySQL client does not wait for an answer to its SSL request: the request and the TLS
+/// ClientHello can reach the proxy in one segment (mysql_async over rustls sometimes does this).
+/// The ClientHello must go to the handshake, and the login and a query must then work.
+#[test]
+fn mysql_ssl_request_and_client_hello_in_one_segment() {
+    use switchyard::wire::mysql::auth::native_scramble;
+    use switchyard::wire::mysql::handshake::{ssl_request, HandshakeResponse, HandshakeV10};
+    use switchyard::wire::mysql::packet::caps;
+    let (proxy, ports) = mysql_proxy("require");
+    let (mut tcp, greeting) = mysql_greeting(ports.listen);
+    let hs = HandshakeV10::parse(&greeting).unwrap();
+    assert_ne!(hs.capabilities & caps::CLIENT_SSL, 0);
+    let want = caps::CLIENT_PROTOCOL_41
+        | caps::CLIENT_SECURE_CONNECTION
+        | caps::CLIENT_PLUGIN_AUTH
+        | caps::CLIENT_CONNECT_WITH_DB
+        | caps::CLIENT_TRANSACTIONS;
+    let mut tls = rustls::ClientConnection::new(
+        Arc::new(rustls_client(&pki().ca, &[])),
+        "localhost".try_into().unwrap(),
+    )
+    .unwrap();
+    // One write: the SSL request, then the ClientHello rustls has ready.
+    let mut segment = my_packet(1, &ssl_request(want, 1 << 24, 45));
+    tls.write_tls(&mut segment).unwrap();
+    tcp.write_all(&segment).unwrap();
+    let mut s = rustls::StreamOwned::new(tls, tcp);
+    let resp = HandshakeResponse {
+        capabilities: want | caps::CLIENT_SSL,
+        max_packet: 1 << 24,
+        charset: 45,
+        username: MYSQL_APP_USER.to_string(),
+        auth_response: native_scramble(MYSQL_APP_PASSWORD.as_bytes(), &hs.scramble).to_vec(),
+        database: Some("app".to_string()),
+        auth_plugin: Some("mysql_native_password".to_string()),
+        attributes: Vec::new(),
+    };
+    s.write_all(&my_packet(2, &resp.encode()))
+        .unwrap_or_else(|e| panic!("TLS handshake failed: {e}\n{}", proxy.log()));
+    let (_, ok) = read_my_packet(&mut s);
+    assert_eq!(ok.first(), Some(&0x00), "login: {ok:?}\n{}", proxy.log());
+    s.write_all(&my_packet(0, b"\x03SELECT 6 * 7")).unwrap();
+    let mut rows = Vec::new();
+    loop {
+        let (_, p) = read_my_packet(&mut s);
+        let end = p.first() == Some(&0xfe) && p.len() < 9 && !rows.is_empty();
+        rows.push(p);
+        if end && rows.len() > 3 {
+            break;
+        }
+    }
+    assert!(
+        rows.iter().any(|r| r.as_slice() == b"\x0242"),
+        "{rows:?}\n{}",
+        proxy.log()
+    );
+}
+
+/// Plaintext smuggled behind the SSL request (a query where the ClientHello belongs) goes to
+/// the TLS handshake, fails it, and is never run; the proxy keeps serving.
+#[test]
+fn mysql_plaintext_behind_the_ssl_request_is_never_run() {
+    use std::io::Read;
+    use switchyard::wire::mysql::handshake::ssl_request;
+    use switchyard::wire::mysql::packet::caps;
+    let (proxy, ports) = mysql_proxy("require");
+    let (mut tcp, _) = mysql_greeting(ports.listen);
+    let want = caps::CLIENT_PROTOCOL_41 | caps::CLIENT_SECURE_CONNECTION;
+    let mut segment = my_packet(1, &ssl_request(want, 1 << 24, 45));
+    segment.extend(my_packet(0, b"\x03SELECT 6 * 7"));
+    tcp.write_all(&segment).unwrap();
+    let mut rest = Vec::new();
+    let _ = tcp.read_to_end(&mut rest);
+    assert!(
+        !rest.windows(3).any(|w| w == b"\x0242"),
+        "the smuggled query ran: {rest:?}"
+    );
+    let (ok, out, err) = mariadb(
+        ports.listen,
+        MYSQL_APP_USER,
+        MYSQL_APP_PASSWORD,
+        &["--ssl", "-N", "-B", "-e", "SELECT 6 * 7"],
+    );
+    assert!(ok && out.contains("42"), "{out} {err}\n{}", proxy.log());
 }
 
 #[test]

@@ -105,17 +105,17 @@ impl MyClient {
         self.stream.as_ref().is_some_and(ClientStream::is_tls)
     }
 
-    /// Upgrade to TLS after the client's SSL request packet; sequence ids continue. Bytes the
-    /// client sent ahead of the handshake are refused (they were not protected by it).
+    /// Upgrade to TLS after the client's SSL request packet; sequence ids continue. A MySQL
+    /// client does not wait for an answer to the SSL request, so bytes already read behind it
+    /// are the start of its TLS handshake and go to the handshake (never to the packet reader:
+    /// plaintext smuggled there only makes the handshake fail).
     pub async fn start_tls(&mut self, tls: &TlsServer) -> Result<(), MyError> {
-        if !self.rbuf.is_empty() {
-            return Err(MyError::protocol("unencrypted data after the SSL request"));
-        }
         self.flush().await?;
         let Some(ClientStream::Plain(tcp)) = self.stream.take() else {
             return Err(MyError::protocol("TLS is already on"));
         };
-        match tls.accept(tcp).await {
+        let early = self.rbuf.split();
+        match tls.accept_after(tcp, &early).await {
             Ok(s) => {
                 self.stream = Some(s);
                 Ok(())
