@@ -6,7 +6,8 @@
 #      4.3 (load balancing over the 3 servers), and PgCat / PgDog when PGCAT_BIN / PGDOG_BIN name their binaries;
 #   2. sysbench oltp_read_only / oltp_read_write at 16/64 threads: MariaDB directly vs Switchyard
 #      (MySQL cluster, the same pool sizes);
-#   3. added latency: pgbench -c 1 -S -M prepared with a per-transaction log, direct vs Switchyard;
+#   3. added latency: pgbench -c 1 -S -M prepared with a per-transaction log, direct vs Switchyard
+#      (and PgBouncer, for reference);
 #   4. memory: proxy RSS per idle client (5,000 idle clients) and a burst of 10,000 concurrent
 #      short clients over a pool of 50 (examples/pool_clients.rs, md5 user mdapp);
 #   5. the targets and whether each was met.
@@ -741,7 +742,7 @@ lat_run() {
 }
 
 part_latency() {
-    local port dm dp dn pm pp pn
+    local port dm dp dn pm pp pn bm=n/a bp=n/a bn=0 dir pid
     log "latency: pgbench -c 1 -S -M prepared -l, ${LAT_DURATION} s each"
     read -r dm dp dn <<<"$(lat_run direct "${PRIMARY_PORT}")"
     alloc_port port
@@ -750,14 +751,30 @@ part_latency() {
         read -r pm pp pn <<<"$(lat_run switchyard "${port}")"
     fi
     stop_bg "${SY_PID}"
+    # PgBouncer as the reference for what one loopback hop through a pooler costs on this host
+    # (one client keeps its server connection, so -M prepared works through it here).
+    if has "${TARGETS}" pgbouncer; then
+        alloc_port port
+        dir="${TMP}/pgbouncer-latency"
+        pgbouncer_config "${dir}" "${port}" "${PRIMARY_PORT}" "${POOL_SIZE}" 100
+        is_root && chown -R postgres:postgres "${dir}"
+        start_bg pid "${dir}/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "${dir}/pgbouncer.ini"
+        wait_port "${port}" 20 "${pid}" && read -r bm bp bn <<<"$(lat_run pgbouncer "${port}")"
+        stop_bg "${pid}"
+    fi
     echo
     echo "== 3. latency (pgbench -c 1 -S -M prepared, ${LAT_DURATION} s, per query) =="
     printf '%-28s %12s %12s %12s\n' "" "median us" "p99 us" "queries"
     printf '%-28s %12s %12s %12s\n' "direct (primary)" "${dm}" "${dp}" "${dn}"
     printf '%-28s %12s %12s %12s\n' "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" "${pm}" "${pp}" "${pn}"
+    has "${TARGETS}" pgbouncer &&
+        printf '%-28s %12s %12s %12s\n' "pgbouncer 1.18 txn/${POOL_SIZE}" "${bm}" "${bp}" "${bn}"
     if is_num "${dm}" && is_num "${pm}"; then
         LAT_ADDED=$((pm - dm))
         printf '%-28s %12s %12s\n' "added by switchyard" "$((pm - dm))" "$((pp - dp))"
+    fi
+    if is_num "${dm}" && is_num "${bm}"; then
+        printf '%-28s %12s %12s\n' "added by pgbouncer" "$((bm - dm))" "$((bp - dp))"
     fi
 }
 
