@@ -175,6 +175,22 @@ pub fn decide(
     balancer: &Balancer,
     exclude: &[usize],
 ) -> Result<Decision, RouteError> {
+    decide_ready(want, topo, routing, balancer, exclude, |_| true)
+}
+
+/// [`decide`], where a read goes by the balancing policy among the replicas for which `ready`
+/// says a connection is free now, and among all of them only when none is. With a pool per
+/// replica this is one line for all replicas, not one per replica: a read never waits for a
+/// busy replica while another has a connection idle (two lines of waiting clients serve fewer
+/// than one line in front of the same servers).
+pub fn decide_ready(
+    want: Want,
+    topo: &Topology,
+    routing: &RoutingConfig,
+    balancer: &Balancer,
+    exclude: &[usize],
+    ready: impl Fn(usize) -> bool,
+) -> Result<Decision, RouteError> {
     let primary = || {
         topo.primary()
             .filter(|p| !exclude.contains(&p.index))
@@ -193,7 +209,13 @@ pub fn decide(
                 topo.read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
                     .filter(|s| !exclude.contains(&s.index))
             };
-            if let Some(server) = balancer.choose(routing.balance, candidates) {
+            // Weight 0 keeps its meaning: such a replica is no free alternative to a weighted one.
+            let weighted = candidates().any(|s| s.weight > 0);
+            let free = || candidates().filter(|s| (!weighted || s.weight > 0) && ready(s.index));
+            let chosen = balancer
+                .choose(routing.balance, free)
+                .or_else(|| balancer.choose(routing.balance, candidates));
+            if let Some(server) = chosen {
                 return Ok(Decision {
                     server,
                     route: Route::Replica,
@@ -289,6 +311,52 @@ mod tests {
             .map(|_| decide(Want::Replica(READ), &t, &r, &b, &[]).unwrap().server)
             .collect();
         assert_eq!(picks, vec![1, 2, 1, 2]);
+    }
+
+    #[test]
+    fn a_read_skips_a_replica_whose_pool_is_busy_while_another_is_free() {
+        let t = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Replica, FRESH, 1),
+            server(2, Role::Replica, FRESH, 1),
+            server(3, Role::Replica, FRESH, 0),
+        ]);
+        let b = Balancer::new(4);
+        for policy in [
+            Balance::RoundRobin,
+            Balance::Random,
+            Balance::LeastConnections,
+        ] {
+            let r = routing(policy, Fallback::Primary);
+            let pick = |ready: &dyn Fn(usize) -> bool| {
+                decide_ready(Want::Replica(READ), &t, &r, &b, &[], ready)
+                    .unwrap()
+                    .server
+            };
+            // Replica 1 busy: every read goes to 2.
+            assert!((0..6).all(|_| pick(&|i| i != 1) == 2), "{policy:?}");
+            // Both weighted replicas busy: the weight-0 one stays a last resort, and the
+            // policy spreads reads over the busy ones (they wait in their lines).
+            let busy: Vec<usize> = (0..6).map(|_| pick(&|i| i == 3)).collect();
+            assert!(
+                busy.iter().all(|&s| s == 1 || s == 2),
+                "{policy:?} {busy:?}"
+            );
+            // All free: the policy as without pools.
+            assert!(
+                (0..6).all(|_| matches!(pick(&|_| true), 1 | 2)),
+                "{policy:?}"
+            );
+        }
+        let r = routing(Balance::RoundRobin, Fallback::Primary);
+        let picks: Vec<usize> = (0..4)
+            .map(|_| {
+                decide_ready(Want::Replica(READ), &t, &r, &b, &[], |i| i != 3)
+                    .unwrap()
+                    .server
+            })
+            .collect();
+        assert!(picks.contains(&1) && picks.contains(&2), "{picks:?}");
     }
 
     #[test]

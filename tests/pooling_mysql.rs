@@ -1,7 +1,7 @@
 //! End-to-end transaction pooling on MariaDB: 300 clients over 10 server connections per server,
-//! settings that never leak between clients, binary-protocol prepared statements across
-//! connections, sysbench with prepared statements, and an abandoned transaction that must leave
-//! nothing behind.
+//! reads that pass a busy replica for a free one, settings that never leak between clients,
+//! binary-protocol prepared statements across connections, sysbench with prepared statements,
+//! and an abandoned transaction that must leave nothing behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -170,6 +170,52 @@ async fn three_hundred_clients_share_ten_connections_per_server() {
             "switchyard_pool_size{{cluster=\"main\",server=\"primary\",user=\"{POOL_USER}\"}} 10"
         )),
         "{m}"
+    );
+}
+
+/// Pools of one connection per server: while a long read holds one replica's only connection,
+/// a client's reads go to the other replica instead of waiting in line behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_a_replica_with_a_free_connection_instead_of_waiting() {
+    let (proxy, ports) = start(1);
+    let replicas = shared_mysql().replica_ports();
+    let mut b = connect(ports.listen).await;
+    // The client's first reads use both replicas' pools (round robin).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let p: Option<u16> = b.query_first("SELECT @@port").await.unwrap();
+        seen.insert(p.unwrap());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let mut a = connect(ports.listen).await;
+    let long = tokio::spawn(async move {
+        let p: Option<u16> = a
+            .query_first("SELECT @@port + 0 * SLEEP(3) AS free_replica_probe")
+            .await
+            .unwrap();
+        p.unwrap()
+    });
+    let running = "SELECT COUNT(*) FROM information_schema.processlist \
+                   WHERE info LIKE '%free_replica_probe%' AND info NOT LIKE '%processlist%'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replicas
+        .iter()
+        .all(|&p| shared_mysql().sql(p, running).trim() == "0")
+    {
+        assert!(Instant::now() < deadline, "the long read never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut quick = Vec::new();
+    for _ in 0..6 {
+        let p: Option<u16> = b.query_first("SELECT @@port").await.unwrap();
+        quick.push(p.unwrap());
+    }
+    let busy = long.await.unwrap();
+    assert!(replicas.contains(&busy), "{busy} {replicas:?}");
+    assert!(
+        quick.iter().all(|p| *p != busy && replicas.contains(p)),
+        "reads while {busy} was busy: {quick:?}\n{}",
+        proxy.log()
     );
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end transaction pooling on PostgreSQL: 500 clients over 10 server connections per
-//! server, settings that never leak between clients, prepared statements across connections,
-//! pgbench -M prepared, and an abandoned pipeline that must leave nothing behind.
+//! server, reads that pass a busy replica for a free one, settings that never leak between
+//! clients, prepared statements across connections, pgbench -M prepared, and an abandoned
+//! pipeline that must leave nothing behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -239,6 +240,66 @@ async fn a_server_with_its_own_pool_size_never_exceeds_it() {
         let line = format!("switchyard_pool_size{{cluster=\"main\",server=\"{server}\",user=\"{MD5_USER}\"}} {size}");
         assert!(m.contains(&line), "{line}\n{m}");
     }
+}
+
+/// Pools of one connection per server: while a long read holds one replica's only connection,
+/// a client's reads go to the other replica (whose connection is free) instead of waiting in
+/// line behind it, whatever the round robin would have picked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_go_to_a_replica_with_a_free_connection_instead_of_waiting() {
+    const APP: &str = "free_replica";
+    let (yaml, ports) = config(1);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let conn = format!(
+        "{} application_name={APP}",
+        pg_conn_str(ports.listen, "mdapp", MDAPP_PASSWORD, "app")
+    );
+    let (b, task) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+    tokio::spawn(task);
+    let replicas: Vec<String> = shared()
+        .replica_ports()
+        .iter()
+        .map(u16::to_string)
+        .collect();
+    // The client's first reads use both replicas' pools (round robin).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(value(&b, "SELECT inet_server_port()").await);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // Another client holds one replica's only connection for a while.
+    let (a, task) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+    tokio::spawn(task);
+    let long = tokio::spawn(async move {
+        value(
+            &a,
+            "SELECT inet_server_port() + 0 * length(pg_sleep(3)::text)",
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connections_where(&format!(
+        "application_name = '{APP}' AND query LIKE '%pg_sleep(3)%' AND state = 'active'"
+    ))
+    .iter()
+    .sum::<usize>()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the long read never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut quick = Vec::new();
+    for _ in 0..6 {
+        quick.push(value(&b, "SELECT inet_server_port()").await);
+    }
+    let busy = long.await.unwrap();
+    assert!(replicas.contains(&busy), "{busy} {replicas:?}");
+    assert!(
+        quick.iter().all(|p| p != &busy && replicas.contains(p)),
+        "reads while {busy} was busy: {quick:?}\n{}",
+        proxy.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

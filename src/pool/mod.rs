@@ -133,6 +133,9 @@ pub struct Pool<C: Send + 'static> {
     /// Retired by a reload (its server was removed or moved): nothing is pooled again. Set
     /// under the state lock; read without it by sessions that keep the pools they used.
     retired: AtomicBool,
+    /// A checkout would be served at once (an idle connection, or room and nobody in line), as
+    /// of the last change; read without the lock by routing that prefers such a pool.
+    ready: AtomicBool,
 }
 
 /// A checkout that found neither a connection nor room within `checkout_timeout`.
@@ -155,6 +158,7 @@ impl<C: Send + 'static> Pool<C> {
             gauges,
             opener: Mutex::new(None),
             retired: AtomicBool::new(false),
+            ready: AtomicBool::new(true),
         })
     }
 
@@ -166,6 +170,12 @@ impl<C: Send + 'static> Pool<C> {
     /// Retired by a reload: look the pool up again (a new one serves the key).
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Acquire)
+    }
+
+    /// Whether a checkout would be served now, without waiting in line (a hint: another session
+    /// may take the connection first, and then this one waits as usual).
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     pub fn idle(&self) -> usize {
@@ -409,6 +419,8 @@ impl<C: Send + 'static> Pool<C> {
         self.gauges.idle.set(idle as i64);
         self.gauges.in_use.set(st.total.saturating_sub(idle) as i64);
         self.gauges.waiting.set(st.waiters.len() as i64);
+        let ready = idle > 0 || (st.total < st.cfg.size && st.waiters.is_empty());
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
     /// Drop the places in line of checkouts that gave up (timed out or were dropped), so the

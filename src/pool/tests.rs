@@ -231,3 +231,25 @@ async fn a_checkout_dropped_while_in_line_loses_no_slot() {
     drop(held);
     assert_eq!(p.total(), 0);
 }
+
+#[tokio::test]
+async fn ready_says_whether_a_checkout_would_be_served_at_once() {
+    let p = pool(1, 2000);
+    assert!(p.ready(), "empty pool with room");
+    let (_, l) = lease_of(p.checkout().await.unwrap());
+    assert!(!p.ready(), "full, nothing idle");
+    p.checkin(7, l).unwrap();
+    assert!(p.ready(), "one idle");
+    let (c, l) = lease_of(p.checkout().await.unwrap());
+    assert_eq!(c, Some(7));
+    let p2 = p.clone();
+    let waiter = tokio::spawn(async move { lease_of(p2.checkout().await.unwrap()) });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!p.ready(), "someone in line");
+    p.checkin(7, l).unwrap();
+    assert!(!p.ready(), "the checkin went to the one in line");
+    let (c, l) = waiter.await.unwrap();
+    assert_eq!(c, Some(7));
+    drop(l);
+    assert!(p.ready(), "closed: room again");
+}

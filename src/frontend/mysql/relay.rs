@@ -18,7 +18,7 @@ use crate::failover::gate::Pass;
 use crate::frontend::pg::ClusterCtx;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::pool::Lease;
-use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
+use crate::router::{choose, decide_ready, Choice, Decision, RouteError, Want};
 use crate::topology::{Role, Topology};
 use crate::wire::mysql::command::*;
 use crate::wire::mysql::packet::status;
@@ -255,13 +255,17 @@ impl Relay {
         .fatal())
     }
 
+    /// With transaction pooling a read prefers a replica whose pool can serve it now (pools this
+    /// session has not used yet count as free).
     pub(super) fn route(&self, want: Want) -> Result<Decision, RouteError> {
-        decide(
+        let pooling = self.pooling();
+        decide_ready(
             want,
             &self.topology(),
             &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
+            |i| !pooling || self.pools[i].as_ref().is_none_or(|p| p.ready()),
         )
     }
 

@@ -19,7 +19,7 @@ use crate::config::Consistency;
 use crate::failover::gate::Pass;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::pool::Lease;
-use crate::router::{choose, decide, Choice, Decision, RouteError, Want};
+use crate::router::{choose, decide_ready, Choice, Decision, RouteError, Want};
 use crate::topology::probe_pg::parse_lsn;
 use crate::topology::Topology;
 use crate::wire::pg::frame::Frame;
@@ -270,14 +270,18 @@ impl Relay {
         ))
     }
 
+    /// With transaction pooling a read prefers a replica whose pool can serve it now (as far
+    /// as this session knows the pools: one it has not used yet counts as free).
     fn route(&self, want: Want) -> Result<Decision, RouteError> {
         let topo = self.topology();
-        decide(
+        let pooling = self.pooling();
+        decide_ready(
             want,
             &topo,
             &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
+            |i| !pooling || self.pools[i].as_ref().is_none_or(|p| p.ready()),
         )
     }
 
