@@ -195,7 +195,6 @@ impl<C: Send + 'static> Pool<C> {
 
     /// An idle connection, room for a new one, or (after waiting in line) whichever comes first.
     pub async fn checkout(self: &Arc<Self>) -> Result<Checkout<C>, CheckoutTimeout> {
-        let started = Instant::now();
         let (rx, wait) = {
             let mut st = self.state.lock();
             if let Some(i) = st.idle.pop() {
@@ -212,8 +211,10 @@ impl<C: Send + 'static> Pool<C> {
             self.update(&st);
             (rx, (st.cfg.checkout_timeout, st.cfg.size))
         };
-        // Waiting in line; if this future is dropped meanwhile (the client left), the guard
-        // hands on a grant that raced with the drop and leaves the line.
+        // Waiting in line (only a wait reads the clock: the wait histogram counts only waits);
+        // if this future is dropped meanwhile (the client left), the guard hands on a grant that
+        // raced with the drop and leaves the line.
+        let started = Instant::now();
         let mut waiting = Waiting {
             pool: self,
             rx,
