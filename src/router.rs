@@ -167,22 +167,12 @@ impl Balancer {
     }
 }
 
-/// Decide the destination. `exclude` lists servers this session just found broken.
-pub fn decide(
-    want: Want,
-    topo: &Topology,
-    routing: &RoutingConfig,
-    balancer: &Balancer,
-    exclude: &[usize],
-) -> Result<Decision, RouteError> {
-    decide_ready(want, topo, routing, balancer, exclude, |_| true)
-}
-
-/// [`decide`], where a read goes by the balancing policy among the replicas for which `ready`
-/// says a connection is free now, and among all of them only when none is. With a pool per
-/// replica this is one line for all replicas, not one per replica: a read never waits for a
-/// busy replica while another has a connection idle (two lines of waiting clients serve fewer
-/// than one line in front of the same servers).
+/// Decide the destination. `exclude` lists servers this session just found broken. A read goes
+/// by the balancing policy among the replicas for which `ready` says a connection is free now,
+/// and among all of them only when none is. With a pool per replica this is one line for all
+/// replicas, not one per replica: a read never waits for a busy replica while another has a
+/// connection idle (two lines of waiting clients serve fewer than one line in front of the same
+/// servers). Without pools, `ready` is always true.
 pub fn decide_ready(
     want: Want,
     topo: &Topology,
@@ -242,6 +232,17 @@ mod tests {
     use crate::classify::Reason;
     use crate::topology::{Health, Lag, ReplicaState, Role};
     use std::time::Duration;
+
+    /// [`decide_ready`] without pools: every replica can serve at once.
+    fn decide(
+        want: Want,
+        topo: &Topology,
+        routing: &RoutingConfig,
+        balancer: &Balancer,
+        exclude: &[usize],
+    ) -> Result<Decision, RouteError> {
+        decide_ready(want, topo, routing, balancer, exclude, |_| true)
+    }
 
     fn server(index: usize, role: Role, lag: Lag, weight: u32) -> ServerState {
         ServerState {

@@ -462,12 +462,11 @@ fn mysql_greeting(port: u16) -> (std::net::TcpStream, Vec<u8>) {
     (tcp, greeting)
 }
 
+/// One MySQL packet with sequence id `seq`, framed by the proxy's own encoder.
 fn my_packet(seq: u8, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut b = len.to_le_bytes()[..3].to_vec();
-    b.push(seq);
-    b.extend_from_slice(payload);
-    b
+    let mut b = bytes::BytesMut::new();
+    switchyard::wire::mysql::packet::encode_into(&mut b, seq, payload);
+    b.to_vec()
 }
 
 /// A MySQL client does not wait for an answer to its SSL request: the request and the TLS

@@ -1,7 +1,10 @@
-//! Per-server slots of one session (its backend connections), indexed by server slot and
-//! growing when a reload adds servers while the session runs.
+//! Per-server slots of one session (its backend connections and pools), indexed by server slot
+//! and growing when a reload adds servers while the session runs.
 
 use std::ops::{Deref, DerefMut, Index, IndexMut};
+use std::sync::Arc;
+
+use crate::pool::Pool;
 
 /// `Option<T>` per server slot. Reading past the end gives `None`; writing past the end grows
 /// the slots first, so a server a reload appended is usable by sessions already running.
@@ -17,6 +20,14 @@ impl<T> Slots<T> {
             v: (0..n).map(|_| None).collect(),
             none: None,
         }
+    }
+}
+
+impl<C: Send + 'static> Slots<Arc<Pool<C>>> {
+    /// Whether the session's pool for server `i` can serve a checkout at once; a pool the
+    /// session has not used yet counts as free (routing's hint, see `router::decide_ready`).
+    pub fn ready(&self, i: usize) -> bool {
+        self[i].as_ref().is_none_or(|p| p.ready())
     }
 }
 

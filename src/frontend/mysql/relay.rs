@@ -255,8 +255,7 @@ impl Relay {
         .fatal())
     }
 
-    /// With transaction pooling a read prefers a replica whose pool can serve it now (pools this
-    /// session has not used yet count as free).
+    /// With transaction pooling a read prefers a replica whose pool can serve it now.
     pub(super) fn route(&self, want: Want) -> Result<Decision, RouteError> {
         let pooling = self.pooling();
         decide_ready(
@@ -265,7 +264,7 @@ impl Relay {
             &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
-            |i| !pooling || self.pools[i].as_ref().is_none_or(|p| p.ready()),
+            |i| !pooling || self.pools.ready(i),
         )
     }
 

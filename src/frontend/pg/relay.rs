@@ -270,8 +270,7 @@ impl Relay {
         ))
     }
 
-    /// With transaction pooling a read prefers a replica whose pool can serve it now (as far
-    /// as this session knows the pools: one it has not used yet counts as free).
+    /// With transaction pooling a read prefers a replica whose pool can serve it now.
     fn route(&self, want: Want) -> Result<Decision, RouteError> {
         let topo = self.topology();
         let pooling = self.pooling();
@@ -281,7 +280,7 @@ impl Relay {
             &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
-            |i| !pooling || self.pools[i].as_ref().is_none_or(|p| p.ready()),
+            |i| !pooling || self.pools.ready(i),
         )
     }
 

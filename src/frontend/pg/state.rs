@@ -20,14 +20,27 @@ pub struct Prepared {
     pub class: Classification,
 }
 
-/// Note that a backend has `parse` as statement `name`: a copy of the frame (not a view into the
-/// client's read buffer, which the pooled backend may outlive), made only when it changed.
-fn remember(statements: &mut HashMap<Vec<u8>, Bytes>, name: &[u8], parse: &Bytes) {
+/// What a backend had under a statement name before [`remember`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Had {
+    Nothing,
+    Same,
+    Other,
+}
+
+/// Note that a backend has `parse` as statement `name` (one lookup, one byte comparison) and say
+/// what it had before. The frame is copied (not a view into the client's read buffer, which the
+/// pooled backend may outlive), and only when it changed.
+fn remember(statements: &mut HashMap<Vec<u8>, Bytes>, name: &[u8], parse: &Bytes) -> Had {
     match statements.get_mut(name) {
-        Some(have) if have[..] == parse[..] => {}
-        Some(have) => *have = Bytes::copy_from_slice(parse),
+        Some(have) if have[..] == parse[..] => Had::Same,
+        Some(have) => {
+            *have = Bytes::copy_from_slice(parse);
+            Had::Other
+        }
         None => {
             statements.insert(name.to_vec(), Bytes::copy_from_slice(parse));
+            Had::Nothing
         }
     }
 }
@@ -270,9 +283,9 @@ pub fn plan(
     let mut inj = Injection::default();
     for name in &info.uses {
         let Some(p) = session.get(name) else { continue };
-        match backend.statements.get(name) {
-            Some(have) if have[..] == p.parse[..] => {}
-            Some(_) if !name.is_empty() => {
+        match remember(&mut backend.statements, name, &p.parse) {
+            Had::Same => {}
+            Had::Other if !name.is_empty() => {
                 inj.frames
                     .push(msg::close(b'S', &String::from_utf8_lossy(name)));
                 inj.frames.push(p.parse.clone());
@@ -283,17 +296,15 @@ pub fn plan(
                 inj.swallow += 1;
             }
         }
-        remember(&mut backend.statements, name, &p.parse);
     }
     for (name, p) in &info.parses {
-        let closed_in_batch = info.closes.contains(name);
-        if !name.is_empty() && backend.statements.contains_key(name) && !closed_in_batch {
+        let had = remember(&mut backend.statements, name, &p.parse);
+        if had != Had::Nothing && !name.is_empty() && !info.closes.contains(name) {
             // A stale copy from before the client closed it elsewhere.
             inj.frames
                 .push(msg::close(b'S', &String::from_utf8_lossy(name)));
             inj.swallow += 1;
         }
-        remember(&mut backend.statements, name, &p.parse);
     }
     for name in &info.closes {
         if !info.parses.iter().any(|(n, _)| n == name) {
