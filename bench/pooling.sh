@@ -331,18 +331,23 @@ bench_target() {
 
 max_clients() { local m=1 c; for c in ${CLIENTS} ${TPCB_CLIENTS}; do [ "${c}" -gt "${m}" ] && m="${c}"; done; echo "${m}"; }
 
+# start_pgbouncer DIR PORT MAX_CLIENT_CONN: PgBouncer (transaction mode, primary only) on PORT,
+# its pid in PGB_PID; fails (with its log on stderr) when it does not accept within 20 s.
+PGB_PID=""
+start_pgbouncer() {
+    pgbouncer_config "$1" "$2" "${PRIMARY_PORT}" "${POOL_SIZE}" "$3"
+    is_root && chown -R postgres:postgres "$1"
+    start_bg PGB_PID "$1/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "$1/pgbouncer.ini"
+    wait_port "$2" 20 "${PGB_PID}" || { tail -n 20 "$1/pgbouncer.log" >&2; return 1; }
+}
+
 run_pgbouncer() { # port
-    local dir="${TMP}/pgbouncer" pid
-    pgbouncer_config "${dir}" "$1" "${PRIMARY_PORT}" "${POOL_SIZE}" "$(($(max_clients) + 100))"
-    is_root && chown -R postgres:postgres "${dir}"
-    start_bg pid "${dir}/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "${dir}/pgbouncer.ini"
-    if wait_port "$1" 20 "${pid}"; then
+    if start_pgbouncer "${TMP}/pgbouncer" "$1" "$(($(max_clients) + 100))"; then
         bench_target pgbouncer "$1"
     else
-        tail -n 20 "${dir}/pgbouncer.log" >&2
         NOTE[pgbouncer]="did not start (log above)"
     fi
-    stop_bg "${pid}"
+    stop_bg "${PGB_PID}"
 }
 
 run_pgpool() { # port
@@ -742,7 +747,7 @@ lat_run() {
 }
 
 part_latency() {
-    local port dm dp dn pm pp pn bm=n/a bp=n/a bn=0 dir pid
+    local port dm dp dn pm pp pn bm=n/a bp=n/a bn=0
     log "latency: pgbench -c 1 -S -M prepared -l, ${LAT_DURATION} s each"
     read -r dm dp dn <<<"$(lat_run direct "${PRIMARY_PORT}")"
     alloc_port port
@@ -755,12 +760,9 @@ part_latency() {
     # (one client keeps its server connection, so -M prepared works through it here).
     if has "${TARGETS}" pgbouncer; then
         alloc_port port
-        dir="${TMP}/pgbouncer-latency"
-        pgbouncer_config "${dir}" "${port}" "${PRIMARY_PORT}" "${POOL_SIZE}" 100
-        is_root && chown -R postgres:postgres "${dir}"
-        start_bg pid "${dir}/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "${dir}/pgbouncer.ini"
-        wait_port "${port}" 20 "${pid}" && read -r bm bp bn <<<"$(lat_run pgbouncer "${port}")"
-        stop_bg "${pid}"
+        start_pgbouncer "${TMP}/pgbouncer-latency" "${port}" 100 &&
+            read -r bm bp bn <<<"$(lat_run pgbouncer "${port}")"
+        stop_bg "${PGB_PID}"
     fi
     echo
     echo "== 3. latency (pgbench -c 1 -S -M prepared, ${LAT_DURATION} s, per query) =="
