@@ -847,43 +847,43 @@ part_memory() {
 
 # ---- 5. targets ----
 
+# target_line LABEL TARGET MIN_RATIO MIN_CLIENTS: Switchyard's pgbench -S TPS against TARGET's in
+# every cell with at least MIN_CLIENTS clients where TARGET ran (PgBouncer fails -M prepared:
+# nothing to compare there); "not measured" when no cell compares.
+target_line() {
+    local label="$1" t="$2" min="$3" from="$4" w c sy other r worst="" verdict=met
+    for w in select-simple select-extended select-prepared; do
+        for c in ${CLIENTS}; do
+            [ "${c}" -ge "${from}" ] || continue
+            sy="${R["switchyard|${w}|${c}"]:-}" other="${R["${t}|${w}|${c}"]:-}"
+            is_num "${other}" || continue
+            is_num "${sy}" || { verdict="NOT met"; worst="switchyard fails ${w} c=${c}"; continue; }
+            r="$(ratio "${sy}" "${other}")"
+            awk -v r="${r}" -v m="${min}" 'BEGIN { exit !(r < m) }' && verdict="NOT met"
+            if [ -z "${worst}" ] || awk -v r="${r}" -v w="${worst%% *}" 'BEGIN { exit !(r < w) }'; then worst="${r} (${w} c=${c})"; fi
+        done
+    done
+    if [ -z "${worst}" ]; then
+        printf '%-62s %s\n' "${label}" "not measured (no cell with ${from}+ clients where both ran)"
+    else
+        printf '%-62s %s\n' "${label}" "${verdict}, lowest ratio ${worst}"
+    fi
+}
+
 part_targets() {
     echo
     echo "== 5. targets =="
-    local w c sy other worst verdict t
+    local verdict t
     if has "${PARTS}" pgbench; then
         for t in pgcat pgdog; do
             if ! has "${RAN_TARGETS}" "${t}"; then
                 printf '%-62s %s\n' "switchyard -S tps >= 1.3x ${t}" "not measured (${NOTE[${t}]:-not run})"
                 continue
             fi
-            worst="" verdict=met
-            for w in select-simple select-extended select-prepared; do
-                for c in ${CLIENTS}; do
-                    sy="${R["switchyard|${w}|${c}"]:-}" other="${R["${t}|${w}|${c}"]:-}"
-                    is_num "${other}" || continue
-                    is_num "${sy}" || { verdict="NOT met"; worst="switchyard fails ${w} c=${c}"; continue; }
-                    r="$(ratio "${sy}" "${other}")"
-                    awk -v r="${r}" 'BEGIN { exit !(r < 1.3) }' && verdict="NOT met"
-                    if [ -z "${worst}" ] || awk -v r="${r}" -v w="${worst%% *}" 'BEGIN { exit !(r < w) }'; then worst="${r} (${w} c=${c})"; fi
-                done
-            done
-            printf '%-62s %s\n' "switchyard -S tps >= 1.3x ${t}" "${verdict}, lowest ratio ${worst:-n/a}"
+            target_line "switchyard -S tps >= 1.3x ${t}" "${t}" 1.3 1
         done
         if has "${RAN_TARGETS}" pgbouncer; then
-            worst="" verdict=met
-            for w in select-simple select-extended select-prepared; do
-                for c in ${CLIENTS}; do
-                    [ "${c}" -ge 16 ] || continue
-                    sy="${R["switchyard|${w}|${c}"]:-}" other="${R["pgbouncer|${w}|${c}"]:-}"
-                    is_num "${other}" || continue # PgBouncer fails -M prepared: nothing to compare
-                    is_num "${sy}" || { verdict="NOT met"; continue; }
-                    r="$(ratio "${sy}" "${other}")"
-                    awk -v r="${r}" 'BEGIN { exit !(r < 1.0) }' && verdict="NOT met"
-                    if [ -z "${worst}" ] || awk -v r="${r}" -v w="${worst%% *}" 'BEGIN { exit !(r < w) }'; then worst="${r} (${w} c=${c})"; fi
-                done
-            done
-            printf '%-62s %s\n' "switchyard -S tps >= pgbouncer at 16+ clients" "${verdict}, lowest ratio ${worst:-n/a}"
+            target_line "switchyard -S tps >= pgbouncer at 16+ clients" pgbouncer 1.0 16
         fi
     fi
     if has "${PARTS}" latency; then
