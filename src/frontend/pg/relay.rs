@@ -20,7 +20,6 @@ use crate::failover::gate::Pass;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::pool::Lease;
 use crate::router::{choose, decide_ready, Choice, Decision, RouteError, Want};
-use crate::topology::probe_pg::parse_lsn;
 use crate::topology::Topology;
 use crate::wire::pg::frame::Frame;
 use crate::wire::pg::msg;
@@ -558,6 +557,8 @@ fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<Rout
     }
 }
 
+#[path = "causal.rs"]
+mod causal;
 #[path = "dispatch.rs"]
 mod dispatch;
 #[path = "pooled.rs"]
