@@ -81,12 +81,26 @@ pub enum RouteError {
     NoReplica,
 }
 
-/// Per-cluster balancing state shared by all sessions: a round-robin cursor and live
-/// connection counts per server (for `least_connections`).
+/// Per-cluster balancing state shared by all sessions: a round-robin cursor, and per server the
+/// connections in use and the sessions waiting in its pools' lines (for `least_connections`).
 #[derive(Debug)]
 pub struct Balancer {
     cursor: AtomicUsize,
     conns: Vec<AtomicI64>,
+    waiting: Vec<AtomicI64>,
+}
+
+/// A session in line for one of a server's pooled connections: counted in the server's load
+/// until dropped (served, timed out, or the client left).
+#[derive(Debug)]
+pub struct InLine<'a>(Option<&'a AtomicI64>);
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.0 {
+            w.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Server slots a cluster may ever have in one process (a reload appends slots for servers it
@@ -97,12 +111,27 @@ impl Balancer {
     /// Counters for `servers` slots, and room for slots a reload may add up to
     /// [`MAX_SERVER_SLOTS`].
     pub fn new(servers: usize) -> Self {
+        let slots = || {
+            (0..servers.max(MAX_SERVER_SLOTS))
+                .map(|_| AtomicI64::new(0))
+                .collect()
+        };
         Balancer {
             cursor: AtomicUsize::new(0),
-            conns: (0..servers.max(MAX_SERVER_SLOTS))
-                .map(|_| AtomicI64::new(0))
-                .collect(),
+            conns: slots(),
+            waiting: slots(),
         }
+    }
+
+    /// Count a session waiting in `server`'s pool line until the guard drops. Without it, every
+    /// read arriving while all replicas are busy would see them equally loaded and join the
+    /// first one's line, while the others' connections freed up with nobody waiting for them.
+    pub fn in_line(&self, server: usize) -> InLine<'_> {
+        let w = self.waiting.get(server);
+        if let Some(w) = w {
+            w.fetch_add(1, Ordering::Relaxed);
+        }
+        InLine(w)
     }
 
     pub fn connection_opened(&self, server: usize) {
@@ -117,10 +146,10 @@ impl Balancer {
         }
     }
 
+    /// Connections in use on `server` plus sessions waiting for one of its pooled connections.
     fn load(&self, server: usize) -> i64 {
-        self.conns
-            .get(server)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+        let count = |v: &[AtomicI64]| v.get(server).map_or(0, |c| c.load(Ordering::Relaxed));
+        count(&self.conns) + count(&self.waiting)
     }
 
     /// Choose one of the servers `candidates()` yields, by policy and weight. `None` when it
@@ -511,6 +540,39 @@ mod tests {
             .unwrap()
             .server;
         assert!(s == 1 || s == 2);
+    }
+
+    #[test]
+    fn least_connections_counts_sessions_waiting_in_line() {
+        let t = topo(vec![
+            server(0, Role::Primary, Lag::Unknown, 1),
+            server(1, Role::Replica, FRESH, 1),
+            server(2, Role::Replica, FRESH, 1),
+        ]);
+        let b = Balancer::new(3);
+        let r = routing(Balance::LeastConnections, Fallback::Primary);
+        b.connection_opened(1);
+        b.connection_opened(2);
+        let busy = |_: usize| false;
+        let next = || {
+            decide_ready(Want::Replica(READ), &t, &r, &b, &[], busy)
+                .unwrap()
+                .server
+        };
+        // Both replicas busy and nobody waiting: the first one.
+        assert_eq!(next(), 1);
+        // One session waits for replica 1: the next one joins replica 2's line, and so on.
+        let first = b.in_line(1);
+        assert_eq!(next(), 2);
+        let second = b.in_line(2);
+        assert_eq!(next(), 1);
+        // Leaving the line (served, timed out or gone) takes the session off the load.
+        drop(first);
+        drop(second);
+        assert_eq!(next(), 1);
+        b.connection_closed(1);
+        b.connection_closed(2);
+        assert_eq!(b.load(1) + b.load(2), 0);
     }
 
     #[test]

@@ -219,6 +219,67 @@ async fn reads_go_to_a_replica_with_a_free_connection_instead_of_waiting() {
     );
 }
 
+/// With `least_connections`, reads arriving while every replica's connections are busy queue in
+/// turn at each replica (the load counts those waiting), not all at the first replica while the
+/// other one's connection frees with nobody waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_spreads_waiting_reads_over_the_replicas() {
+    let (yaml, ports) = config(1);
+    let proxy = Proxy::start(&yaml.replace("balance: round_robin", "balance: least_connections"));
+    proxy.wait_topology(3);
+    let replicas = shared_mysql().replica_ports();
+    // All six clients log in first (a login takes a connection for a moment).
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(connect(ports.listen).await);
+    }
+    let read = |mut c: Conn, sql: &'static str| {
+        tokio::spawn(async move {
+            let p: Option<u16> = c.query_first(sql).await.unwrap();
+            p.unwrap()
+        })
+    };
+    // Two clients take both replicas' only connections for 5 s.
+    let mut long = Vec::new();
+    for held in 1..=2 {
+        let c = clients.pop().unwrap();
+        long.push(read(c, "SELECT @@port + 0 * SLEEP(5)"));
+        proxy
+            .wait_gauge("switchyard_pool_connections", "state=\"in_use\"", held)
+            .await;
+    }
+    // Four reads arrive one after another, each once the one before is in line.
+    let mut queued = Vec::new();
+    for waiting in 1..=4 {
+        let c = clients.pop().unwrap();
+        queued.push(read(c, "SELECT @@port"));
+        proxy
+            .wait_gauge("switchyard_pool_waiting_clients", "", waiting)
+            .await;
+    }
+    let mut held = Vec::new();
+    for t in long {
+        held.push(t.await.unwrap());
+    }
+    held.sort_unstable();
+    let mut expected = replicas;
+    expected.sort_unstable();
+    assert_eq!(held, expected, "the long reads held both replicas");
+    let mut served = Vec::new();
+    for t in queued {
+        served.push(t.await.unwrap());
+    }
+    for r in &replicas {
+        let n = served.iter().filter(|p| *p == r).count();
+        assert_eq!(
+            n,
+            2,
+            "queued reads per replica: {served:?}\n{}",
+            proxy.log()
+        );
+    }
+}
+
 async fn session_vars(c: &mut Conn) -> (String, String) {
     c.query_first("SELECT @@session.sql_mode, @@session.time_zone")
         .await

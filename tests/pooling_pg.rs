@@ -302,6 +302,77 @@ async fn reads_go_to_a_replica_with_a_free_connection_instead_of_waiting() {
     );
 }
 
+/// With `least_connections`, reads arriving while every replica's connections are busy queue in
+/// turn at each replica (the load counts those waiting), not all at the first replica while the
+/// other one's connection frees with nobody waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_connections_spreads_waiting_reads_over_the_replicas() {
+    const APP: &str = "lc_lines";
+    let (yaml, ports) = config(1);
+    let yaml = yaml.replace("balance: round_robin", "balance: least_connections");
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let conn = format!(
+        "{} application_name={APP}",
+        pg_conn_str(ports.listen, "mdapp", MDAPP_PASSWORD, "app")
+    );
+    let replicas: Vec<String> = shared()
+        .replica_ports()
+        .iter()
+        .map(u16::to_string)
+        .collect();
+    // All six clients log in first (a login takes a connection for a moment).
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        let (c, task) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+        tokio::spawn(task);
+        clients.push(c);
+    }
+    let read = |c: Client, sql: &'static str| tokio::spawn(async move { value(&c, sql).await });
+    // Two clients take both replicas' only connections for 5 s.
+    let mut long = Vec::new();
+    for held in 1..=2 {
+        let c = clients.pop().unwrap();
+        long.push(read(
+            c,
+            "SELECT inet_server_port() + 0 * length(pg_sleep(5)::text)",
+        ));
+        proxy
+            .wait_gauge("switchyard_pool_connections", "state=\"in_use\"", held)
+            .await;
+    }
+    // Four reads arrive one after another, each once the one before is in line.
+    let mut queued = Vec::new();
+    for waiting in 1..=4 {
+        let c = clients.pop().unwrap();
+        queued.push(read(c, "SELECT inet_server_port()"));
+        proxy
+            .wait_gauge("switchyard_pool_waiting_clients", "", waiting)
+            .await;
+    }
+    let mut held = Vec::new();
+    for t in long {
+        held.push(t.await.unwrap());
+    }
+    held.sort();
+    let mut expected = replicas.clone();
+    expected.sort();
+    assert_eq!(held, expected, "the long reads held both replicas");
+    let mut served = Vec::new();
+    for t in queued {
+        served.push(t.await.unwrap());
+    }
+    for r in &replicas {
+        let n = served.iter().filter(|p| *p == r).count();
+        assert_eq!(
+            n,
+            2,
+            "queued reads per replica: {served:?}\n{}",
+            proxy.log()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_never_leak_between_clients() {
     let (yaml, ports) = config(1);

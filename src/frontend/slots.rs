@@ -24,10 +24,14 @@ impl<T> Slots<T> {
 }
 
 impl<C: Send + 'static> Slots<Arc<Pool<C>>> {
-    /// Whether the session's pool for server `i` can serve a checkout at once; a pool the
-    /// session has not used yet counts as free (routing's hint, see `router::decide_ready`).
-    pub fn ready(&self, i: usize) -> bool {
-        self[i].as_ref().is_none_or(|p| p.ready())
+    /// Whether the session's pool for server `i` can serve a checkout at once (routing's hint,
+    /// see `router::decide_ready`); for a pool the session has not used yet, `unknown` asks the
+    /// cluster's pool map (other sessions may keep it busy).
+    pub fn ready(&self, i: usize, unknown: impl FnOnce() -> bool) -> bool {
+        match &self[i] {
+            Some(p) => p.ready(),
+            None => unknown(),
+        }
     }
 }
 

@@ -491,6 +491,12 @@ impl<K: Hash + Eq + Clone, C: Send + 'static> Pools<K, C> {
         p
     }
 
+    /// Whether the pool for `key` would serve a checkout at once; with no such pool yet, yes (the
+    /// first checkout makes it with room). Looks only, makes nothing.
+    pub fn ready(&self, key: &K) -> bool {
+        self.map.lock().get(key).is_none_or(|p| p.ready())
+    }
+
     /// The connections of every pool that are idle or old past its limits, taken out of their
     /// pools (slots freed) for the caller to close.
     pub fn reap_all(&self, now: Instant) -> Vec<(K, C)> {

@@ -222,6 +222,29 @@ users:
         body
     }
 
+    /// Sum of a gauge's values over its label sets that contain `labels` (e.g. `state="idle"`;
+    /// empty: all of them).
+    pub fn gauge(&self, name: &str, labels: &str) -> i64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+            .filter(|l| l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+            .sum()
+    }
+
+    /// Wait up to 10 s for [`gauge`](Self::gauge) to reach `at_least` (panics if it does not).
+    pub async fn wait_gauge(&self, name: &str, labels: &str, at_least: i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.gauge(name, labels) < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "{name}{{{labels}}} never reached {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `GET path` on the admin listener: (status, body). Panics when there is no admin listener.
     pub fn http_get(&self, path: &str) -> (u16, String) {
         let admin = self.admin.expect("config has no admin listener");

@@ -126,7 +126,7 @@ impl Relay {
             .unwrap_or_else(|| self.ctx.config().routing.consistency)
     }
 
-    fn pool_key(&self, server: usize) -> MyPoolKey {
+    pub(super) fn pool_key(&self, server: usize) -> MyPoolKey {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.login.user.config.backend_user.hash(&mut h);
         self.login.database.hash(&mut h);
@@ -183,7 +183,12 @@ impl Relay {
     pub(super) async fn checkout(&mut self, server: usize) -> Result<(), MysqlBackendError> {
         let pool = self.pool(server);
         loop {
-            match pool.checkout().await {
+            // Counted in the server's load while in line (least_connections).
+            let got = {
+                let _in_line = self.ctx.balancer.in_line(server);
+                pool.checkout().await
+            };
+            match got {
                 Err(t) => {
                     tracing::warn!(cluster = %self.ctx.name, server, "{t}");
                     let info = ErrInfo {

@@ -264,7 +264,12 @@ impl Relay {
             &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
-            |i| !pooling || self.pools.ready(i),
+            |i| {
+                !pooling
+                    || self
+                        .pools
+                        .ready(i, || self.ctx.my_pools.ready(&self.pool_key(i)))
+            },
         )
     }
 

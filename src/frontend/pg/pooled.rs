@@ -126,7 +126,12 @@ impl Relay {
     pub(super) async fn checkout(&mut self, server: usize) -> Result<(), BackendError> {
         let pool = self.pool(server);
         loop {
-            match pool.checkout().await {
+            // Counted in the server's load while in line (least_connections).
+            let got = {
+                let _in_line = self.ctx.balancer.in_line(server);
+                pool.checkout().await
+            };
+            match got {
                 Err(t) => {
                     tracing::warn!(cluster = %self.ctx.name, server, "{t}");
                     return Err(BackendError::PoolExhausted(t.to_string()));

@@ -279,7 +279,16 @@ impl Relay {
             &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
-            |i| !pooling || self.pools.ready(i),
+            |i| {
+                !pooling
+                    || self.pools.ready(i, || {
+                        let key = pooled::PgPoolKey {
+                            server: i,
+                            login: self.login_key,
+                        };
+                        self.ctx.pg_pools.ready(&key)
+                    })
+            },
         )
     }
 
