@@ -15,6 +15,7 @@
 #   PGBOUNCER=1 bench/cpu_per_query.sh                  PgBouncer (transaction mode, primary only)
 #                                                       as a reference (run as root)
 #   POOL_SIZE=8 REPLICA_POOL_SIZE=4 bench/cpu_per_query.sh   pool sizes (default 20; replicas: the same)
+#   BALANCE=round_robin bench/cpu_per_query.sh          replica choice (default: least_connections)
 #
 # Needs the demo's PostgreSQL servers (scripts/demo.sh) and pgbench tables (bench/pooling.sh or
 # bench/pgbench.sh create them). Every process it starts is stopped on exit.
@@ -82,7 +83,8 @@ write_config() { # file port admin
         awk '/^[^ #]/ { inside = 0 } /^  - name: / { inside = ($3 == "main") }
              inside && !/^    pool:/ { print }' "${DEMO_CONFIG}" |
             sed -e "s|^    listen: .*|    listen: \"127.0.0.1:$2\"|" \
-                -e "s|role: replica }|role: replica${REPLICA_POOL_SIZE:+, pool_size: ${REPLICA_POOL_SIZE}} }|"
+                -e "s|role: replica }|role: replica${REPLICA_POOL_SIZE:+, pool_size: ${REPLICA_POOL_SIZE}} }|" \
+                -e "s|balance: [a-z_]*|balance: ${BALANCE:-least_connections}|"
         echo "    pool: { mode: transaction, size: ${POOL_SIZE:-20}, checkout_timeout: 5s }"
         awk '/^users:/ { inside = 1; print; next } /^[^ #]/ { inside = 0 }
              inside && /^  - / && !/clusters: \[mysql\]/ { print }' "${DEMO_CONFIG}"

@@ -24,7 +24,9 @@
 # SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1": one thread, single-threaded scheduler),
 # POOL_SIZE (20; PgBouncer's one pool, Pgpool-II's, PgCat's and PgDog's per server, Switchyard's on
 # the primary), REPLICA_POOL_SIZE (POOL_SIZE / 2: Switchyard's pool on each of the 2 replicas, so its
-# reads run over as many server connections in all as PgBouncer's reads on the primary).
+# reads run over as many server connections in all as PgBouncer's reads on the primary),
+# BALANCE (least_connections: Switchyard's replica choice; at one client it keeps reading from one
+# warm replica connection, under load it spreads reads by connections in use plus waiting).
 # Run as root (PgBouncer and Pgpool-II then run as the OS user postgres; `ulimit -n` is raised for
 # the 10,000 clients). Everything shares this machine's cores: only ratios compare across machines.
 # Every process the script starts (and the demo, if it started it) is stopped on exit.
@@ -50,6 +52,7 @@ BURST_POOL="${BURST_POOL:-50}"
 BURST_CHECKOUT_TIMEOUT="${BURST_CHECKOUT_TIMEOUT:-30s}"
 POOL_SIZE="${POOL_SIZE:-20}"
 REPLICA_POOL_SIZE="${REPLICA_POOL_SIZE:-$(((POOL_SIZE + 1) / 2))}"
+BALANCE="${BALANCE:-least_connections}"
 PARTS="${PARTS:-pgbench sysbench latency memory}"
 TARGETS="${TARGETS:-direct switchyard pgbouncer pgpool pgcat pgdog}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
@@ -251,7 +254,8 @@ start_switchyard() {
         echo "limits: { max_client_connections: $((BURST_CLIENTS + 5000)) }"
         echo "clusters:"
         cluster_block "${cluster}" | sed -e "s|^    listen: .*|    listen: \"127.0.0.1:${port}\"|" \
-            -e "s|role: replica }|role: replica${6:+, pool_size: $6} }|"
+            -e "s|role: replica }|role: replica${6:+, pool_size: $6} }|" \
+            -e "s|balance: [a-z_]*|balance: ${BALANCE}|"
         echo "    pool: { mode: transaction, size: ${size}, checkout_timeout: ${checkout} }"
         users_block "${cluster}"
     } >"${conf}"
@@ -619,9 +623,10 @@ part_pgbench() {
     print_table select-prepared "select-only -M prepared" "${CLIENTS}"
     print_table tpcb-like "tpcb-like -M simple" "${TPCB_CLIENTS}"
     echo
-    echo "direct = the primary alone; switchyard/pgcat/pgdog split reads over the 2 replicas; pgbouncer is"
-    echo "in front of the primary only; pgpool balances over all 3. \"fails\" = pgbench aborted (e.g."
-    echo "-M prepared through PgBouncer 1.18 transaction mode: named statements are lost between transactions)."
+    echo "direct = the primary alone; switchyard (balance: ${BALANCE}), pgcat and pgdog split reads over the"
+    echo "2 replicas; pgbouncer is in front of the primary only; pgpool balances over all 3. \"fails\" ="
+    echo "pgbench aborted (e.g. -M prepared through PgBouncer 1.18 transaction mode: named statements are"
+    echo "lost between transactions)."
     for t in ${TARGETS}; do [ -z "${NOTE[${t}]:-}" ] || echo "${t}: ${NOTE[${t}]}"; done
 }
 
