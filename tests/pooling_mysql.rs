@@ -280,6 +280,89 @@ async fn least_connections_spreads_waiting_reads_over_the_replicas() {
     }
 }
 
+/// Once a connection of a pool has logged in, a client with the same login (user, database,
+/// charset) is let in without taking a connection: a login never waits in line behind requests.
+/// Pools of one connection per server, both replicas' held by long reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_does_not_wait_for_a_busy_pool() {
+    let (proxy, ports) = start(1);
+    let mut long = Vec::new();
+    for held in 1..=2 {
+        let mut c = connect(ports.listen).await;
+        long.push(tokio::spawn(async move {
+            let p: Option<u16> = c.query_first("SELECT @@port + 0 * SLEEP(4)").await.unwrap();
+            p.unwrap()
+        }));
+        proxy
+            .wait_gauge("switchyard_pool_connections", "state=\"in_use\"", held)
+            .await;
+    }
+    // (Settings given, so that mysql_async does not read them with a query after the login.)
+    let opts = OptsBuilder::from_opts(opts(ports.listen, "app", "app-secret"))
+        .max_allowed_packet(Some(16 << 20))
+        .wait_timeout(Some(28_800));
+    let mut c = Conn::new(opts).await.unwrap();
+    assert!(
+        long.iter().all(|t| !t.is_finished()),
+        "the login waited for the long reads"
+    );
+    let v: Option<i64> = c.query_first("SELECT 6 * 7").await.unwrap();
+    assert_eq!(v, Some(42));
+    for t in long {
+        t.await.unwrap();
+    }
+}
+
+/// `CURRENT_USER()` of a read, or (`in_txn`) inside a transaction (the primary).
+async fn current_user(c: &mut Conn, in_txn: bool) -> String {
+    let u: Option<String> = if in_txn {
+        let mut t = c
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .unwrap();
+        let u = t.query_first("SELECT CURRENT_USER()").await.unwrap();
+        t.commit().await.unwrap();
+        u
+    } else {
+        c.query_first("SELECT CURRENT_USER()").await.unwrap()
+    };
+    u.unwrap()
+}
+
+/// After COM_CHANGE_USER a session's requests run on the new user's pooled connections, on
+/// every server, including those whose pools it used before the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_moves_the_session_to_the_new_users_pools() {
+    setup(&format!(
+        "CREATE USER IF NOT EXISTS '{POOL_USER}'@'%' IDENTIFIED BY '{POOL_PASSWORD}'; \
+         GRANT ALL ON app.* TO '{POOL_USER}'@'%'"
+    ));
+    let (_proxy, ports) = start(2);
+    let mut c = connect(ports.listen).await;
+    // The session uses both replicas' pools and the primary's as `app`.
+    for _ in 0..4 {
+        assert!(current_user(&mut c, false).await.starts_with("app@"));
+    }
+    assert!(current_user(&mut c, true).await.starts_with("app@"));
+    c.change_user(
+        mysql_async::ChangeUserOpts::default()
+            .with_user(Some(POOL_USER.into()))
+            .with_pass(Some(POOL_PASSWORD.into()))
+            .with_db_name(Some("app".into())),
+    )
+    .await
+    .expect("COM_CHANGE_USER to another configured user");
+    for _ in 0..4 {
+        let u = current_user(&mut c, false).await;
+        assert!(u.starts_with(&format!("{POOL_USER}@")), "read as {u}");
+    }
+    let u = current_user(&mut c, true).await;
+    assert!(
+        u.starts_with(&format!("{POOL_USER}@")),
+        "transaction as {u}"
+    );
+}
+
 async fn session_vars(c: &mut Conn) -> (String, String) {
     c.query_first("SELECT @@session.sql_mode, @@session.time_zone")
         .await

@@ -373,6 +373,52 @@ async fn least_connections_spreads_waiting_reads_over_the_replicas() {
     }
 }
 
+/// Once a pool's connection has logged in, a client with the same login is greeted with what
+/// that server reported (ParameterStatus) without taking a connection: a login never waits in
+/// line behind requests. Pools of one connection per server, both replicas' held by long reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_does_not_wait_for_a_busy_pool() {
+    let (yaml, ports) = config(1);
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let conn = pg_conn_str(ports.listen, "mdapp", MDAPP_PASSWORD, "app");
+    let mut long = Vec::new();
+    for held in 1..=2 {
+        let (c, task) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+        tokio::spawn(task);
+        long.push(tokio::spawn(async move {
+            value(
+                &c,
+                "SELECT inet_server_port() + 0 * length(pg_sleep(4)::text)",
+            )
+            .await
+        }));
+        proxy
+            .wait_gauge("switchyard_pool_connections", "state=\"in_use\"", held)
+            .await;
+    }
+    // Logins now, while both replicas' only connections are busy.
+    let (c, task) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+    tokio::spawn(task);
+    let port = ports.listen;
+    let (raw, params) = tokio::task::spawn_blocking(move || raw_login_params(port))
+        .await
+        .unwrap();
+    assert!(
+        long.iter().all(|t| !t.is_finished()),
+        "the logins waited for the long reads"
+    );
+    for p in ["server_version", "client_encoding", "integer_datetimes"] {
+        assert!(params.iter().any(|n| n == p), "{p} missing: {params:?}");
+    }
+    // Their first requests wait their turn and run.
+    assert_eq!(value(&c, "SELECT 6 * 7").await, "42");
+    for t in long {
+        t.await.unwrap();
+    }
+    drop(raw);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_never_leak_between_clients() {
     let (yaml, ports) = config(1);
@@ -536,6 +582,11 @@ fn pgbench_prepared_and_simple_run_clean_in_transaction_mode() {
 
 /// A raw md5 login to the proxy as `mdapp`; returns the socket after ReadyForQuery.
 fn raw_login(port: u16) -> TcpStream {
+    raw_login_params(port).0
+}
+
+/// [`raw_login`], also returning the names of the ParameterStatus messages of the greeting.
+fn raw_login_params(port: u16) -> (TcpStream, Vec<String>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut body = Vec::new();
@@ -557,12 +608,17 @@ fn raw_login(port: u16) -> TcpStream {
     let mut data = resp.into_bytes();
     data.push(0);
     s.write_all(&msg::password(&data)).unwrap();
+    let mut params = Vec::new();
     loop {
-        let (tag, _) = read_msg(&mut s);
-        if tag == b'Z' {
-            return s;
+        let (tag, body) = read_msg(&mut s);
+        match tag {
+            b'Z' => return (s, params),
+            b'S' => {
+                let name = body.split(|b| *b == 0).next().unwrap_or_default();
+                params.push(String::from_utf8_lossy(name).into_owned());
+            }
+            _ => assert_ne!(tag, b'E', "login refused"),
         }
-        assert_ne!(tag, b'E', "login refused");
     }
 }
 

@@ -122,6 +122,10 @@ struct State<C: Send + 'static> {
     warming: usize,
 }
 
+/// What a server reported when a connection logged in: (name, value) pairs (PostgreSQL's
+/// ParameterStatus; empty for MySQL, whose greeting is the proxy's own).
+pub type LoginReport = Arc<[(String, String)]>;
+
 /// One pool of interchangeable connections.
 pub struct Pool<C: Send + 'static> {
     /// The backend user the pool's connections log in as (for reports).
@@ -136,6 +140,11 @@ pub struct Pool<C: Send + 'static> {
     /// A checkout would be served at once (an idle connection, or room and nobody in line), as
     /// of the last change; read without the lock by routing that prefers such a pool.
     ready: AtomicBool,
+    /// What the server reported when one of the pool's connections last logged in (PostgreSQL:
+    /// its ParameterStatus pairs; MySQL: nothing): a client logging in with the pool's login is
+    /// greeted with it and needs no connection until its first request. None until a login.
+    login_report: Mutex<Option<LoginReport>>,
+    has_login_report: AtomicBool,
 }
 
 /// A checkout that found neither a connection nor room within `checkout_timeout`.
@@ -159,6 +168,8 @@ impl<C: Send + 'static> Pool<C> {
             opener: Mutex::new(None),
             retired: AtomicBool::new(false),
             ready: AtomicBool::new(true),
+            login_report: Mutex::new(None),
+            has_login_report: AtomicBool::new(false),
         })
     }
 
@@ -176,6 +187,21 @@ impl<C: Send + 'static> Pool<C> {
     /// may take the connection first, and then this one waits as usual).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// What a connection of this pool reported at its login, if one has logged in.
+    pub fn login_report(&self) -> Option<LoginReport> {
+        self.login_report.lock().clone()
+    }
+
+    /// Keep what a connection reported at login. `fresh`: it has just logged in (the report
+    /// replaces an older one, e.g. from before a server upgrade); else it is kept only if the
+    /// pool has none (a connection warmed before any session used the pool).
+    pub fn note_login(&self, fresh: bool, report: impl FnOnce() -> LoginReport) {
+        if fresh || !self.has_login_report.load(Ordering::Relaxed) {
+            *self.login_report.lock() = Some(report());
+            self.has_login_report.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn idle(&self) -> usize {

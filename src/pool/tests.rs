@@ -253,3 +253,25 @@ async fn ready_says_whether_a_checkout_would_be_served_at_once() {
     drop(l);
     assert!(p.ready(), "closed: room again");
 }
+
+#[test]
+fn a_fresh_login_replaces_the_report_and_an_older_connection_only_fills_a_gap() {
+    let p = pool(1, 2000);
+    assert!(p.login_report().is_none(), "nothing logged in yet");
+    let report =
+        |v: &str| -> LoginReport { Arc::from([("server_version".to_string(), v.to_string())]) };
+    p.note_login(false, || report("15.1"));
+    assert_eq!(
+        p.login_report().unwrap()[0].1,
+        "15.1",
+        "a warm connection fills the gap"
+    );
+    p.note_login(false, || report("14.0"));
+    assert_eq!(
+        p.login_report().unwrap()[0].1,
+        "15.1",
+        "an older one does not replace it"
+    );
+    p.note_login(true, || report("15.4"));
+    assert_eq!(p.login_report().unwrap()[0].1, "15.4", "a new login does");
+}

@@ -177,6 +177,19 @@ impl Relay {
         self.ctx.warmer(server, open, close_conn)
     }
 
+    /// Transaction pooling: the server a new session starts on, when a connection of its pool has
+    /// logged in with this session's login (user, database, charset, capabilities); the login is
+    /// then answered without taking a connection (it never waits in line behind requests).
+    pub(super) fn pooled_start(&mut self) -> Option<usize> {
+        if !self.pooling() {
+            return None;
+        }
+        let d = self
+            .route(Want::Replica(RouteReason::Class(Reason::Session)))
+            .ok()?;
+        self.pool(d.server).login_report().map(|_| d.server)
+    }
+
     /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new
     /// one opened in a free slot), waiting in line up to `pool.checkout_timeout`. A timeout comes
     /// back as a server error that [`is_pool_timeout`] recognises.
@@ -208,11 +221,13 @@ impl Relay {
                         close_conn(&self.ctx, server, b);
                         continue;
                     }
+                    pool.note_login(false, || Arc::from([]));
                     self.attach(server, b, Some(lease));
                     return Ok(());
                 }
                 Ok(Checkout::Open(lease)) => {
                     let b = self.open(server).await?;
+                    pool.note_login(true, || Arc::from([]));
                     self.attach(server, b, Some(lease));
                     return Ok(());
                 }

@@ -203,9 +203,15 @@ impl Relay {
     }
 
     /// Connect a first server (a replica if one is usable) so that a bad database or a down
-    /// cluster is reported at login, then tell the client it is in.
+    /// cluster is reported at login, then tell the client it is in. With transaction pooling,
+    /// once a connection of the session's pool has logged in, that proves the login.
     async fn start(&mut self) -> Result<(), MyError> {
         self.ctx.wait_for_topology().await;
+        if let Some(server) = self.pooled_start() {
+            self.last_used = Some(server);
+            self.client.queue(&ok_packet(0, 0, self.status, 0, ""));
+            return self.client.flush().await;
+        }
         let want = Want::Replica(RouteReason::Class(Reason::Session));
         for _ in 0..self.backends.len().max(1) {
             let d = self.route(want).map_err(|e| {
@@ -426,6 +432,9 @@ impl Relay {
         )
         .await?;
         self.release_all();
+        // The pools the session used are the old login's: the next checkouts look up the new
+        // login's pools (else requests would run as the old user).
+        self.pools = crate::frontend::slots::Slots::new(self.backends.len());
         self.login.user = user;
         if let Some(cs) = cu.charset.and_then(|c| u8::try_from(c).ok()) {
             self.login.charset = cs;

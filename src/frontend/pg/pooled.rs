@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::backend::pg::BackendError;
-use crate::pool::{Checkout, Pool, Warmer};
+use crate::pool::{Checkout, LoginReport, Pool, Warmer};
 
 /// Which pool a session's connections to one server come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -121,6 +121,20 @@ impl Relay {
         self.ctx.warmer(server, open, close_conn)
     }
 
+    /// Transaction pooling: the server a new session starts on and what its pool's connections
+    /// reported at login, when one has logged in with this session's login; the session is then
+    /// greeted without taking a connection (a login never waits in line behind requests).
+    pub(super) fn pooled_greeting(&mut self) -> Option<(usize, LoginReport)> {
+        if !self.pooling() {
+            return None;
+        }
+        let d = self
+            .route(Want::Replica(RouteReason::Class(Reason::Session)))
+            .ok()?;
+        let report = self.pool(d.server).login_report()?;
+        Some((d.server, report))
+    }
+
     /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new
     /// one opened in a free slot), waiting in line up to `pool.checkout_timeout`.
     pub(super) async fn checkout(&mut self, server: usize) -> Result<(), BackendError> {
@@ -143,11 +157,13 @@ impl Relay {
                         close_conn(&self.ctx, server, b);
                         continue;
                     }
+                    pool.note_login(false, || b.conn.params.as_slice().into());
                     self.attach(server, b, Some(lease));
                     return Ok(());
                 }
                 Ok(Checkout::Open(lease)) => {
                     let b = self.open(server).await?;
+                    pool.note_login(true, || b.conn.params.as_slice().into());
                     self.attach(server, b, Some(lease));
                     return Ok(());
                 }

@@ -206,16 +206,24 @@ impl Relay {
         self.ctx.topology.borrow().clone()
     }
 
-    /// Connect the first backend, greet the client, then relay until the client leaves.
+    /// Connect the first backend (with transaction pooling, only until a connection of the pool
+    /// has logged in), greet the client, then relay until the client leaves.
     pub async fn start_and_run(&mut self) -> Result<(), ClientError> {
         self.ctx.wait_for_topology().await;
-        let first = self.connect_first().await?;
+        let (first, params) = match self.pooled_greeting() {
+            Some(known) => known,
+            None => {
+                let first = self.connect_first().await?;
+                let params = self.backends[first]
+                    .as_ref()
+                    .map(|b| b.conn.params.as_slice().into());
+                (first, params.unwrap_or_else(|| Arc::from([])))
+            }
+        };
         let key = self.cancel_key;
         let mut greeting = BytesMut::new();
-        if let Some(b) = self.backends.get(first).and_then(Option::as_ref) {
-            for (k, v) in &b.conn.params {
-                greeting.extend_from_slice(&msg::parameter_status(k, v));
-            }
+        for (k, v) in params.iter() {
+            greeting.extend_from_slice(&msg::parameter_status(k, v));
         }
         greeting.extend_from_slice(&msg::backend_key_data(key.0, key.1));
         greeting.extend_from_slice(&msg::ready_for_query(b'I'));
