@@ -144,7 +144,6 @@ pub struct Pool<C: Send + 'static> {
     /// its ParameterStatus pairs; MySQL: nothing): a client logging in with the pool's login is
     /// greeted with it and needs no connection until its first request. None until a login.
     login_report: Mutex<Option<LoginReport>>,
-    has_login_report: AtomicBool,
 }
 
 /// A checkout that found neither a connection nor room within `checkout_timeout`.
@@ -169,7 +168,6 @@ impl<C: Send + 'static> Pool<C> {
             retired: AtomicBool::new(false),
             ready: AtomicBool::new(true),
             login_report: Mutex::new(None),
-            has_login_report: AtomicBool::new(false),
         })
     }
 
@@ -198,9 +196,9 @@ impl<C: Send + 'static> Pool<C> {
     /// replaces an older one, e.g. from before a server upgrade); else it is kept only if the
     /// pool has none (a connection warmed before any session used the pool).
     pub fn note_login(&self, fresh: bool, report: impl FnOnce() -> LoginReport) {
-        if fresh || !self.has_login_report.load(Ordering::Relaxed) {
-            *self.login_report.lock() = Some(report());
-            self.has_login_report.store(true, Ordering::Relaxed);
+        let mut have = self.login_report.lock();
+        if fresh || have.is_none() {
+            *have = Some(report());
         }
     }
 

@@ -221,7 +221,6 @@ impl Relay {
                         close_conn(&self.ctx, server, b);
                         continue;
                     }
-                    pool.note_login(false, || Arc::from([]));
                     self.attach(server, b, Some(lease));
                     return Ok(());
                 }

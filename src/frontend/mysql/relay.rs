@@ -225,6 +225,11 @@ impl Relay {
             })?;
             match self.connect(d.server).await {
                 Ok(()) => {
+                    // A pooled connection warmed before any session used the pool proves the
+                    // login too (a connection opened for it has just said so).
+                    if let Some(pool) = &self.pools[d.server] {
+                        pool.note_login(false, || Arc::from([]));
+                    }
                     self.last_used = Some(d.server);
                     self.excluded.clear();
                     self.release_idle();

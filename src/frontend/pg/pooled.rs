@@ -91,16 +91,20 @@ impl Relay {
             .unwrap_or_else(|| self.ctx.config().routing.consistency)
     }
 
+    /// The key of this session's pool on `server`.
+    pub(super) fn pool_key(&self, server: usize) -> PgPoolKey {
+        PgPoolKey {
+            server,
+            login: self.login_key,
+        }
+    }
+
     /// The pool of `server` this session used before, unless a reload retired it; else the
     /// cluster's (made on first use).
     fn pool(&mut self, server: usize) -> Arc<Pool<Backend>> {
         let cached = self.pools[server].take().filter(|p| !p.is_retired());
         let pool = cached.unwrap_or_else(|| {
-            let key = PgPoolKey {
-                server,
-                login: self.login_key,
-            };
-            self.ctx.pg_pools.get(&key, || {
+            self.ctx.pg_pools.get(&self.pool_key(server), || {
                 let pool = self.ctx.new_pool(server, &self.user.config.backend_user);
                 pool.set_opener(self.warmer(server));
                 pool.warm();
@@ -157,7 +161,6 @@ impl Relay {
                         close_conn(&self.ctx, server, b);
                         continue;
                     }
-                    pool.note_login(false, || b.conn.params.as_slice().into());
                     self.attach(server, b, Some(lease));
                     return Ok(());
                 }

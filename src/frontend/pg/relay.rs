@@ -18,7 +18,7 @@ use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::failover::gate::Pass;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
-use crate::pool::Lease;
+use crate::pool::{Lease, LoginReport};
 use crate::router::{choose, decide_ready, Choice, Decision, RouteError, Want};
 use crate::topology::Topology;
 use crate::wire::pg::frame::Frame;
@@ -214,10 +214,15 @@ impl Relay {
             Some(known) => known,
             None => {
                 let first = self.connect_first().await?;
-                let params = self.backends[first]
+                let params: LoginReport = self.backends[first]
                     .as_ref()
-                    .map(|b| b.conn.params.as_slice().into());
-                (first, params.unwrap_or_else(|| Arc::from([])))
+                    .map_or_else(|| Arc::from([]), |b| b.conn.params.as_slice().into());
+                // A pooled connection warmed before any session used the pool: its login report
+                // (a connection opened for this login has just noted its own).
+                if let Some(pool) = &self.pools[first] {
+                    pool.note_login(false, || params.clone());
+                }
+                (first, params)
             }
         };
         let key = self.cancel_key;
@@ -289,13 +294,9 @@ impl Relay {
             &self.excluded,
             |i| {
                 !pooling
-                    || self.pools.ready(i, || {
-                        let key = pooled::PgPoolKey {
-                            server: i,
-                            login: self.login_key,
-                        };
-                        self.ctx.pg_pools.ready(&key)
-                    })
+                    || self
+                        .pools
+                        .ready(i, || self.ctx.pg_pools.ready(&self.pool_key(i)))
             },
         )
     }
