@@ -126,15 +126,21 @@ impl Relay {
             .unwrap_or_else(|| self.ctx.config().routing.consistency)
     }
 
-    pub(super) fn pool_key(&self, server: usize) -> MyPoolKey {
+    /// What makes pooled connections interchangeable for a login: backend user, login database,
+    /// charset and capabilities, hashed (once per login: the session keeps it as `login_key`).
+    pub(super) fn login_hash(login: &MyLogin) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.login.user.config.backend_user.hash(&mut h);
-        self.login.database.hash(&mut h);
-        self.login.charset.hash(&mut h);
-        self.login.capabilities.hash(&mut h);
+        login.user.config.backend_user.hash(&mut h);
+        login.database.hash(&mut h);
+        login.charset.hash(&mut h);
+        login.capabilities.hash(&mut h);
+        h.finish()
+    }
+
+    pub(super) fn pool_key(&self, server: usize) -> MyPoolKey {
         MyPoolKey {
             server,
-            login: h.finish(),
+            login: self.login_key,
         }
     }
 

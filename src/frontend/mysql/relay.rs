@@ -52,6 +52,8 @@ pub(super) struct Relay {
     pub ctx: Arc<ClusterCtx>,
     pub client: MyClient,
     pub login: MyLogin,
+    /// Hash of the login's pool-relevant parts ([`Relay::login_hash`]), kept with `login`.
+    pub login_key: u64,
     pub backends: crate::frontend::slots::Slots<MyBackend>,
     pub history: Vec<History>,
     /// `history_hashes[i]` = [`pooled::chain`] over `history[..=i]`.
@@ -145,6 +147,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
     let mut relay = Relay {
         ctx: ctx.clone(),
         client,
+        login_key: Relay::login_hash(&login),
         login,
         backends: crate::frontend::slots::Slots::new(servers),
         history: Vec::new(),
@@ -446,6 +449,7 @@ impl Relay {
         }
         self.database = cu.database.filter(|d| !d.is_empty());
         self.login.database = self.database.clone();
+        self.login_key = Relay::login_hash(&self.login);
         self.history.clear();
         self.history_hashes.clear();
         self.stmts.clear();
