@@ -5,6 +5,7 @@ pub mod model;
 pub mod monitor;
 pub mod probe_mysql;
 pub mod probe_pg;
+pub mod replay_bound;
 pub mod replica_state;
 
 pub use model::{Health, Lag, ReplicaState, Role, ServerMode, ServerState, Topology};

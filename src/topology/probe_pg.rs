@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
@@ -15,6 +15,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::config::{ClusterConfig, MonitorConfig, ServerConfig, ServerTls, ServerTlsMode};
 use crate::topology::model::Role;
+use crate::topology::replay_bound::ReplayBound;
 
 /// What one successful probe measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,6 +251,8 @@ pub struct PgProber {
     tls: ServerTls,
     client: Option<Client>,
     conn_task: Option<JoinHandle<()>>,
+    /// Caps the replica's time lag by what earlier probes saw (kept across reconnects).
+    replay: ReplayBound,
 }
 
 impl std::fmt::Debug for PgProber {
@@ -275,6 +278,7 @@ impl PgProber {
             tls,
             client: None,
             conn_task: None,
+            replay: ReplayBound::default(),
         }
     }
 
@@ -310,7 +314,14 @@ impl PgProber {
             .client
             .as_ref()
             .ok_or_else(|| ProbeError::Connect("no connection".into()))?;
-        query_state(client).await
+        let began = Instant::now();
+        let mut r = query_state(client).await?;
+        if r.role == Role::Replica {
+            r.lag_seconds =
+                self.replay
+                    .lag(began, Instant::now(), r.receive_lsn, r.lsn, r.lag_seconds);
+        }
+        Ok(r)
     }
 
     async fn connect(&mut self) -> Result<(), ProbeError> {
