@@ -12,6 +12,8 @@
 #   CALLGRIND=1 bench/cpu_per_query.sh                  user-space instructions per transaction
 #                                                       under valgrind (repeatable whatever the
 #                                                       load; Switchyard builds only)
+#   CALLGRIND=1 CALLGRIND_OUT=/tmp/cg bench/cpu_per_query.sh   ... and keep each run's callgrind
+#                                                       file there for callgrind_annotate
 #   PGBOUNCER=1 bench/cpu_per_query.sh                  PgBouncer (transaction mode, primary only)
 #                                                       as a reference (run as root)
 #   POOL_SIZE=8 REPLICA_POOL_SIZE=4 bench/cpu_per_query.sh   pool sizes (default 20; replicas: the same)
@@ -113,8 +115,14 @@ measure() {
     if [ "${CALLGRIND}" = 1 ]; then
         # Instructions since the zeroing: the newest dump's totals (its summary line is 0).
         callgrind_control -i off "${PID}" >/dev/null 2>&1 && callgrind_control -d "${PID}" >/dev/null 2>&1
+        local dump
         # shellcheck disable=SC2012 # our own dump names: out.<pid>.<n>
-        instr="$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$(ls -t "${TMP}"/cg/out.* | head -1)" | head -1)"
+        dump="$(ls -t "${TMP}"/cg/out.* | head -1)"
+        instr="$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "${dump}" | head -1)"
+        if [ -n "${CALLGRIND_OUT:-}" ]; then
+            mkdir -p "${CALLGRIND_OUT}"
+            cp "${dump}" "${CALLGRIND_OUT}/$(tr / _ <<<"${label}")-c${c}-$(date +%s).callgrind"
+        fi
     fi
     n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}")"
     tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1)"
