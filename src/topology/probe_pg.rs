@@ -320,6 +320,9 @@ impl PgProber {
             r.lag_seconds =
                 self.replay
                     .lag(began, Instant::now(), r.receive_lsn, r.lsn, r.lag_seconds);
+        } else {
+            // A promoted server that later follows again starts a new history.
+            self.replay = ReplayBound::default();
         }
         Ok(r)
     }
