@@ -2,10 +2,12 @@
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
+use smallvec::SmallVec;
+
 use crate::classify::{Classification, Hint, Intent, Reason, RouteOverride};
 use crate::config::{Balance, Fallback, RoutingConfig};
 use crate::metrics::{Route, RouteReason};
-use crate::topology::{ServerState, Topology};
+use crate::topology::Topology;
 
 /// What the session wants for the next request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,27 +154,23 @@ impl Balancer {
         count(&self.conns) + count(&self.waiting)
     }
 
-    /// Choose one of the servers `candidates()` yields, by policy and weight. `None` when it
-    /// yields none. Servers of weight 0 are chosen only when no candidate has a weight.
-    /// `candidates` is called for each pass over them, so a read allocates nothing.
-    pub fn choose<'a, I>(&self, policy: Balance, candidates: impl Fn() -> I) -> Option<usize>
-    where
-        I: Iterator<Item = &'a ServerState>,
-    {
-        let weighted = candidates().any(|s| s.weight > 0);
-        let pool = || candidates().filter(move |s| !weighted || s.weight > 0);
-        let total: u64 = pool().map(|s| u64::from(s.weight.max(1))).sum();
+    /// Choose one of `candidates` (server index, weight), by policy and weight. `None` when
+    /// there is none. Servers of weight 0 are chosen only when no candidate has a weight.
+    pub fn choose(&self, policy: Balance, candidates: &[(usize, u32)]) -> Option<usize> {
+        let weighted = candidates.iter().any(|&(_, w)| w > 0);
+        let pool = || candidates.iter().filter(move |&&(_, w)| !weighted || w > 0);
+        let total: u64 = pool().map(|&(_, w)| u64::from(w.max(1))).sum();
         if total == 0 {
             return None;
         }
         let pick_by_ticket = |ticket: u64| {
             let mut t = ticket % total;
             let mut first = None;
-            for s in pool() {
-                first = first.or(Some(s.index));
-                let w = u64::from(s.weight.max(1));
+            for &(index, weight) in pool() {
+                first = first.or(Some(index));
+                let w = u64::from(weight.max(1));
                 if t < w {
-                    return Some(s.index);
+                    return Some(index);
                 }
                 t -= w;
             }
@@ -185,13 +183,13 @@ impl Balancer {
             }
             Balance::Random => pick_by_ticket(rand::random::<u64>()),
             Balance::LeastConnections => pool()
-                .min_by(|a, b| {
+                .min_by(|&&(a, wa), &&(b, wb)| {
                     // Compare load per unit of weight: a/wa < b/wb  <=>  a*wb < b*wa.
-                    let la = self.load(a.index) * i64::from(b.weight.max(1));
-                    let lb = self.load(b.index) * i64::from(a.weight.max(1));
+                    let la = self.load(a) * i64::from(wb.max(1));
+                    let lb = self.load(b) * i64::from(wa.max(1));
                     la.cmp(&lb)
                 })
-                .map(|s| s.index),
+                .map(|&(index, _)| index),
         }
     }
 }
@@ -224,16 +222,21 @@ pub fn decide_ready(
             })
             .ok_or(RouteError::NoPrimary),
         Want::Replica(reason) => {
-            let candidates = || {
-                topo.read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
-                    .filter(|s| !exclude.contains(&s.index))
-            };
+            // Collected once (on the stack): each is asked `ready` once per read.
+            let mut all: SmallVec<[(usize, u32); 8]> = topo
+                .read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
+                .filter(|s| !exclude.contains(&s.index))
+                .map(|s| (s.index, s.weight))
+                .collect();
             // Weight 0 keeps its meaning: such a replica is no free alternative to a weighted one.
-            let weighted = candidates().any(|s| s.weight > 0);
-            let free = || candidates().filter(|s| (!weighted || s.weight > 0) && ready(s.index));
+            if all.iter().any(|&(_, w)| w > 0) {
+                all.retain(|&mut (_, w)| w > 0);
+            }
+            let free: SmallVec<[(usize, u32); 8]> =
+                all.iter().copied().filter(|&(i, _)| ready(i)).collect();
             let chosen = balancer
-                .choose(routing.balance, free)
-                .or_else(|| balancer.choose(routing.balance, candidates));
+                .choose(routing.balance, &free)
+                .or_else(|| balancer.choose(routing.balance, &all));
             if let Some(server) = chosen {
                 return Ok(Decision {
                     server,
@@ -259,7 +262,7 @@ pub fn decide_ready(
 mod tests {
     use super::*;
     use crate::classify::Reason;
-    use crate::topology::{Health, Lag, ReplicaState, Role};
+    use crate::topology::{Health, Lag, ReplicaState, Role, ServerState};
     use std::time::Duration;
 
     /// [`decide_ready`] without pools: every replica can serve at once.

@@ -484,15 +484,16 @@ impl<C: Send + 'static> Drop for Waiting<'_, C> {
     }
 }
 
-/// Pools by key, made on first use.
+/// Pools by key, made on first use. Routing looks a pool up for every read, so the map hashes
+/// with foldhash (keys are server slots and login digests, not client input).
 pub struct Pools<K, C: Send + 'static> {
-    map: Mutex<HashMap<K, Arc<Pool<C>>>>,
+    map: Mutex<HashMap<K, Arc<Pool<C>>, foldhash::fast::RandomState>>,
 }
 
 impl<K, C: Send + 'static> Default for Pools<K, C> {
     fn default() -> Self {
         Pools {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::default()),
         }
     }
 }

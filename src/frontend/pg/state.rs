@@ -81,8 +81,9 @@ pub struct BatchInfo {
     pub class: Option<Classification>,
     /// Number of ReadyForQuery answers the batch will produce (Query, Sync, FunctionCall).
     pub syncs: usize,
-    /// Named statements the batch uses without parsing them itself, in first-use order.
-    pub uses: Vec<Vec<u8>>,
+    /// Named statements the batch uses without parsing them itself, in first-use order (views
+    /// into the client's frames: no copy per Bind).
+    pub uses: SmallVec<[Bytes; 2]>,
     /// Statements the batch parses (name -> Parse frame); most batches parse one at most.
     pub parses: SmallVec<[(Vec<u8>, Prepared); 1]>,
     /// Statements the batch closes.
@@ -150,7 +151,7 @@ pub fn analyse(
                         None => {
                             let c = known.get(s).map_or_else(unknown, |p| p.class);
                             if !info.uses.iter().any(|u| u == s) {
-                                info.uses.push(s.to_vec());
+                                info.uses.push(f.raw.slice_ref(s));
                             }
                             c
                         }
@@ -171,7 +172,7 @@ pub fn analyse(
                         if let Some(p) = known.get(name) {
                             info.class = Some(combine(info.class, p.class));
                         }
-                        info.uses.push(name.to_vec());
+                        info.uses.push(f.raw.slice_ref(name));
                     }
                 }
             }
@@ -282,7 +283,9 @@ pub fn plan(
 ) -> Injection {
     let mut inj = Injection::default();
     for name in &info.uses {
-        let Some(p) = session.get(name) else { continue };
+        let Some(p) = session.get(&name[..]) else {
+            continue;
+        };
         match remember(&mut backend.statements, name, &p.parse) {
             Had::Same => {}
             Had::Other if !name.is_empty() => {

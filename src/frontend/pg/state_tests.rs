@@ -58,7 +58,7 @@ fn bind_of_known_statement_uses_its_class_and_needs_injection() {
     record_statements(&first, &mut session);
     let second = analyse(&[bind("w"), execute(), frame(msg::sync())], &c, &session);
     assert_eq!(second.class.map(|c| c.intent), Some(Intent::Write));
-    assert_eq!(second.uses, vec![b"w".to_vec()]);
+    assert_eq!(second.uses.as_slice(), [Bytes::from_static(b"w")]);
 
     let mut fresh = BackendState::default();
     let inj = plan(&second, &mut fresh, &session);
