@@ -284,6 +284,14 @@ proxy_problems() {
     sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E ' (ERROR|WARN) ' | grep -v 'following a new primary' || true
 }
 
+# replica_exits LOG: every time a replica left the read set after startup, on one line ("" if never):
+# a run with a replica out is not a fair split over two.
+replica_exits() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep 'replica state' | grep -v -e 'to="healthy"' -e 'from="down"' |
+        sed -E 's/^[0-9-]+T([0-9:]+)[.0-9]*Z.* server=([^ ]+) from="[^"]*" to="([^"]*)" reason="([^"]*)" lag=([^ ]*).*/\2 \3 at \1 (\4, lag \5)/' |
+        paste -sd ';' - || true
+}
+
 # ---- 1. pgbench ----
 
 declare -A R=()         # "target|workload|clients" -> tps | fails | n/a
@@ -589,6 +597,9 @@ part_pgbench() {
                     local problems
                     problems="$(proxy_problems "${SY_LOG}" | wc -l)"
                     [ "${problems}" = 0 ] || NOTE[switchyard]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
+                    local exits
+                    exits="$(replica_exits "${SY_LOG}")"
+                    [ -z "${exits}" ] || NOTE[switchyard]="${NOTE[switchyard]:+${NOTE[switchyard]}; }a replica left the read set during the runs: ${exits}"
                 else
                     NOTE[switchyard]="did not start (log above)"
                 fi
