@@ -350,14 +350,14 @@ async fn wal_without_a_commit_after_a_quiet_spell_is_not_lag() {
     let (yaml, ports) = Proxy::pg_config(&cluster);
     let yaml = yaml.replace(
         "max_replica_lag: 30s",
-        "max_replica_lag: 5s, lag_readmit_after: 2s",
+        "max_replica_lag: 7s, lag_readmit_after: 2s",
     );
     let proxy = Proxy::start(&yaml);
     wait_state(&proxy, "replica1", "startup", |s, _| s == "healthy").await;
     let c = connect(ports.listen, APP_USER, APP_PASSWORD, "app").await;
 
     // A quiet spell longer than the limit, then replay paused and a record without a commit.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     cluster.psql(r1, "postgres", "SELECT pg_wal_replay_pause()");
     cluster.psql(
         primary,
@@ -382,11 +382,11 @@ async fn wal_without_a_commit_after_a_quiet_spell_is_not_lag() {
         .parse()
         .unwrap();
     assert!(
-        server_says > 5.0,
+        server_says > 7.0,
         "the last commit is only {server_says}s old"
     );
 
-    // Two seconds of probes: replica1 stays in the read set with a lag under a couple of probes.
+    // Two seconds of probes: replica1 stays in the read set.
     let until = Instant::now() + Duration::from_secs(2);
     let mut max_seen: f64 = 0.0;
     let mut reads_on_r1 = 0;
@@ -402,6 +402,8 @@ async fn wal_without_a_commit_after_a_quiet_spell_is_not_lag() {
         "lag_routing: PostgreSQL's figure {server_says:.1}s, the monitor's at most {max_seen:.2}s; \
          {reads_on_r1} reads on replica1"
     );
-    assert!(max_seen < 4.0, "lag read {max_seen}s");
+    // The cap is the time since the last probe before the record (probes every 200 ms), so about
+    // the 2 s watched; the rest is slack for a loaded machine.
+    assert!(max_seen < 5.0, "lag read {max_seen}s");
     assert!(reads_on_r1 > 0, "no read reached replica1");
 }
