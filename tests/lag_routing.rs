@@ -23,12 +23,14 @@ const SLACK: Duration = Duration::from_millis(150);
 
 /// The standard test config with `max_replica_lag: 1s, lag_readmit_after: 2s`.
 fn start_proxy(cluster: &PgCluster) -> (Proxy, u16) {
+    start_proxy_with(cluster, "max_replica_lag: 1s, lag_readmit_after: 2s")
+}
+
+/// The standard test config with `limits` in place of its `max_replica_lag: 30s`.
+fn start_proxy_with(cluster: &PgCluster, limits: &str) -> (Proxy, u16) {
     let (yaml, ports) = Proxy::pg_config(cluster);
     assert!(yaml.contains("max_replica_lag: 30s"), "{yaml}");
-    let yaml = yaml.replace(
-        "max_replica_lag: 30s",
-        "max_replica_lag: 1s, lag_readmit_after: 2s",
-    );
+    let yaml = yaml.replace("max_replica_lag: 30s", limits);
     (Proxy::start(&yaml), ports.listen)
 }
 
@@ -76,15 +78,8 @@ fn state_of(proxy: &Proxy, name: &str) -> (String, String) {
 
 /// `switchyard_replica_state_changes_total` of server `name`.
 fn state_changes(proxy: &Proxy, name: &str) -> u64 {
-    let m = proxy.metrics();
-    let prefix =
-        format!("switchyard_replica_state_changes_total{{cluster=\"main\",server=\"{name}\"}} ");
-    m.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in\n{m}"))
-        .trim()
-        .parse()
-        .unwrap()
+    let labels = format!("server=\"{name}\"");
+    proxy.metric("switchyard_replica_state_changes_total", &labels) as u64
 }
 
 /// Polls `/api/clusters` until `pred(state, reason)` holds for `name`; returns when it did.
@@ -323,14 +318,10 @@ async fn a_replica_the_monitor_cannot_query_gets_no_reads() {
 
 /// `switchyard_replica_lag_seconds` of server `name`.
 fn lag_gauge(proxy: &Proxy, name: &str) -> f64 {
-    let m = proxy.metrics();
-    let prefix = format!("switchyard_replica_lag_seconds{{cluster=\"main\",server=\"{name}\"}} ");
-    m.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in\n{m}"))
-        .trim()
-        .parse()
-        .unwrap()
+    proxy.metric(
+        "switchyard_replica_lag_seconds",
+        &format!("server=\"{name}\""),
+    )
 }
 
 /// A replica that has received WAL without a commit in it (here a non-transactional message,
@@ -347,14 +338,9 @@ async fn wal_without_a_commit_after_a_quiet_spell_is_not_lag() {
     cluster.psql(primary, "postgres", "ALTER SYSTEM SET autovacuum = off");
     cluster.psql(primary, "postgres", "SELECT pg_reload_conf()");
     cluster.psql(primary, "app", "CREATE TABLE quiet (id int)");
-    let (yaml, ports) = Proxy::pg_config(&cluster);
-    let yaml = yaml.replace(
-        "max_replica_lag: 30s",
-        "max_replica_lag: 7s, lag_readmit_after: 2s",
-    );
-    let proxy = Proxy::start(&yaml);
+    let (proxy, listen) = start_proxy_with(&cluster, "max_replica_lag: 7s, lag_readmit_after: 2s");
     wait_state(&proxy, "replica1", "startup", |s, _| s == "healthy").await;
-    let c = connect(ports.listen, APP_USER, APP_PASSWORD, "app").await;
+    let c = connect(listen, APP_USER, APP_PASSWORD, "app").await;
 
     // A quiet spell longer than the limit, then replay paused and a record without a commit.
     tokio::time::sleep(Duration::from_secs(9)).await;

@@ -86,15 +86,8 @@ fn gtid_behind_of(proxy: &Proxy, name: &str) -> Option<u64> {
 
 /// `switchyard_replica_state_changes_total` of server `name`.
 fn state_changes(proxy: &Proxy, name: &str) -> u64 {
-    let m = proxy.metrics();
-    let prefix =
-        format!("switchyard_replica_state_changes_total{{cluster=\"main\",server=\"{name}\"}} ");
-    m.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {prefix} in\n{m}"))
-        .trim()
-        .parse()
-        .unwrap()
+    let labels = format!("server=\"{name}\"");
+    proxy.metric("switchyard_replica_state_changes_total", &labels) as u64
 }
 
 /// Polls `/api/clusters` until `pred(state, reason)` holds for `name`; returns when it did.

@@ -225,12 +225,19 @@ users:
     /// Sum of a gauge's values over its label sets that contain `labels` (e.g. `state="idle"`;
     /// empty: all of them).
     pub fn gauge(&self, name: &str, labels: &str) -> i64 {
-        self.metrics()
-            .lines()
-            .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
-            .filter(|l| l.contains(labels))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
-            .sum()
+        let m = self.metrics();
+        let sum = series(&m, name, labels)
+            .filter_map(|v| v.parse::<i64>().ok())
+            .sum();
+        sum
+    }
+
+    /// The value of the first series of `name` whose label set contains `labels` (e.g.
+    /// `server="replica1"`); panics when there is none.
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let m = self.metrics();
+        let value = series(&m, name, labels).next().and_then(|v| v.parse().ok());
+        value.unwrap_or_else(|| panic!("no {name}{{..{labels}..}} in\n{m}"))
     }
 
     /// Wait up to 10 s for [`gauge`](Self::gauge) to reach `at_least` (panics if it does not).
@@ -402,4 +409,13 @@ fn listen_addrs(yaml: &str) -> (Option<SocketAddr>, Vec<SocketAddr>) {
         })
         .unwrap_or_default();
     (admin, listeners)
+}
+
+/// The values (as text) of the series of `name` in `metrics` whose label set contains `labels`.
+fn series<'a>(metrics: &'a str, name: &'a str, labels: &'a str) -> impl Iterator<Item = &'a str> {
+    metrics
+        .lines()
+        .filter(move |l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+        .filter(move |l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next())
 }
