@@ -18,6 +18,7 @@ use crate::frontend::mysql::serve_mysql_client;
 use crate::frontend::pg::cancel::CancelRegistry;
 use crate::frontend::pg::login::build_users;
 use crate::frontend::pg::{serve_client, ClusterCtx};
+use crate::listener::Listener;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::reload::{self, Reloader};
 use crate::router::Balancer;
@@ -41,13 +42,22 @@ pub async fn run(
     // Sessions end at once only when this fires: after SIGTERM plus `limits.shutdown_timeout`.
     let kill = Arc::new(crate::drain::Drain::default());
     for cluster in &config.clusters {
-        let listener = TcpListener::bind(cluster.listen).await.map_err(|e| {
+        let mut listeners = vec![Listener::tcp(cluster.listen).await.map_err(|e| {
             anyhow::anyhow!(
                 "cluster {}: cannot listen on {}: {e}",
                 cluster.name,
                 cluster.listen
             )
-        })?;
+        })?];
+        if let Some(path) = &cluster.listen_socket {
+            listeners.push(Listener::unix(path).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cluster {}: cannot listen on {}: {e}",
+                    cluster.name,
+                    path.display()
+                )
+            })?);
+        }
         let gate = WriteGate::default();
         let pause = WriteGate::default();
         pauses.push((cluster.name.clone(), pause.clone()));
@@ -104,15 +114,17 @@ pub async fn run(
             });
         }
         contexts.push(ctx.clone());
-        tracing::info!(cluster = %cluster.name, listen = %cluster.listen, protocol = ?cluster.protocol, "accepting clients");
-        tracker.spawn(accept_loop(
-            listener,
-            ctx,
-            client_slots.clone(),
-            shutdown.clone(),
-            kill.clone(),
-            tracker.clone(),
-        ));
+        for listener in listeners {
+            tracing::info!(cluster = %cluster.name, listen = %listener, protocol = ?cluster.protocol, "accepting clients");
+            tracker.spawn(accept_loop(
+                listener,
+                ctx.clone(),
+                client_slots.clone(),
+                shutdown.clone(),
+                kill.clone(),
+                tracker.clone(),
+            ));
+        }
     }
     let admin_token = Arc::new(ArcSwap::from_pointee(config.admin.token.clone()));
     let reloader = Arc::new(Reloader::new(
@@ -198,14 +210,13 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, shutdown: CancellationToken) 
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     ctx: Arc<ClusterCtx>,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     kill: Arc<crate::drain::Drain>,
     tracker: TaskTracker,
 ) {
-    let mut connection_id: u32 = rand::random::<u32>() & 0xffff;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -230,18 +241,16 @@ async fn accept_loop(
         let ctx = ctx.clone();
         // The session's task polls this at every wake: an atomic load (see `crate::drain`).
         let stop = kill.wait();
-        connection_id = connection_id.wrapping_add(1);
-        let id = connection_id;
         tracker.spawn(async move {
             match ctx.config().protocol {
                 Protocol::Postgres => tokio::select! {
                     biased;
-                    _ = serve_client(ctx, stream) => {}
+                    _ = serve_client(ctx, stream, peer) => {}
                     _ = stop => {}
                 },
                 Protocol::Mysql => tokio::select! {
                     biased;
-                    _ = serve_mysql_client(ctx, stream, id) => {}
+                    _ = serve_mysql_client(ctx, stream, peer) => {}
                     _ = stop => {}
                 },
             }
@@ -250,7 +259,7 @@ async fn accept_loop(
     }
 }
 
-async fn refuse_too_many(mut stream: tokio::net::TcpStream, protocol: Protocol) {
+async fn refuse_too_many(mut stream: crate::tls::ClientStream, protocol: Protocol) {
     use tokio::io::AsyncWriteExt;
     let e = match protocol {
         Protocol::Postgres => crate::wire::pg::msg::error_response(

@@ -21,6 +21,7 @@ pub mod config;
 pub mod drain;
 pub mod failover;
 pub mod frontend;
+pub mod listener;
 pub mod maybe_tls;
 pub mod metrics;
 pub mod pool;

@@ -1,24 +1,31 @@
-//! A TCP stream before or after a TLS upgrade, for either side of the proxy (clients' and
-//! servers' connections): one enum, one `AsyncRead` / `AsyncWrite` delegation, and static calls
-//! on the relay path.
+//! A connection's stream (TCP before or after a TLS upgrade, or a Unix-domain socket), for either
+//! side of the proxy: one enum, one `AsyncRead` / `AsyncWrite` delegation, and static calls on the
+//! relay path.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
-/// Plain TCP, or TLS over it (`T` is rustls' client or server stream).
+/// Plain TCP, TLS over it (`T` is rustls' client or server stream), or a Unix-domain socket
+/// (local clients; never upgraded to TLS, as PostgreSQL does not on its own sockets).
 #[derive(Debug)]
 pub enum MaybeTls<T> {
     Plain(TcpStream),
     Tls(Box<T>),
+    Unix(UnixStream),
 }
 
 impl<T> MaybeTls<T> {
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
+    }
+
+    /// A Unix-domain socket: the peer is on this host, behind the socket file's permissions.
+    pub fn is_unix(&self) -> bool {
+        matches!(self, MaybeTls::Unix(_))
     }
 }
 
@@ -31,6 +38,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -44,6 +52,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -55,6 +64,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            MaybeTls::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -62,6 +72,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self {
             MaybeTls::Plain(s) => s.is_write_vectored(),
             MaybeTls::Tls(s) => s.is_write_vectored(),
+            MaybeTls::Unix(s) => s.is_write_vectored(),
         }
     }
 
@@ -69,6 +80,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -76,6 +88,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

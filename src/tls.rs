@@ -481,19 +481,11 @@ impl ServerCertVerifier for ChainOnly {
 pub type ClientStream = crate::maybe_tls::MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
 
 impl ClientStream {
-    /// The ALPN protocol the TLS handshake agreed on (`None` for plain TCP or no ALPN).
+    /// The ALPN protocol the TLS handshake agreed on (`None` without TLS or without ALPN).
     pub fn alpn(&self) -> Option<&[u8]> {
         match self {
-            ClientStream::Plain(_) => None,
+            ClientStream::Plain(_) | ClientStream::Unix(_) => None,
             ClientStream::Tls(t) => t.get_ref().1.alpn_protocol(),
-        }
-    }
-
-    /// The underlying TCP socket.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            ClientStream::Plain(s) => s,
-            ClientStream::Tls(t) => t.get_ref().0,
         }
     }
 }

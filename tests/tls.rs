@@ -17,6 +17,7 @@ use rcgen::{
 };
 use support::mysql_cluster::shared_mysql;
 use support::pg_cluster::{APP_PASSWORD, APP_USER};
+use support::proxy::psql;
 use support::proxy::{SHAAPP_PASSWORD, SHAAPP_USER};
 use support::{shared, Proxy, ProxyPorts, MYSQL_APP_PASSWORD, MYSQL_APP_USER};
 
@@ -118,32 +119,6 @@ fn mysql_proxy(mode: &str) -> (Proxy, ProxyPorts) {
     let proxy = Proxy::start(&with_tls(&yaml, mode, false));
     proxy.wait_topology(3);
     (proxy, ports)
-}
-
-/// Run psql with a libpq connection string; (success, stdout, stderr).
-fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            conninfo,
-            "-c",
-            sql,
-        ])
-        .env("PGPASSWORD", APP_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .output()
-        .expect("psql");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn pg_conninfo(host: &str, port: u16, extra: &str) -> String {
@@ -598,7 +573,7 @@ fn caching_sha2_full_auth_over_tls_takes_the_cleartext_password() {
     }
     let log = proxy.log();
     assert_eq!(
-        log.matches("caching_sha2 full authentication over TLS")
+        log.matches("caching_sha2 full authentication in cleartext over TLS")
             .count(),
         1,
         "one full authentication, then the fast path:\n{log}"

@@ -16,20 +16,13 @@ use crate::tls::TlsClient;
 pub type ServerStream = crate::maybe_tls::MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
 
 impl ServerStream {
-    /// The underlying TCP socket.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            ServerStream::Plain(s) => s,
-            ServerStream::Tls(t) => t.get_ref().0,
-        }
-    }
-
     /// Read whatever is available now into `buf` without waiting: `Ok(0)` = the server closed
     /// the connection, `WouldBlock` = nothing to read. TLS records that carry no data (session
     /// tickets, key updates) are consumed and reported as `WouldBlock`.
     pub fn try_read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self {
             ServerStream::Plain(s) => s.try_read_buf(buf),
+            ServerStream::Unix(s) => s.try_read_buf(buf),
             ServerStream::Tls(t) => {
                 let mut chunk = [0u8; 4096];
                 let mut rb = ReadBuf::new(&mut chunk);

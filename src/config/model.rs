@@ -50,6 +50,9 @@ pub struct ClusterConfig {
     pub name: String,
     pub protocol: Protocol,
     pub listen: SocketAddr,
+    /// A Unix-domain socket to listen on as well (for PostgreSQL clients name it
+    /// `<dir>/.s.PGSQL.<port>`, the file libpq opens for `host=<dir> port=<port>`).
+    pub listen_socket: Option<std::path::PathBuf>,
     pub servers: Vec<ServerConfig>,
     pub routing: RoutingConfig,
     pub monitor: MonitorConfig,
@@ -344,7 +347,27 @@ pub struct TlsConfig {
     pub server: Option<crate::tls::TlsServer>,
 }
 
+/// The `tls` section that applies on a Unix-domain socket.
+static NO_TLS: TlsConfig = TlsConfig {
+    mode: TlsMode::Disable,
+    cert: None,
+    key: None,
+    client_ca: None,
+    server: None,
+};
+
 impl TlsConfig {
+    /// What applies to one client: on a Unix-domain socket (`local`) no TLS is offered or
+    /// required, as PostgreSQL never applies SSL to its own sockets and MySQL counts a socket as
+    /// a secure transport.
+    pub fn for_client(&self, local: bool) -> &TlsConfig {
+        if local {
+            &NO_TLS
+        } else {
+            self
+        }
+    }
+
     /// The server config to offer clients, if TLS is on.
     pub fn offered(&self) -> Option<&crate::tls::TlsServer> {
         match self.mode {

@@ -68,6 +68,7 @@ pub struct RawCluster {
     pub protocol: RawProtocol,
     #[serde(default)]
     pub listen: Scalar,
+    pub listen_socket: Option<String>,
     #[serde(default)]
     pub servers: Vec<RawServer>,
     #[serde(default)]

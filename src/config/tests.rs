@@ -684,3 +684,51 @@ users:
         "{p:?}"
     );
 }
+
+#[test]
+fn listen_sockets_are_absolute_short_and_unique() {
+    let one = |path: &str, name: &str| {
+        format!(
+            "  - name: {name}
+    listen: 127.0.0.1:{port}
+    listen_socket: {path:?}
+    servers:
+      - address: 127.0.0.1:5432
+    monitor:
+      user: postgres",
+            port = 7000 + name.len()
+        )
+    };
+    let text = minimal(&one("/run/sy/.s.PGSQL.6432", "other"), "");
+    let c = load_str_with_env(&text, &test_env).unwrap();
+    assert_eq!(c.clusters[0].listen_socket, None);
+    assert_eq!(
+        c.clusters[1].listen_socket.as_deref(),
+        Some(std::path::Path::new("/run/sy/.s.PGSQL.6432"))
+    );
+    let p = errors(&minimal(&one("sock/.s.PGSQL.6432", "other"), ""));
+    assert!(
+        has(&p, "clusters[1].listen_socket", "absolute path"),
+        "{p:?}"
+    );
+    let long = format!("/{}", "d".repeat(107));
+    let p = errors(&minimal(&one(&long, "other"), ""));
+    assert!(has(&p, "clusters[1].listen_socket", "107 bytes"), "{p:?}");
+    let p = errors(&minimal(&one("/", "other"), ""));
+    assert!(
+        has(&p, "clusters[1].listen_socket", "not a directory"),
+        "{p:?}"
+    );
+    let p = errors(&minimal(&one("/tmp/it's.sock", "other"), ""));
+    assert!(has(&p, "clusters[1].listen_socket", "quotes"), "{p:?}");
+    let two = format!("{}\n{}", one("/tmp/s", "other"), one("/tmp/s", "third"));
+    let p = errors(&minimal(&two, ""));
+    assert!(
+        has(
+            &p,
+            "clusters[2].listen_socket",
+            "duplicate listen socket \"/tmp/s\" (first used at clusters[1].listen_socket)"
+        ),
+        "{p:?}"
+    );
+}

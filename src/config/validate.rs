@@ -114,6 +114,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 }
 
+/// `sockaddr_un.sun_path` holds 108 bytes, one of them the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
 const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9930);
 const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 << 20;
 const MIN_MESSAGE_SIZE: u64 = 1 << 10;
@@ -165,6 +167,16 @@ impl Validator {
             "cluster name",
         );
         self.check_listeners(admin.listen, &clusters);
+        self.check_unique(
+            clusters.iter().enumerate().filter_map(|(i, c)| {
+                let p = c.listen_socket.as_ref()?;
+                Some((
+                    format!("clusters[{i}].listen_socket"),
+                    p.display().to_string(),
+                ))
+            }),
+            "listen socket",
+        );
 
         if raw.users.is_empty() {
             self.problem("users", "at least one user is required");
@@ -258,6 +270,9 @@ impl Validator {
             s => self.socket_addr(&format!("{path}.listen"), s),
         }
         .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        let listen_socket = raw
+            .listen_socket
+            .and_then(|p| self.socket_path(&format!("{path}.listen_socket"), &p));
 
         if raw.servers.is_empty() {
             self.problem(format!("{path}.servers"), "at least one server is required");
@@ -323,6 +338,7 @@ impl Validator {
             server_tls,
             protocol,
             listen,
+            listen_socket,
             servers,
             routing,
             monitor,
@@ -483,6 +499,26 @@ impl Validator {
             }
             seen.push((path, c.listen));
         }
+    }
+
+    /// A Unix-domain socket path: absolute, short enough for `sockaddr_un` (107 bytes), and
+    /// plain enough to be a SQL string literal as it is.
+    fn socket_path(&mut self, path: &str, value: &str) -> Option<std::path::PathBuf> {
+        let p = std::path::Path::new(value);
+        let problem = if !p.is_absolute() {
+            "must be an absolute path (e.g. /run/switchyard/.s.PGSQL.6432)"
+        } else if value.len() > MAX_SOCKET_PATH {
+            "is longer than the 107 bytes a Unix-domain socket path may have"
+        } else if p.file_name().is_none() {
+            "must name the socket file, not a directory"
+        } else if value.contains(['\'', '"', '`', '\\']) || value.contains(char::is_control) {
+            // MySQL clients read it back as a string literal (`@@socket`).
+            "must not contain quotes, backslashes or control characters"
+        } else {
+            return Some(p.to_path_buf());
+        };
+        self.problem(path, format!("{value:?} {problem}"));
+        None
     }
 
     fn socket_addr(&mut self, path: &str, value: &Scalar) -> Option<SocketAddr> {

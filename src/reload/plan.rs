@@ -68,6 +68,9 @@ pub fn plan(
         if old.listen != new.listen {
             restart_needed.push(format!("clusters.{}.listen", old.name));
         }
+        if old.listen_socket != new.listen_socket {
+            restart_needed.push(format!("clusters.{}.listen_socket", old.name));
+        }
         if old.protocol != new.protocol {
             restart_needed.push(format!("clusters.{}.protocol", old.name));
             continue;

@@ -106,6 +106,10 @@ fn pool_users_and_listeners() {
     assert!(!p.clusters[0].classifier_changed);
     assert_eq!(p.changes, ["user newbie added"]);
     assert_eq!(p.restart_needed, ["clusters.main.listen"]);
+    let mut c = a.clone();
+    c.clusters[0].listen_socket = Some("/run/sy/.s.PGSQL.6432".into());
+    let p = plan(&a, &HashMap::new(), &c).unwrap();
+    assert_eq!(p.restart_needed, ["clusters.main.listen_socket"]);
 }
 
 #[test]

@@ -376,6 +376,33 @@ impl Drop for Proxy {
     }
 }
 
+/// Run psql as the `app` user with a libpq connection string (10 s connect timeout);
+/// (success, stdout, stderr).
+pub fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            conninfo,
+            "-c",
+            sql,
+        ])
+        .env("PGPASSWORD", APP_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .output()
+        .expect("psql");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// tokio-postgres key/value connection string for 127.0.0.1:`port` (values quoted).
 pub fn pg_conn_str(port: u16, user: &str, password: &str, db: &str) -> String {
     format!(

@@ -3,8 +3,8 @@
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::listener::Peer;
 use crate::metrics::ErrorKind;
 use crate::tls::{ClientStream, TlsServer};
 use crate::wire::mysql::packet::{encode_into, split_packet, Packet};
@@ -85,24 +85,30 @@ pub struct MyClient {
 }
 
 impl MyClient {
-    pub fn new(stream: TcpStream, max_packet: usize) -> Self {
-        let peer_ip = stream
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+    pub fn new(stream: ClientStream, peer: Peer, max_packet: usize) -> Self {
         MyClient {
-            stream: Some(ClientStream::Plain(stream)),
+            stream: Some(stream),
             rbuf: BytesMut::with_capacity(1024),
             wbuf: BytesMut::with_capacity(1024),
             max_packet,
             seq: 0,
-            peer_ip,
+            peer_ip: peer.host(),
         }
     }
 
     /// Whether the connection runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.stream.as_ref().is_some_and(ClientStream::is_tls)
+    }
+
+    /// Whether the client came through the Unix-domain socket.
+    pub fn is_local(&self) -> bool {
+        self.stream.as_ref().is_some_and(ClientStream::is_unix)
+    }
+
+    /// TLS or the Unix-domain socket: where MySQL lets a password travel in cleartext.
+    pub fn is_secure(&self) -> bool {
+        self.is_tls() || self.is_local()
     }
 
     /// Upgrade to TLS after the client's SSL request packet; sequence ids continue. A MySQL

@@ -36,9 +36,23 @@ pub struct MysqlShared {
     keys: OnceCell<Option<Arc<RsaKeys>>>,
     /// Users that completed a full caching_sha2 authentication (later logins take the fast path).
     sha2_cache: Mutex<HashSet<String>>,
+    /// The last connection id handed out (over all the cluster's listeners).
+    connection_ids: std::sync::atomic::AtomicU32,
 }
 
 impl MysqlShared {
+    /// A connection id for the handshake: one sequence per cluster, from a random start.
+    pub fn next_connection_id(&self) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self.connection_ids.compare_exchange(
+            0,
+            rand::random::<u32>() & 0xffff,
+            Relaxed,
+            Relaxed,
+        );
+        self.connection_ids.fetch_add(1, Relaxed).wrapping_add(1)
+    }
+
     pub async fn keys(&self) -> Option<Arc<RsaKeys>> {
         self.keys
             .get_or_init(|| async {
@@ -157,7 +171,7 @@ pub async fn login(
         client.flush().await?;
         data = client.read_packet().await?.payload.to_vec();
     }
-    let leaks = leaks_password_on_full_auth(&resp);
+    let leaks = leaks_password_on_full_auth(client, resp.capabilities, &resp.attributes);
     let ok = verify(
         client,
         shared,
@@ -274,7 +288,8 @@ pub async fn change_user(
 }
 
 /// Whether the client would answer "perform full authentication" with its password in cleartext
-/// on this plain-TCP session. libmariadb (MariaDB Connector/C 3.x, used by the `mariadb` CLI)
+/// on this plain-TCP session (`capabilities` and `attributes` are from its handshake response or
+/// COM_CHANGE_USER). libmariadb (MariaDB Connector/C 3.x, used by the `mariadb` CLI)
 /// does so whenever TLS was merely *requested* — the CLI's default — even though we offer no TLS
 /// and it did not set CLIENT_SSL; only with TLS switched off (`--skip-ssl`) does it use the RSA
 /// exchange. Asking such a client for the full password would put it on the wire unencrypted
@@ -282,18 +297,23 @@ pub async fn change_user(
 /// strong as full authentication here: the proxy holds the plain password, so a correct
 /// caching_sha2 scramble proves the client knows it (MySQL needs the full exchange only because
 /// it stores a salted hash it cannot check a scramble against).
-fn leaks_password_on_full_auth(resp: &HandshakeResponse) -> bool {
-    resp.capabilities & caps::CLIENT_SSL == 0
-        && resp
-            .attributes
+/// On the Unix-domain socket nothing leaks: the password stays on this host.
+pub fn leaks_password_on_full_auth(
+    client: &MyClient,
+    capabilities: u32,
+    attributes: &[(String, String)],
+) -> bool {
+    !client.is_local()
+        && capabilities & caps::CLIENT_SSL == 0
+        && attributes
             .iter()
             .any(|(k, v)| k == "_client_name" && v.eq_ignore_ascii_case("libmariadb"))
 }
 
-/// caching_sha2_password full authentication. Over TLS the client sends its password in
-/// cleartext (NUL-terminated), as MySQL accepts on secure transports. Without TLS the client asks
-/// for our public key and sends the password encrypted with it; anything but an RSA ciphertext of
-/// our key's size (such as a cleartext password) is refused.
+/// caching_sha2_password full authentication. Over TLS or the Unix-domain socket the client sends
+/// its password in cleartext (NUL-terminated), as MySQL accepts on secure transports. Otherwise
+/// the client asks for our public key and sends the password encrypted with it; anything but an
+/// RSA ciphertext of our key's size (such as a cleartext password) is refused.
 async fn full_sha2(
     client: &mut MyClient,
     shared: &MysqlShared,
@@ -303,8 +323,13 @@ async fn full_sha2(
     client.queue(&auth_more_data(&[SHA2_PERFORM_FULL_AUTH]));
     client.flush().await?;
     let mut p = client.read_packet().await?;
-    if client.is_tls() && p.payload.as_ref() != [SHA2_REQUEST_PUBLIC_KEY] {
-        tracing::debug!(peer = %client.peer_ip, "caching_sha2 full authentication over TLS");
+    if client.is_secure() && p.payload.as_ref() != [SHA2_REQUEST_PUBLIC_KEY] {
+        let over = if client.is_tls() {
+            "TLS"
+        } else {
+            "the Unix socket"
+        };
+        tracing::debug!(peer = %client.peer_ip, "caching_sha2 full authentication in cleartext over {over}");
         let sent = p.payload.strip_suffix(&[0]).unwrap_or(&p.payload);
         return Ok(sent == password.as_bytes());
     }

@@ -6,8 +6,6 @@ use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-
 use super::conn::{MyClient, MyError};
 use super::login::{login, MyLogin};
 use super::stmt::{ServerStmts, StmtRegistry};
@@ -16,12 +14,14 @@ use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::failover::gate::Pass;
 use crate::frontend::pg::ClusterCtx;
+use crate::listener::Peer;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::pool::Lease;
 use crate::router::{choose, decide_ready, Choice, Decision, RouteError, Want};
+use crate::tls::ClientStream;
 use crate::topology::{Role, Topology};
 use crate::wire::mysql::command::*;
-use crate::wire::mysql::packet::status;
+use crate::wire::mysql::packet::{status, Packet};
 use crate::wire::mysql::status::ok_packet;
 
 /// A server connection as a session uses it (and as a pool keeps it between sessions).
@@ -112,15 +112,15 @@ pub(super) struct Relay {
 /// every PostgreSQL client would carry its size too.
 pub fn serve_mysql_client(
     ctx: Arc<ClusterCtx>,
-    stream: TcpStream,
-    connection_id: u32,
+    stream: ClientStream,
+    peer: Peer,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(serve(ctx, stream, connection_id))
+    Box::pin(serve(ctx, stream, peer))
 }
 
-async fn serve(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
-    let _ = stream.set_nodelay(true);
-    let mut client = MyClient::new(stream, ctx.limits().max_message_size);
+async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
+    let local = stream.is_unix();
+    let mut client = MyClient::new(stream, peer, ctx.limits().max_message_size);
     let logged = tokio::time::timeout(
         ctx.limits().client_login_timeout,
         login(
@@ -128,8 +128,8 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: TcpStream, connection_id: u32) {
             &ctx.name,
             &ctx.users(),
             &ctx.mysql,
-            connection_id,
-            &ctx.config().tls,
+            ctx.mysql.next_connection_id(),
+            ctx.config().tls.for_client(local),
         ),
     )
     .await
@@ -375,6 +375,16 @@ impl Relay {
                         self.local_ok();
                         continue;
                     }
+                    let socket = self.ctx.config().listen_socket.clone();
+                    let p = match socket_var::rewrite(&text, socket.as_deref()) {
+                        Some(sql) => {
+                            let mut payload = Vec::with_capacity(sql.len() + 1);
+                            payload.push(COM_QUERY);
+                            payload.extend_from_slice(sql.as_bytes());
+                            Packet::new(0, payload.into())
+                        }
+                        None => p,
+                    };
                     self.command(p, class, started).await?;
                 }
                 COM_INIT_DB | COM_SET_OPTION => {
@@ -424,11 +434,11 @@ impl Relay {
         let Some(cu) = parse_change_user(&p.payload, self.login.capabilities) else {
             return Err(MyError::protocol("malformed COM_CHANGE_USER"));
         };
-        let leaks = self.login.capabilities & crate::wire::mysql::packet::caps::CLIENT_SSL == 0
-            && cu
-                .attributes
-                .iter()
-                .any(|(k, v)| k == "_client_name" && v.eq_ignore_ascii_case("libmariadb"));
+        let leaks = super::login::leaks_password_on_full_auth(
+            &self.client,
+            self.login.capabilities,
+            &cu.attributes,
+        );
         let ctx = self.ctx.clone();
         let user = super::login::change_user(
             &mut self.client,
@@ -533,5 +543,7 @@ mod exec;
 mod insert_id;
 #[path = "pooled.rs"]
 pub mod pooled;
+#[path = "socket_var.rs"]
+mod socket_var;
 #[path = "stmt_exec.rs"]
 mod stmt_exec;

@@ -659,10 +659,6 @@ mod consistency_tests {
 #[cfg(test)]
 mod task_size_tests {
     /// The size of the future `f` returns (without running it).
-    fn future_size<A, B, R>(_: &impl Fn(A, B) -> R) -> usize {
-        std::mem::size_of::<R>()
-    }
-
     fn future_size3<A, B, C, R>(_: &impl Fn(A, B, C) -> R) -> usize {
         std::mem::size_of::<R>()
     }
@@ -674,7 +670,7 @@ mod task_size_tests {
     /// future on the session path should be boxed the same way.
     #[test]
     fn session_tasks_stay_small() {
-        let pg = future_size(&crate::frontend::pg::session::serve_client);
+        let pg = future_size3(&crate::frontend::pg::session::serve_client);
         assert!(pg <= 3 * 1024, "PostgreSQL session future: {pg} bytes");
         let my = future_size3(&crate::frontend::mysql::serve_mysql_client);
         assert!(my <= 64, "MySQL session future (boxed): {my} bytes");

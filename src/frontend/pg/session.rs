@@ -7,7 +7,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::cancel::CancelRegistry;
@@ -20,6 +19,7 @@ use crate::classify::Classifier;
 use crate::config::{ClusterConfig, Limits};
 use crate::failover::gate::{Pass, WriteGate};
 use crate::frontend::mysql::relay::MyBackend;
+use crate::listener::Peer;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::pool::Pools;
 use crate::router::Balancer;
@@ -344,9 +344,9 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
-    pub fn new(stream: TcpStream, max_message: usize) -> Self {
+    pub fn new(stream: ClientStream, max_message: usize) -> Self {
         ClientConn {
-            stream: Some(ClientStream::Plain(stream)),
+            stream: Some(stream),
             // Small to start: thousands of idle clients should cost little; the buffers grow
             // with the traffic (reads reserve READ_CHUNK at a time).
             rbuf: BytesMut::with_capacity(1024),
@@ -358,6 +358,11 @@ impl ClientConn {
     /// Whether the connection runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.stream.as_ref().is_some_and(ClientStream::is_tls)
+    }
+
+    /// Whether the client came through the Unix-domain socket.
+    pub fn is_local(&self) -> bool {
+        self.stream.as_ref().is_some_and(ClientStream::is_unix)
     }
 
     /// The ALPN protocol agreed by the TLS handshake, if any.
@@ -480,16 +485,18 @@ impl ClientConn {
 }
 
 /// Serve one accepted client connection to its end. Never panics on client or server input.
-pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let _ = stream.set_nodelay(true);
+pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
+    let local = stream.is_unix();
     let mut client = ClientConn::new(stream, ctx.limits().max_message_size);
+    let cfg = ctx.config();
     let login_result = tokio::time::timeout(
         ctx.limits().client_login_timeout,
-        login(&mut client, &ctx.name, &ctx.users(), &ctx.config().tls),
+        login(
+            &mut client,
+            &ctx.name,
+            &ctx.users(),
+            cfg.tls.for_client(local),
+        ),
     )
     .await
     .unwrap_or_else(|_| {
@@ -503,7 +510,6 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
         Ok(Login::Cancel { pid, secret }) => {
             if let Some(k) = ctx.cancels.lookup(pid, secret) {
                 tracing::debug!(%peer, backend = %k.addr, "forwarding cancel request");
-                let cfg = ctx.config();
                 let (tls, servers) = (&cfg.server_tls, &cfg.servers);
                 let deadline = ctx.limits().connect_timeout;
                 send_cancel(k.addr, k.pid, k.secret, tls, servers, deadline).await;
@@ -517,6 +523,7 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
             super::console::run(&ctx, &mut client, &user.config.name).await
         }
         Ok(Login::Session { user, params }) => {
+            drop(cfg); // a reload may replace it while the session runs
             let mut relay = Relay::new(ctx.clone(), client, user, params);
             let r = relay.start_and_run().await;
             client = relay.into_client();
@@ -529,7 +536,7 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: TcpStream) {
     }
 }
 
-async fn report(ctx: &ClusterCtx, peer: &str, client: &mut ClientConn, e: ClientError) {
+async fn report(ctx: &ClusterCtx, peer: &Peer, client: &mut ClientConn, e: ClientError) {
     if e.gone {
         tracing::debug!(%peer, "client disconnected");
         return;

@@ -16,6 +16,7 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
         name: "main".into(),
         protocol: Protocol::Postgres,
         listen: "127.0.0.1:6432".parse().unwrap(),
+        listen_socket: None,
         servers: (0..n)
             .map(|i| ServerConfig {
                 name: format!("s{i}"),

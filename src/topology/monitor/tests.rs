@@ -83,6 +83,7 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
         name: "c1".into(),
         protocol,
         listen: "127.0.0.1:6432".parse().unwrap(),
+        listen_socket: None,
         servers: (0..n)
             .map(|i| ServerConfig {
                 name: format!("db{i}"),

@@ -354,6 +354,7 @@ fn policy_from_cluster_config() {
         name: "c".into(),
         protocol: Protocol::Mysql,
         listen: "127.0.0.1:1".parse().unwrap(),
+        listen_socket: None,
         servers: vec![],
         routing: RoutingConfig {
             balance: Balance::RoundRobin,

@@ -17,6 +17,20 @@ pub struct Packet {
     pub raw: Bytes,
 }
 
+impl Packet {
+    /// A packet the proxy writes itself (e.g. a rewritten command), starting at sequence id
+    /// `first_seq`.
+    pub fn new(first_seq: u8, payload: Bytes) -> Packet {
+        let mut raw = BytesMut::with_capacity(payload.len() + 4);
+        let next = encode_into(&mut raw, first_seq, &payload);
+        Packet {
+            seq: next.wrapping_sub(1),
+            payload,
+            raw: raw.freeze(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PacketError {
     #[error("packet of at least {len} bytes exceeds the limit of {max} bytes")]
