@@ -85,6 +85,7 @@ write_config() { # file port admin
         awk '/^[^ #]/ { inside = 0 } /^  - name: / { inside = ($3 == "main") }
              inside && !/^    pool:/ { print }' "${DEMO_CONFIG}" |
             sed -e "s|^    listen: .*|    listen: \"127.0.0.1:$2\"|" \
+                -e '/^    listen_socket: /d' \
                 -e "s|role: replica }|role: replica${REPLICA_POOL_SIZE:+, pool_size: ${REPLICA_POOL_SIZE}} }|" \
                 -e "s|balance: [a-z_]*|balance: ${BALANCE:-least_connections}|"
         echo "    pool: { mode: transaction, size: ${POOL_SIZE:-20}, checkout_timeout: 5s }"

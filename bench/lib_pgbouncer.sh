@@ -2,8 +2,8 @@
 # Sourced by the bench scripts: PgBouncer 1.18 in transaction mode in front of the demo's primary
 # (database `app`, user `app` with SCRAM), the same settings wherever it is compared.
 
-# pgbouncer_config DIR LISTEN_PORT PRIMARY_PORT POOL_SIZE MAX_CLIENT_CONN: write DIR/pgbouncer.ini
-# and DIR/userlist.txt.
+# pgbouncer_config DIR LISTEN_PORT PRIMARY_PORT POOL_SIZE MAX_CLIENT_CONN [SOCKET_DIR]: write
+# DIR/pgbouncer.ini and DIR/userlist.txt (a Unix-domain socket in SOCKET_DIR too, when given).
 pgbouncer_config() {
     mkdir -p "$1"
     cat >"$1/pgbouncer.ini" <<INI
@@ -13,7 +13,7 @@ app = host=127.0.0.1 port=$3 dbname=app
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $2
-unix_socket_dir =
+unix_socket_dir = ${6:-}
 auth_type = scram-sha-256
 auth_file = $1/userlist.txt
 pool_mode = transaction

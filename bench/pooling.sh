@@ -7,7 +7,7 @@
 #   2. sysbench oltp_read_only / oltp_read_write at 16/64 threads: MariaDB directly vs Switchyard
 #      (MySQL cluster, the same pool sizes);
 #   3. added latency: pgbench -c 1 -S -M prepared with a per-transaction log, direct vs Switchyard
-#      (and PgBouncer, for reference);
+#      (and PgBouncer, for reference), each pooler through TCP and through its Unix-domain socket;
 #   4. memory: proxy RSS per idle client (5,000 idle clients) and a burst of 10,000 concurrent
 #      short clients over a pool of 50 (examples/pool_clients.rs, md5 user mdapp);
 #   5. the targets and whether each was met.
@@ -248,14 +248,20 @@ start_switchyard() {
     alloc_port admin
     conf="${TMP}/switchyard-${tag}.yaml"
     SY_LOG="${TMP}/switchyard-${tag}.log"
+    # Its own Unix-domain socket too (PostgreSQL's naming: pgbench -h SY_SOCKDIR -p PORT opens it).
+    SY_SOCKDIR="${TMP}/sock-${tag}"
+    mkdir -p "${SY_SOCKDIR}"
+    if [ "${cluster}" = main ]; then SY_SOCKET="${SY_SOCKDIR}/.s.PGSQL.${port}"; else SY_SOCKET="${SY_SOCKDIR}/mysql.sock"; fi
     {
         echo "# bench/pooling.sh: the demo's cluster ${cluster} in transaction pooling mode"
         echo "admin: { listen: \"127.0.0.1:${admin}\" }"
         echo "limits: { max_client_connections: $((BURST_CLIENTS + 5000)) }"
         echo "clusters:"
         cluster_block "${cluster}" | sed -e "s|^    listen: .*|    listen: \"127.0.0.1:${port}\"|" \
+            -e '/^    listen_socket: /d' \
             -e "s|role: replica }|role: replica${6:+, pool_size: $6} }|" \
             -e "s|balance: [a-z_]*|balance: ${BALANCE}|"
+        echo "    listen_socket: \"${SY_SOCKET}\""
         echo "    pool: { mode: transaction, size: ${size}, checkout_timeout: ${checkout} }"
         users_block "${cluster}"
     } >"${conf}"
@@ -346,8 +352,8 @@ max_clients() { local m=1 c; for c in ${CLIENTS} ${TPCB_CLIENTS}; do [ "${c}" -g
 # start_pgbouncer DIR PORT MAX_CLIENT_CONN: PgBouncer (transaction mode, primary only) on PORT,
 # its pid in PGB_PID; fails (with its log on stderr) when it does not accept within 20 s.
 PGB_PID=""
-start_pgbouncer() {
-    pgbouncer_config "$1" "$2" "${PRIMARY_PORT}" "${POOL_SIZE}" "$3"
+start_pgbouncer() { # DIR PORT MAX_CLIENT_CONN [SOCKET_DIR]
+    pgbouncer_config "$1" "$2" "${PRIMARY_PORT}" "${POOL_SIZE}" "$3" "${4:-}"
     is_root && chown -R postgres:postgres "$1"
     start_bg PGB_PID "$1/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "$1/pgbouncer.ini"
     wait_port "$2" 20 "${PGB_PID}" || { tail -n 20 "$1/pgbouncer.log" >&2; return 1; }
@@ -741,11 +747,11 @@ part_sysbench() {
 # ---- 3. latency ----
 
 LAT_ADDED=""
-# lat_run LABEL PORT -> "median_us p99_us count"
+# lat_run LABEL PORT [HOST] -> "median_us p99_us count" (HOST: 127.0.0.1, or a socket directory)
 lat_run() {
     local prefix="${TMP}/lat-$1" rc=0
     rm -f "${prefix}".*
-    pgbench -n -h 127.0.0.1 -p "$2" -M prepared -S -c 1 -j 1 -T "${LAT_DURATION}" -l --log-prefix="${prefix}" app \
+    pgbench -n -h "${3:-127.0.0.1}" -p "$2" -M prepared -S -c 1 -j 1 -T "${LAT_DURATION}" -l --log-prefix="${prefix}" app \
         >"${prefix}.out" 2>&1 || rc=$?
     if [ "${rc}" != 0 ] || ! ls "${prefix}".[0-9]* >/dev/null 2>&1; then
         log "  latency $1: pgbench failed: $(grep -m1 -iE 'error|fatal|abort' "${prefix}.out" || tail -n1 "${prefix}.out")"
@@ -763,21 +769,25 @@ lat_run() {
 }
 
 part_latency() {
-    local port dm dp dn pm pp pn bm=n/a bp=n/a bn=0
+    local port dm dp dn pm pp pn bm=n/a bp=n/a bn=0 um=n/a up=n/a un=0 vm=n/a vp=n/a vn=0
     log "latency: pgbench -c 1 -S -M prepared -l, ${LAT_DURATION} s each"
     read -r dm dp dn <<<"$(lat_run direct "${PRIMARY_PORT}")"
     alloc_port port
     pm=n/a pp=n/a pn=0
     if start_switchyard latency main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
         read -r pm pp pn <<<"$(lat_run switchyard "${port}")"
+        # A client on the proxy's host may use its Unix-domain socket instead.
+        read -r um up un <<<"$(lat_run switchyard-unix "${port}" "${SY_SOCKDIR}")"
     fi
     stop_bg "${SY_PID}"
     # PgBouncer as the reference for what one loopback hop through a pooler costs on this host
     # (one client keeps its server connection, so -M prepared works through it here).
     if has "${TARGETS}" pgbouncer; then
         alloc_port port
-        start_pgbouncer "${TMP}/pgbouncer-latency" "${port}" 100 &&
+        if start_pgbouncer "${TMP}/pgbouncer-latency" "${port}" 100 "${TMP}/pgbouncer-latency"; then
             read -r bm bp bn <<<"$(lat_run pgbouncer "${port}")"
+            read -r vm vp vn <<<"$(lat_run pgbouncer-unix "${port}" "${TMP}/pgbouncer-latency")"
+        fi
         stop_bg "${PGB_PID}"
     fi
     echo
@@ -785,14 +795,23 @@ part_latency() {
     printf '%-28s %12s %12s %12s\n' "" "median us" "p99 us" "queries"
     printf '%-28s %12s %12s %12s\n' "direct (primary)" "${dm}" "${dp}" "${dn}"
     printf '%-28s %12s %12s %12s\n' "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" "${pm}" "${pp}" "${pn}"
-    has "${TARGETS}" pgbouncer &&
+    printf '%-28s %12s %12s %12s\n' "  ... through its socket" "${um}" "${up}" "${un}"
+    if has "${TARGETS}" pgbouncer; then
         printf '%-28s %12s %12s %12s\n' "pgbouncer 1.18 txn/${POOL_SIZE}" "${bm}" "${bp}" "${bn}"
+        printf '%-28s %12s %12s %12s\n' "  ... through its socket" "${vm}" "${vp}" "${vn}"
+    fi
     if is_num "${dm}" && is_num "${pm}"; then
         LAT_ADDED=$((pm - dm))
         printf '%-28s %12s %12s\n' "added by switchyard" "$((pm - dm))" "$((pp - dp))"
     fi
+    if is_num "${dm}" && is_num "${um}"; then
+        printf '%-28s %12s %12s\n' "  ... through its socket" "$((um - dm))" "$((up - dp))"
+    fi
     if is_num "${dm}" && is_num "${bm}"; then
         printf '%-28s %12s %12s\n' "added by pgbouncer" "$((bm - dm))" "$((bp - dp))"
+    fi
+    if is_num "${dm}" && is_num "${vm}"; then
+        printf '%-28s %12s %12s\n' "  ... through its socket" "$((vm - dm))" "$((vp - dp))"
     fi
 }
 

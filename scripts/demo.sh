@@ -302,7 +302,19 @@ stop_mysql_servers() {
     done
 }
 
+# The proxy's Unix-domain sockets (left out when the checkout's path makes them longer than a
+# socket path may be).
+SOCKETS="${DEMO}/sock"
+PG_SOCKET="${SOCKETS}/.s.PGSQL.${LISTEN##*:}"
+MYSQL_SOCKET="${SOCKETS}/mysql.sock"
+
 write_config() {
+    local pg_socket="" my_socket=""
+    if [ "${#PG_SOCKET}" -le 107 ] && [ "${#MYSQL_SOCKET}" -le 107 ]; then
+        mkdir -p "${SOCKETS}"
+        pg_socket="    listen_socket: \"${PG_SOCKET}\""
+        my_socket="    listen_socket: \"${MYSQL_SOCKET}\""
+    fi
     cat >"${CONFIG}" <<YAML
 # switchyard demo config (written by scripts/demo.sh)
 admin: { listen: "${ADMIN}" }
@@ -310,6 +322,7 @@ clusters:
   - name: main
     protocol: postgres
     listen: "${LISTEN}"
+${pg_socket}
     servers:
       - { name: primary, address: "127.0.0.1:${PRIMARY_PORT}", role: primary }
       - { name: replica1, address: "127.0.0.1:${REPLICA_PORTS[0]}", role: replica }
@@ -319,6 +332,7 @@ clusters:
   - name: mysql
     protocol: mysql
     listen: "${MYSQL_LISTEN}"
+${my_socket}
     servers:
       - { name: primary, address: "127.0.0.1:${MYSQL_PRIMARY_PORT}", role: primary }
       - { name: replica1, address: "127.0.0.1:${MYSQL_REPLICA_PORTS[0]}", role: replica }
@@ -408,6 +422,8 @@ switchyard is running (pid $(cat "${PROXY_PID}")).
   md5 user:  psql "postgresql://mdapp:md5-secret@${LISTEN}/app"
   mariadb:   mariadb -h${MYSQL_LISTEN%:*} -P${MYSQL_LISTEN##*:} -uapp -papp-secret app
   sha2 user: mariadb -h${MYSQL_LISTEN%:*} -P${MYSQL_LISTEN##*:} -ushaapp -psha-secret app
+$(grep -q '^    listen_socket:' "${CONFIG}" && printf '  sockets:   psql -h %s -p %s -U app app;  mariadb --socket=%s -uapp -papp-secret app' \
+        "${SOCKETS}" "${LISTEN##*:}" "${MYSQL_SOCKET}")
   metrics:   curl http://${ADMIN}/metrics
   health:    curl http://${ADMIN}/health
   clusters:  curl http://${ADMIN}/api/clusters
