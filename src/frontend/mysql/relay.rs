@@ -375,8 +375,14 @@ impl Relay {
                         self.local_ok();
                         continue;
                     }
-                    let socket = self.ctx.config().listen_socket.clone();
-                    let p = match socket_var::rewrite(&text, socket.as_deref()) {
+                    // `@@socket` names the proxy's socket (the config is loaded only when the
+                    // text has an `@@` at all).
+                    let rewritten = if text.contains("@@") {
+                        socket_var::rewrite(&text, self.ctx.config().listen_socket.as_deref())
+                    } else {
+                        None
+                    };
+                    let p = match rewritten {
                         Some(sql) => {
                             let mut payload = Vec::with_capacity(sql.len() + 1);
                             payload.push(COM_QUERY);
