@@ -16,7 +16,9 @@
 #   QUICK=1 bench/pooling.sh                 smoke run (DURATION=3, fewer client counts, fewer clients)
 #   PGCAT_BIN=/path/pgcat PGDOG_BIN=/path/pgdog bench/pooling.sh
 #
-# Env: SCALE, DURATION, CLIENTS ("1 16 64 256"), TPCB_CLIENTS (16), SB_THREADS ("16 64"),
+# Env: SCALE, DURATION, ROUNDS (1: the pgbench part runs every target this many times, targets
+# alternating round by round, and reports each cell's median; a cell that failed in any round
+# reports "fails"), CLIENTS ("1 16 64 256"), TPCB_CLIENTS (16), SB_THREADS ("16 64"),
 # LAT_DURATION (10), IDLE_CLIENTS (5000), BURST_CLIENTS (10000), BURST_POOL (50),
 # BURST_CHECKOUT_TIMEOUT (30s), PARTS ("pgbench sysbench latency memory"), TARGETS
 # ("direct switchyard pgbouncer pgpool pgcat pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
@@ -42,6 +44,8 @@ if [ "${QUICK}" = 1 ]; then
 fi
 SCALE="${SCALE:-10}"
 DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-1}"
+ROUND=1
 CLIENTS="${CLIENTS:-1 16 64 256}"
 TPCB_CLIENTS="${TPCB_CLIENTS:-16}"
 SB_THREADS="${SB_THREADS:-16 64}"
@@ -300,7 +304,8 @@ replica_exits() {
 
 # ---- 1. pgbench ----
 
-declare -A R=()         # "target|workload|clients" -> tps | fails | n/a
+declare -A R=()         # "target|workload|clients" -> tps | fails | n/a (the median over ROUNDS)
+declare -A RR=()        # the same key -> every round's result, space-separated
 declare -A NOTE=()      # target -> why it was skipped
 WORKLOADS=("select-simple:-S:simple" "select-extended:-S:extended" "select-prepared:-S:prepared" "tpcb-like::simple")
 
@@ -336,13 +341,30 @@ bench_target() {
         IFS=: read -r name flag mode <<<"${spec}"
         if [ -n "${flag}" ]; then
             for c in ${CLIENTS}; do
-                R["${target}|${name}|${c}"]="$(pgb "${target}" "${port}" "${mode}" "${c}" "${flag}")"
-                log "  ${target} ${name} c=${c}: ${R["${target}|${name}|${c}"]}"
+                record "${target}|${name}|${c}" "$(pgb "${target}" "${port}" "${mode}" "${c}" "${flag}")"
             done
         else
-            R["${target}|${name}|${TPCB_CLIENTS}"]="$(pgb "${target}" "${port}" "${mode}" "${TPCB_CLIENTS}")"
-            log "  ${target} ${name} c=${TPCB_CLIENTS}: ${R["${target}|${name}|${TPCB_CLIENTS}"]}"
+            record "${target}|${name}|${TPCB_CLIENTS}" "$(pgb "${target}" "${port}" "${mode}" "${TPCB_CLIENTS}")"
             wait_pg_replicas
+        fi
+    done
+}
+
+# record KEY RESULT: one round's result of a cell.
+record() {
+    RR["$1"]="${RR["$1"]:+${RR["$1"]} }$2"
+    log "  ${1//|/ } (round ${ROUND}): $2"
+}
+
+# settle_rounds: R[key] = the median of the rounds' results; "fails" if any round failed.
+settle_rounds() {
+    local key
+    for key in "${!RR[@]}"; do
+        if [[ " ${RR[${key}]} " == *" fails "* ]]; then
+            R["${key}"]=fails
+        else
+            R["${key}"]="$(tr ' ' '\n' <<<"${RR[${key}]}" | sort -g | awk '{ v[NR] = $1 }
+                END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
         fi
     done
 }
@@ -589,52 +611,55 @@ part_pgbench() {
         pgbench -n -S -c 4 -j 2 -T 2 -h 127.0.0.1 -p "${port}" app >/dev/null 2>&1 || true
     done
     local t port
-    for t in ${TARGETS}; do
-        alloc_port port
-        case "${t}" in
-            direct)
-                log "pgbench: direct"
-                bench_target direct "${PRIMARY_PORT}"
-                ;;
-            switchyard)
-                log "pgbench: switchyard (transaction pool ${POOL_SIZE}) on ${port}"
-                if start_switchyard pgbench main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
-                    bench_target switchyard "${port}"
-                    local problems
-                    problems="$(proxy_problems "${SY_LOG}" | wc -l)"
-                    [ "${problems}" = 0 ] || NOTE[switchyard]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
-                    local exits
-                    exits="$(replica_exits "${SY_LOG}")"
-                    [ -z "${exits}" ] || NOTE[switchyard]="${NOTE[switchyard]:+${NOTE[switchyard]}; }a replica left the read set during the runs: ${exits}"
-                else
-                    NOTE[switchyard]="did not start (log above)"
-                fi
-                stop_bg "${SY_PID}"
-                ;;
-            pgbouncer)
-                log "pgbench: pgbouncer on ${port}"
-                run_pgbouncer "${port}"
-                ;;
-            pgpool)
-                log "pgbench: pgpool-II on ${port}"
-                run_pgpool "${port}"
-                ;;
-            pgcat | pgdog)
-                local var="${t^^}_BIN"
-                if [ -z "${!var:-}" ] || [ ! -x "${!var}" ]; then
-                    NOTE["${t}"]="skipped: set ${var} to its binary to include it"
-                    continue
-                fi
-                log "pgbench: ${t} on ${port}"
-                "run_${t}" "${port}"
-                ;;
-            *) die "unknown target ${t}" ;;
-        esac
-        RAN_TARGETS+=" ${t}"
+    for ROUND in $(seq 1 "${ROUNDS}"); do
+        for t in ${TARGETS}; do
+            alloc_port port
+            case "${t}" in
+                direct)
+                    log "pgbench: direct"
+                    bench_target direct "${PRIMARY_PORT}"
+                    ;;
+                switchyard)
+                    log "pgbench: switchyard (transaction pool ${POOL_SIZE}) on ${port}"
+                    if start_switchyard pgbench main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
+                        bench_target switchyard "${port}"
+                        local problems
+                        problems="$(proxy_problems "${SY_LOG}" | wc -l)"
+                        [ "${problems}" = 0 ] || NOTE[switchyard]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
+                        local exits
+                        exits="$(replica_exits "${SY_LOG}")"
+                        [ -z "${exits}" ] || NOTE[switchyard]="${NOTE[switchyard]:+${NOTE[switchyard]}; }a replica left the read set during the runs: ${exits}"
+                    else
+                        NOTE[switchyard]="did not start (log above)"
+                    fi
+                    stop_bg "${SY_PID}"
+                    ;;
+                pgbouncer)
+                    log "pgbench: pgbouncer on ${port}"
+                    run_pgbouncer "${port}"
+                    ;;
+                pgpool)
+                    log "pgbench: pgpool-II on ${port}"
+                    run_pgpool "${port}"
+                    ;;
+                pgcat | pgdog)
+                    local var="${t^^}_BIN"
+                    if [ -z "${!var:-}" ] || [ ! -x "${!var}" ]; then
+                        NOTE["${t}"]="skipped: set ${var} to its binary to include it"
+                        continue
+                    fi
+                    log "pgbench: ${t} on ${port}"
+                    "run_${t}" "${port}"
+                    ;;
+                *) die "unknown target ${t}" ;;
+            esac
+            has "${RAN_TARGETS}" "${t}" || RAN_TARGETS+=" ${t}"
+        done
     done
+    settle_rounds
 
     echo
-    echo "== 1. pgbench (scale ${SCALE}, ${DURATION} s per cell; tps and ratio to direct) =="
+    echo "== 1. pgbench (scale ${SCALE}, ${DURATION} s per cell, median of ${ROUNDS} round(s); tps and ratio to direct) =="
     print_table select-simple "select-only -M simple" "${CLIENTS}"
     print_table select-extended "select-only -M extended" "${CLIENTS}"
     print_table select-prepared "select-only -M prepared" "${CLIENTS}"
@@ -941,7 +966,7 @@ part_targets() {
     fi
 }
 
-echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, clients: ${CLIENTS}, pool size ${POOL_SIZE} (switchyard: ${POOL_SIZE} on the primary, ${REPLICA_POOL_SIZE} on each replica), switchyard args: ${SWITCHYARD_ARGS:-none}"
+echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, ROUNDS=${ROUNDS}, clients: ${CLIENTS}, pool size ${POOL_SIZE} (switchyard: ${POOL_SIZE} on the primary, ${REPLICA_POOL_SIZE} on each replica), switchyard args: ${SWITCHYARD_ARGS:-none}"
 has "${PARTS}" pgbench && part_pgbench
 has "${PARTS}" sysbench && part_sysbench
 has "${PARTS}" latency && part_latency
