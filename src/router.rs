@@ -194,12 +194,31 @@ impl Balancer {
     }
 }
 
+/// The replicas a read may go to now (server index, weight): within the lag limits, not in
+/// `exclude`, and (weight 0 keeping its meaning: no free alternative to a weighted replica) only
+/// the weighted ones when any is.
+pub fn read_candidates(
+    topo: &Topology,
+    routing: &RoutingConfig,
+    exclude: &[usize],
+) -> SmallVec<[(usize, u32); 8]> {
+    let mut all: SmallVec<[(usize, u32); 8]> = topo
+        .read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
+        .filter(|s| !exclude.contains(&s.index))
+        .map(|s| (s.index, s.weight))
+        .collect();
+    if all.iter().any(|&(_, w)| w > 0) {
+        all.retain(|&mut (_, w)| w > 0);
+    }
+    all
+}
+
 /// Decide the destination. `exclude` lists servers this session just found broken. A read goes
 /// by the balancing policy among the replicas for which `ready` says a connection is free now,
-/// and among all of them only when none is. With a pool per replica this is one line for all
-/// replicas, not one per replica: a read never waits for a busy replica while another has a
-/// connection idle (two lines of waiting clients serve fewer than one line in front of the same
-/// servers). Without pools, `ready` is always true.
+/// and among all of them only when none is: a read never waits for a busy replica while another
+/// has a connection idle. (A read that must wait then waits in every candidate's line at once,
+/// see the sessions' `checkout_any`: two lines of waiting clients serve fewer than one line in
+/// front of the same servers.) Without pools, `ready` is always true.
 pub fn decide_ready(
     want: Want,
     topo: &Topology,
@@ -223,15 +242,7 @@ pub fn decide_ready(
             .ok_or(RouteError::NoPrimary),
         Want::Replica(reason) => {
             // Collected once (on the stack): each is asked `ready` once per read.
-            let mut all: SmallVec<[(usize, u32); 8]> = topo
-                .read_candidates(routing.max_replica_lag, routing.max_replica_lag_bytes)
-                .filter(|s| !exclude.contains(&s.index))
-                .map(|s| (s.index, s.weight))
-                .collect();
-            // Weight 0 keeps its meaning: such a replica is no free alternative to a weighted one.
-            if all.iter().any(|&(_, w)| w > 0) {
-                all.retain(|&mut (_, w)| w > 0);
-            }
+            let all = read_candidates(topo, routing, exclude);
             let free: SmallVec<[(usize, u32); 8]> =
                 all.iter().copied().filter(|&(i, _)| ready(i)).collect();
             let chosen = balancer

@@ -218,7 +218,7 @@ impl<C: Send + 'static> Pool<C> {
     }
 
     /// An idle connection, room for a new one, or (after waiting in line) whichever comes first.
-    pub async fn checkout(self: &Arc<Self>) -> Result<Checkout<C>, CheckoutTimeout> {
+    pub async fn checkout(self: &Arc<Self>) -> Checked<C> {
         let (rx, wait) = {
             let mut st = self.state.lock();
             if let Some(i) = st.idle.pop() {
@@ -455,6 +455,29 @@ impl<C: Send + 'static> Pool<C> {
         st.waiters.retain(|w| !w.is_closed());
         self.update(&st);
     }
+}
+
+/// What a checkout comes to.
+pub type Checked<C> = Result<Checkout<C>, CheckoutTimeout>;
+
+/// Wait in the lines of several pools at once (a connection from any of them will do) and take
+/// the first checkout served: its index in `pools`, and what it came to. The other places in
+/// line are given up; a grant that raced to one of them is handed on (see [`Waiting`]).
+pub async fn checkout_first<C: Send + 'static>(pools: &[Arc<Pool<C>>]) -> (usize, Checked<C>) {
+    type Line<'a, C> = Pin<Box<dyn Future<Output = Checked<C>> + Send + 'a>>;
+    let mut lines: Vec<Line<'_, C>> = pools
+        .iter()
+        .map(|p| Box::pin(p.checkout()) as Line<'_, C>)
+        .collect();
+    std::future::poll_fn(|cx| {
+        for (i, line) in lines.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(got) = line.as_mut().poll(cx) {
+                return std::task::Poll::Ready((i, got));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// A checkout's place in line. Dropped before its grant was taken (the checkout future was

@@ -360,7 +360,7 @@ impl Relay {
                     return Ok(None);
                 }
             };
-            let d = match self.causal_route(d, class).await {
+            let mut d = match self.causal_route(d, class).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(cluster = %self.ctx.name, error = %e, "causal wait failed; using the primary");
@@ -394,8 +394,18 @@ impl Relay {
                     }
                 }
             }
+            // A read that would wait for its replica's pool waits for the others' too.
+            let mates = self.line_mates(&d);
+            let mut ready = Ok(d.server);
+            if !mates.is_empty() {
+                ready = self.checkout_any(d.server, &mates).await;
+            }
+            if let Ok(s) = ready {
+                d.server = s;
+                ready = self.ensure_ready(s).await.map(|()| s);
+            }
             let server = d.server;
-            if let Err(e) = self.ensure_ready(server).await {
+            if let Err(e) = ready {
                 if let MysqlBackendError::Server(info, _) = &e {
                     self.excluded.clear();
                     let kind = if pooled::is_pool_timeout(info) {

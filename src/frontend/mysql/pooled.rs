@@ -12,6 +12,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::*;
+use smallvec::SmallVec;
+
+use crate::frontend::lines;
 use crate::pool::{Checkout, Pool, Warmer};
 use crate::wire::mysql::status::ErrInfo;
 
@@ -200,13 +203,21 @@ impl Relay {
     /// one opened in a free slot), waiting in line up to `pool.checkout_timeout`. A timeout comes
     /// back as a server error that [`is_pool_timeout`] recognises.
     pub(super) async fn checkout(&mut self, server: usize) -> Result<(), MysqlBackendError> {
-        let pool = self.pool(server);
+        self.checkout_any(server, &[]).await.map(|_| ())
+    }
+
+    /// Transaction pooling: [`Relay::checkout`] for a read that `others` may serve as well as
+    /// `first`: when `first`'s pool has no connection free, it waits in all their lines at once
+    /// and takes the first connection served (see `frontend::lines`). Returns its server.
+    pub(super) async fn checkout_any(
+        &mut self,
+        first: usize,
+        others: &[usize],
+    ) -> Result<usize, MysqlBackendError> {
+        let (servers, pools) = lines::gather(first, others, |s| self.pool(s));
         loop {
-            // Counted in the server's load while in line (least_connections).
-            let got = {
-                let _in_line = self.ctx.balancer.in_line(server);
-                pool.checkout().await
-            };
+            let (i, got) = lines::wait(&self.ctx.balancer, &servers, &pools).await;
+            let server = servers[i];
             match got {
                 Err(t) => {
                     tracing::warn!(cluster = %self.ctx.name, server, "{t}");
@@ -228,16 +239,51 @@ impl Relay {
                         continue;
                     }
                     self.attach(server, b, Some(lease));
-                    return Ok(());
+                    return Ok(server);
                 }
                 Ok(Checkout::Open(lease)) => {
                     let b = self.open(server).await?;
-                    pool.note_login(true, || Arc::from([]));
+                    pools[i].note_login(true, || Arc::from([]));
                     self.attach(server, b, Some(lease));
-                    return Ok(());
+                    return Ok(server);
                 }
             }
         }
+    }
+
+    /// The other replicas a read routed to `d.server` may take a pooled connection from instead
+    /// when `d.server`'s pool has none free: none unless the read is free to go to any replica
+    /// (transaction pooling, no connection held, no transaction, pin or open cursor, and no
+    /// read-your-writes position that only `d.server` was checked against).
+    pub(super) fn line_mates(&self, d: &Decision) -> SmallVec<[usize; 4]> {
+        let free_read = self.pooling()
+            && d.route == Route::Replica
+            && self.backends[d.server].is_none()
+            && self.txn.is_none()
+            && self.pinned.is_none()
+            && self.cursors.is_empty()
+            && !self.unsure
+            && lines::any_replica_will_do(
+                self.consistency(),
+                self.wrote,
+                self.causal_gtid.is_some(),
+            );
+        let first_ready = || {
+            self.pools.ready(d.server, || {
+                self.ctx.my_pools.ready(&self.pool_key(d.server))
+            })
+        };
+        let (topo, cfg) = (self.topology(), self.ctx.config());
+        let held = |i: usize| self.backends[i].is_some();
+        lines::mates(
+            free_read,
+            first_ready,
+            &topo,
+            &cfg.routing,
+            &self.excluded,
+            d.server,
+            held,
+        )
     }
 
     /// Servers the session must keep now: the pinned one and those with an open cursor.

@@ -86,7 +86,8 @@ impl Relay {
                     }
                 }
             }
-            match self.send(d, &frames, &info).await {
+            let mut d = d;
+            match self.send(&mut d, &frames, &info).await {
                 Ok(retryable) => {
                     self.excluded.clear();
                     match self.inflight.back_mut() {
@@ -208,15 +209,22 @@ impl Relay {
         Ok(())
     }
 
-    /// Make `server` ready (connected, alive, session state applied) and write the batch to it.
+    /// Make `d.server` ready (connected, alive, session state applied) and write the batch to it;
+    /// a read that waited for a pooled connection may have been served by another replica
+    /// (`d.server` then says which).
     /// `Ok(true)`: the batch may be retried elsewhere if the server is lost before answering
     /// (the caller keeps the frames in the new in-flight entry).
     async fn send(
         &mut self,
-        d: Decision,
+        d: &mut Decision,
         frames: &[Frame],
         info: &BatchInfo,
     ) -> Result<bool, BackendError> {
+        // A read that would wait for its replica's pool waits for the others' too.
+        let mates = self.line_mates(d);
+        if !mates.is_empty() {
+            d.server = self.checkout_any(d.server, &mates).await?;
+        }
         let server = d.server;
         self.ready(server).await?;
         let Some(be) = self.backends[server].as_mut() else {

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use super::*;
 use crate::backend::pg::BackendError;
+use smallvec::SmallVec;
+
+use crate::frontend::lines;
 use crate::pool::{Checkout, LoginReport, Pool, Warmer};
 
 /// Which pool a session's connections to one server come from.
@@ -142,13 +145,23 @@ impl Relay {
     /// Transaction pooling: take a connection to `server` from its pool (a live idle one, or a new
     /// one opened in a free slot), waiting in line up to `pool.checkout_timeout`.
     pub(super) async fn checkout(&mut self, server: usize) -> Result<(), BackendError> {
-        let pool = self.pool(server);
+        self.checkout_any(server, &[]).await.map(|_| ())
+    }
+
+    /// Transaction pooling: [`Relay::checkout`] for a read that `others` may serve as well as
+    /// `first`. When `first`'s pool has no connection free, the read waits in all their lines
+    /// at once and takes the first connection served (one line for the replicas: two lines of
+    /// waiting reads leave one replica's connection idle while the other's line waits). Returns
+    /// the server the connection is to.
+    pub(super) async fn checkout_any(
+        &mut self,
+        first: usize,
+        others: &[usize],
+    ) -> Result<usize, BackendError> {
+        let (servers, pools) = lines::gather(first, others, |s| self.pool(s));
         loop {
-            // Counted in the server's load while in line (least_connections).
-            let got = {
-                let _in_line = self.ctx.balancer.in_line(server);
-                pool.checkout().await
-            };
+            let (i, got) = lines::wait(&self.ctx.balancer, &servers, &pools).await;
+            let server = servers[i];
             match got {
                 Err(t) => {
                     tracing::warn!(cluster = %self.ctx.name, server, "{t}");
@@ -162,16 +175,51 @@ impl Relay {
                         continue;
                     }
                     self.attach(server, b, Some(lease));
-                    return Ok(());
+                    return Ok(server);
                 }
                 Ok(Checkout::Open(lease)) => {
                     let b = self.open(server).await?;
-                    pool.note_login(true, || b.conn.params.as_slice().into());
+                    pools[i].note_login(true, || b.conn.params.as_slice().into());
                     self.attach(server, b, Some(lease));
-                    return Ok(());
+                    return Ok(server);
                 }
             }
         }
+    }
+
+    /// The other replicas a read routed to `d.server` may take a pooled connection from instead
+    /// when `d.server`'s pool has none free: none unless the read is free to go to any replica
+    /// (transaction pooling, no connection held, no transaction, pin or unsynced batch, and no
+    /// read-your-writes position that only `d.server` was checked against).
+    pub(super) fn line_mates(&self, d: &Decision) -> SmallVec<[usize; 4]> {
+        let free_read = self.pooling()
+            && d.route == Route::Replica
+            && self.backends[d.server].is_none()
+            && self.txn.is_none()
+            && self.pinned.is_none()
+            && self.bound.is_none()
+            && !self.unsynced
+            && lines::any_replica_will_do(
+                self.consistency(),
+                self.wrote,
+                self.causal_lsn.is_some(),
+            );
+        let first_ready = || {
+            self.pools.ready(d.server, || {
+                self.ctx.pg_pools.ready(&self.pool_key(d.server))
+            })
+        };
+        let (topo, cfg) = (self.topology(), self.ctx.config());
+        let held = |i: usize| self.backends[i].is_some();
+        lines::mates(
+            free_read,
+            first_ready,
+            &topo,
+            &cfg.routing,
+            &self.excluded,
+            d.server,
+            held,
+        )
     }
 
     /// Transaction pooling: give back every connection the session does not need now (it is idle
