@@ -11,21 +11,14 @@ use crate::router::{read_candidates, Balancer};
 use crate::topology::Topology;
 
 /// The replicas besides `first` a read may take a pooled connection from: within the lag
-/// limits, not in `excluded`, and none the session holds a connection to (`held`). None at all
-/// unless the read is `free` to go to any replica and `first`'s pool has no connection free
-/// (`first_ready` is not asked otherwise).
+/// limits, not in `excluded`, and none the session holds a connection to (`held`).
 pub fn mates(
-    free: bool,
-    first_ready: impl FnOnce() -> bool,
     topo: &Topology,
     routing: &RoutingConfig,
     excluded: &[usize],
     first: usize,
     held: impl Fn(usize) -> bool,
 ) -> SmallVec<[usize; 4]> {
-    if !free || first_ready() {
-        return SmallVec::new();
-    }
     read_candidates(topo, routing, excluded)
         .iter()
         .map(|&(i, _)| i)
@@ -33,23 +26,19 @@ pub fn mates(
         .collect()
 }
 
-/// The servers whose lines a checkout waits in and their pools (`pool` looks one up): `first`
-/// alone when its pool has a connection free, else `first` and `others`.
+/// The servers whose lines a checkout waits in (`first`, then `others`) and their pools
+/// (`pool` looks one up).
 pub type Lines<C> = (SmallVec<[usize; 4]>, SmallVec<[Arc<Pool<C>>; 4]>);
 
 pub fn gather<C: Send + 'static>(
     first: usize,
     others: &[usize],
-    mut pool: impl FnMut(usize) -> Arc<Pool<C>>,
+    pool: impl FnMut(usize) -> Arc<Pool<C>>,
 ) -> Lines<C> {
-    let mut servers: SmallVec<[usize; 4]> = smallvec::smallvec![first];
-    let mut pools: SmallVec<[Arc<Pool<C>>; 4]> = smallvec::smallvec![pool(first)];
-    if !pools[0].ready() {
-        for &s in others {
-            servers.push(s);
-            pools.push(pool(s));
-        }
-    }
+    let servers: SmallVec<[usize; 4]> = std::iter::once(first)
+        .chain(others.iter().copied())
+        .collect();
+    let pools = servers.iter().copied().map(pool).collect();
     (servers, pools)
 }
 

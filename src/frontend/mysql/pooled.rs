@@ -256,34 +256,31 @@ impl Relay {
     /// (transaction pooling, no connection held, no transaction, pin or open cursor, and no
     /// read-your-writes position that only `d.server` was checked against).
     pub(super) fn line_mates(&self, d: &Decision) -> SmallVec<[usize; 4]> {
-        let free_read = self.pooling()
-            && d.route == Route::Replica
-            && self.backends[d.server].is_none()
-            && self.txn.is_none()
-            && self.pinned.is_none()
-            && self.cursors.is_empty()
-            && !self.unsure
-            && lines::any_replica_will_do(
+        // Field checks and the pool's ready flag first: on the common path (a connection free)
+        // nothing else is looked at.
+        let tied = !self.pooling()
+            || d.route != Route::Replica
+            || self.backends[d.server].is_some()
+            || self.txn.is_some()
+            || self.pinned.is_some()
+            || !self.cursors.is_empty()
+            || self.unsure;
+        if tied
+            || self.pools.ready(d.server, || {
+                self.ctx.my_pools.ready(&self.pool_key(d.server))
+            })
+            || !lines::any_replica_will_do(
                 self.consistency(),
                 self.wrote,
                 self.causal_gtid.is_some(),
-            );
-        let first_ready = || {
-            self.pools.ready(d.server, || {
-                self.ctx.my_pools.ready(&self.pool_key(d.server))
-            })
-        };
+            )
+        {
+            return SmallVec::new();
+        }
         let (topo, cfg) = (self.topology(), self.ctx.config());
-        let held = |i: usize| self.backends[i].is_some();
-        lines::mates(
-            free_read,
-            first_ready,
-            &topo,
-            &cfg.routing,
-            &self.excluded,
-            d.server,
-            held,
-        )
+        lines::mates(&topo, &cfg.routing, &self.excluded, d.server, |i| {
+            self.backends[i].is_some()
+        })
     }
 
     /// Servers the session must keep now: the pinned one and those with an open cursor.
