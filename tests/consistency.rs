@@ -164,6 +164,33 @@ async fn postgres_consistency_levels_with_delayed_replicas() {
     }
     let _ = MD5_USER;
 
+    // Transaction pooling and the extended protocol: the driver prepares each statement (Parse,
+    // Describe, Sync) before it runs it. The prepare goes where the statement would run, so a
+    // table the session just created, not yet on the delayed replicas, can be written at once
+    // and read back (the read's prepare under read-your-writes too).
+    let (pooled_yaml, pooled_ports) = Proxy::pg_config(&cluster);
+    let pooled_yaml = with_short_causal_timeout(&pooled_yaml).replacen(
+        "    routing:",
+        "    pool: { mode: transaction, size: 2 }\n    routing:",
+        1,
+    );
+    let pooled = Proxy::start(&pooled_yaml);
+    pooled.wait_topology(3);
+    let c = pg(pooled_ports.listen, APP_USER, APP_PASSWORD, None).await;
+    for i in 0..20 {
+        let t = format!("fresh_{i}");
+        c.batch_execute(&format!("CREATE TABLE {t} (i int)"))
+            .await
+            .unwrap();
+        let sql = format!("INSERT INTO {t} VALUES ({i}) RETURNING i");
+        let row = c.query_one(&sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), i);
+        let sql = format!("SELECT count(*) FROM {t}");
+        let row = c.query_one(&sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1, "{t}");
+    }
+    drop(pooled);
+
     // strong: always the primary.
     let strong = pg(
         port,

@@ -14,9 +14,10 @@ impl Relay {
         d: Decision,
         info: &BatchInfo,
     ) -> Result<Decision, BackendError> {
-        let is_read = info
-            .class
-            .is_some_and(|c| matches!(c.intent, Intent::Read | Intent::Begin { read_only: true }));
+        let is_read = info.prepare_only
+            || info.class.is_some_and(|c| {
+                matches!(c.intent, Intent::Read | Intent::Begin { read_only: true })
+            });
         if d.route != Route::Replica || !is_read || self.txn.is_some() || self.bound.is_some() {
             return Ok(d);
         }

@@ -94,6 +94,10 @@ pub struct BatchInfo {
     pub has_simple_query: bool,
     /// The batch ends without Sync (Flush, or dispatched on a pause): the backend stays bound.
     pub unsynced: bool,
+    /// The batch only prepares statements (Parse, Describe) and runs none: it goes anywhere (it
+    /// has no `class`), but only to a replica the session's read consistency allows, since a
+    /// replica that has not replayed the session's CREATE TABLE cannot describe an INSERT into it.
+    pub prepare_only: bool,
 }
 
 /// Analyse a batch of client frames. `known` resolves statement names parsed in earlier batches.
@@ -200,6 +204,9 @@ pub fn analyse(
         }
     }
     info.unsynced = !last_synced;
+    // Not on the primary for a write's sake: a client that prepares synchronously while its other
+    // connections hold the primary's pool in transactions (pgbench -j 1) would wait for itself.
+    info.prepare_only = info.class.is_none() && !info.parses.is_empty();
     info
 }
 

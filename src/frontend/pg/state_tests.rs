@@ -206,3 +206,40 @@ fn a_backend_keeps_a_statement_only_when_its_parse_is_byte_for_byte_the_same() {
     assert_eq!(inj.swallow, 2);
     assert_eq!(inj.frames[1], other[&b"s".to_vec()].parse);
 }
+
+#[test]
+fn a_batch_that_only_prepares_has_no_class_but_is_marked() {
+    let c = classifier();
+    let prepare = |sql: &str| {
+        analyse(
+            &[frame(msg::parse("", sql)), frame(msg::sync())],
+            &c,
+            &HashMap::new(),
+        )
+    };
+    for sql in [
+        "INSERT INTO t VALUES (1)",
+        "SELECT * FROM t",
+        "LISTEN ch",
+        "BEGIN",
+    ] {
+        let info = prepare(sql);
+        assert!(info.prepare_only, "{sql}");
+        assert!(info.class.is_none(), "{sql}: runs nothing, so pins nothing");
+    }
+    // A batch that runs its statement is not prepare-only.
+    let run = analyse(
+        &[
+            frame(msg::parse("", "INSERT INTO t VALUES (1)")),
+            bind(""),
+            execute(),
+            frame(msg::sync()),
+        ],
+        &c,
+        &HashMap::new(),
+    );
+    assert!(!run.prepare_only);
+    assert_eq!(run.class.map(|c| c.intent), Some(Intent::Write));
+    let sync_only = analyse(&[frame(msg::sync())], &c, &HashMap::new());
+    assert!(!sync_only.prepare_only && sync_only.class.is_none());
+}
