@@ -24,6 +24,7 @@ use support::{
 };
 use switchyard::backend::mysql::{MysqlConn, MysqlLogin, PROXY_CAPS};
 use switchyard::backend::pg::{BackendConn, BackendError, Login};
+use switchyard::backend::stream::Endpoint;
 use switchyard::backend::ServerTlsTarget;
 use switchyard::config::{MonitorConfig, ServerConfig, ServerTls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -385,6 +386,7 @@ fn server_at(port: u16) -> ServerConfig {
         priority: 0,
         promote: true,
         pool_size: None,
+        socket: None,
     }
 }
 
@@ -412,9 +414,8 @@ async fn pg_backend(tls: &ServerTls, host: &str) -> Result<BackendConn, BackendE
         password: Some(APP_PASSWORD),
         params: &params,
     };
-    let address = format!("127.0.0.1:{}", pg().primary_port());
     BackendConn::connect(
-        &address,
+        Endpoint::Tcp("127.0.0.1", pg().primary_port()),
         ServerTlsTarget::new(tls, host),
         login,
         1 << 20,
@@ -517,7 +518,7 @@ async fn prefer_falls_back_to_plain_and_require_refuses() {
     let prefer = loaded_tls(&section("prefer", None));
     let (port, server) = fake_pg_without_tls().await;
     let err = BackendConn::connect(
-        &format!("127.0.0.1:{port}"),
+        Endpoint::Tcp("127.0.0.1", port),
         ServerTlsTarget::new(&prefer, "127.0.0.1"),
         login,
         1 << 20,
@@ -538,7 +539,7 @@ async fn prefer_falls_back_to_plain_and_require_refuses() {
     let require = loaded_tls(&section("require", None));
     let (port, server) = fake_pg_without_tls().await;
     let err = BackendConn::connect(
-        &format!("127.0.0.1:{port}"),
+        Endpoint::Tcp("127.0.0.1", port),
         ServerTlsTarget::new(&require, "127.0.0.1"),
         login,
         1 << 20,
@@ -654,9 +655,8 @@ fn mysql_login() -> MysqlLogin<'static> {
 async fn mysql_backend(
     tls: &ServerTls,
 ) -> Result<MysqlConn, switchyard::backend::mysql::MysqlBackendError> {
-    let address = format!("127.0.0.1:{}", maria().primary_port());
     MysqlConn::connect(
-        &address,
+        Endpoint::Tcp("127.0.0.1", maria().primary_port()),
         ServerTlsTarget::new(tls, "127.0.0.1"),
         mysql_login(),
         1 << 24,

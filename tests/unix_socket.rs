@@ -301,3 +301,134 @@ async fn mysql_async_preferring_sockets_stays_on_the_proxy() {
     assert_eq!(socket, None);
     c.disconnect().await.unwrap();
 }
+
+/// `yaml` with every server line given `socket: <path of that server>` and transaction pooling.
+fn with_server_sockets(yaml: &str, sockets: [(u16, PathBuf); 3]) -> String {
+    let mut out = yaml.to_owned();
+    for (port, path) in sockets {
+        let from = format!("address: \"127.0.0.1:{port}\",");
+        assert!(out.contains(&from), "{from} not in {out}");
+        let to = format!("{from} socket: \"{}\",", path.display());
+        out = out.replacen(&from, &to, 1);
+    }
+    out.replacen(
+        "    routing:",
+        "    pool: { mode: transaction, size: 2 }\n    routing:",
+        1,
+    )
+}
+
+#[tokio::test]
+async fn postgres_servers_are_reached_over_their_sockets_and_cancel_goes_there_too() {
+    let cluster = shared();
+    let (yaml, ports) = Proxy::pg_config(cluster);
+    let [r1, r2] = cluster.replica_ports();
+    let sockets =
+        [cluster.primary_port(), r1, r2].map(|p| (p, cluster.dir().join(format!(".s.PGSQL.{p}"))));
+    let proxy = Proxy::start(&with_server_sockets(&yaml, sockets));
+    // The monitor still uses the TCP addresses.
+    proxy.wait_topology(3);
+
+    let conninfo = support::proxy::pg_conn_str(ports.listen, APP_USER, APP_PASSWORD, "app");
+    let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS server_socket_t (i int)")
+        .await
+        .unwrap();
+    // Over a Unix-domain socket the server sees no client address.
+    let row = client
+        .query_one(
+            "INSERT INTO server_socket_t VALUES (1) \
+             RETURNING current_setting('port')::int, inet_client_addr() IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, bool>(1)),
+        (i32::from(cluster.primary_port()), true),
+        "the write, over the primary's socket"
+    );
+    for _ in 0..4 {
+        let row = client
+            .query_one(
+                "SELECT current_setting('port')::int, inet_client_addr() IS NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        let port = u16::try_from(row.get::<_, i32>(0)).unwrap();
+        assert!([r1, r2].contains(&port), "a read went to port {port}");
+        assert!(row.get::<_, bool>(1), "a read over TCP on {port}");
+    }
+
+    // A cancel request reaches the backend through its socket.
+    let token = client.cancel_token();
+    let sleeper = tokio::spawn(async move {
+        let started = Instant::now();
+        let e = client
+            .simple_query("SELECT pg_sleep(30)")
+            .await
+            .expect_err("the sleep was cancelled");
+        (started.elapsed(), e)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (took, e) = sleeper.await.unwrap();
+    assert_eq!(
+        e.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{e:?}"
+    );
+    assert!(took < Duration::from_secs(10), "cancelled after {took:?}");
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn mysql_servers_are_reached_over_their_sockets() {
+    let cluster = shared_mysql();
+    let (yaml, ports) = Proxy::mysql_config(cluster);
+    let [r1, r2] = cluster.replica_ports();
+    let sockets = [
+        (cluster.primary_port(), cluster.socket_path("primary")),
+        (r1, cluster.socket_path("replica1")),
+        (r2, cluster.socket_path("replica2")),
+    ];
+    let proxy = Proxy::start(&with_server_sockets(&yaml, sockets));
+    proxy.wait_topology(3);
+
+    let opts = OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(ports.listen)
+        .user(Some(MYSQL_APP_USER))
+        .pass(Some(MYSQL_APP_PASSWORD))
+        .db_name(Some("app"))
+        .prefer_socket(false);
+    let mut c = Conn::new(opts).await.unwrap();
+    // A local socket login shows as 'localhost'; over TCP it would be '127.0.0.1:<port>'.
+    let host = "SELECT @@port, host FROM information_schema.processlist WHERE id = CONNECTION_ID()";
+    c.query_drop("CREATE TABLE IF NOT EXISTS server_socket_t (i int)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO server_socket_t VALUES (1)")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let (port, from): (u16, String) = c.query_first(host).await.unwrap().unwrap();
+        assert!([r1, r2].contains(&port), "a read went to port {port}");
+        assert_eq!(from, "localhost", "a read over TCP on {port}");
+    }
+    // Prepared statements (binary protocol) too, and in a transaction on the primary.
+    let stmt = c.prep(host).await.unwrap();
+    let (port, from): (u16, String) = c.exec_first(&stmt, ()).await.unwrap().unwrap();
+    assert!([r1, r2].contains(&port), "a read went to port {port}");
+    assert_eq!(from, "localhost");
+    c.query_drop("BEGIN").await.unwrap();
+    let (port, from): (u16, String) = c.query_first(host).await.unwrap().unwrap();
+    assert_eq!((port, from.as_str()), (cluster.primary_port(), "localhost"));
+    c.query_drop("COMMIT").await.unwrap();
+    c.disconnect().await.unwrap();
+}

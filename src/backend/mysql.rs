@@ -3,14 +3,12 @@
 //! the cleartext password over TLS, else the RSA exchange), packet reads/writes, and commands
 //! whose answers the proxy consumes itself (session replay, injected prepares).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::stream::{ServerStream, ServerTlsTarget, TlsPlan};
+use super::stream::{dial, Dialed, Endpoint, ServerStream, ServerTlsTarget, TlsPlan};
 use crate::wire::mysql::auth::{encrypt_password, native_scramble, sha2_scramble};
 use crate::wire::mysql::command::{parse_prepare_ok, PrepareOk, COM_QUIT, COM_STMT_PREPARE};
 use crate::wire::mysql::handshake::{parse_auth_switch, HandshakeResponse, HandshakeV10};
@@ -74,7 +72,6 @@ pub struct MysqlConn {
     stream: ServerStream,
     rbuf: BytesMut,
     max_packet: usize,
-    pub addr: SocketAddr,
     pub connection_id: u32,
     /// Negotiated capabilities of this connection.
     pub capabilities: u32,
@@ -89,9 +86,10 @@ pub enum Consumed {
 }
 
 impl MysqlConn {
-    /// Connect to `address`, upgrade to TLS as `tls` says, and log in, all under `deadline`.
+    /// Connect to `endpoint`, upgrade to TLS as `tls` says (never over a Unix-domain socket), and
+    /// log in, all under `deadline`.
     pub async fn connect(
-        address: &str,
+        endpoint: Endpoint<'_>,
         tls: ServerTlsTarget<'_>,
         login: MysqlLogin<'_>,
         max_packet: usize,
@@ -99,21 +97,23 @@ impl MysqlConn {
     ) -> Result<Self, MysqlBackendError> {
         tokio::time::timeout(
             deadline,
-            Self::connect_inner(address, tls, login, max_packet),
+            Self::connect_inner(endpoint, tls, login, max_packet),
         )
         .await
         .map_err(|_| MysqlBackendError::Timeout(deadline))?
     }
 
     async fn connect_inner(
-        address: &str,
+        endpoint: Endpoint<'_>,
         tls: ServerTlsTarget<'_>,
         login: MysqlLogin<'_>,
         max_packet: usize,
     ) -> Result<Self, MysqlBackendError> {
-        let mut tcp = TcpStream::connect(address).await?;
-        tcp.set_nodelay(true)?;
-        let addr = tcp.peer_addr()?;
+        let (dialed, _) = dial(endpoint).await?;
+        let (mut stream, plan) = match dialed {
+            Dialed::Tcp(tcp) => (ServerStream::Plain(tcp), tls.plan()?),
+            Dialed::Unix(unix) => (ServerStream::Unix(unix), TlsPlan::Plain),
+        };
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
         let p = loop {
             if let Some(p) = split_packet(&mut rbuf, max_packet)
@@ -121,7 +121,7 @@ impl MysqlConn {
             {
                 break p;
             }
-            if tcp.read_buf(&mut rbuf).await? == 0 {
+            if stream.read_buf(&mut rbuf).await? == 0 {
                 return Err(MysqlBackendError::Closed);
             }
         };
@@ -140,18 +140,18 @@ impl MysqlConn {
             negotiated &= !caps::CLIENT_CONNECT_WITH_DB;
         }
         let mut seq = p.seq.wrapping_add(1);
-        let stream = match tls.plan()? {
-            TlsPlan::Plain => ServerStream::Plain(tcp),
-            TlsPlan::Tls { required, .. } if hs.capabilities & caps::CLIENT_SSL == 0 => {
+        let stream = match (plan, stream) {
+            (TlsPlan::Plain, stream) => stream,
+            (TlsPlan::Tls { required, .. }, stream) if hs.capabilities & caps::CLIENT_SSL == 0 => {
                 if required {
                     return Err(MysqlBackendError::Tls(format!(
                         "the server does not offer TLS (server_tls mode {})",
                         tls.mode()
                     )));
                 }
-                ServerStream::Plain(tcp)
+                stream
             }
-            TlsPlan::Tls { client, .. } => {
+            (TlsPlan::Tls { client, .. }, ServerStream::Plain(mut tcp)) => {
                 if !rbuf.is_empty() {
                     return Err(MysqlBackendError::Protocol(
                         "server sent data before the TLS handshake".into(),
@@ -166,12 +166,13 @@ impl MysqlConn {
                 })?;
                 ServerStream::Tls(Box::new(t))
             }
+            // Only a fresh TCP connection is ever asked for TLS.
+            (TlsPlan::Tls { .. }, stream) => stream,
         };
         let mut conn = MysqlConn {
             stream,
             rbuf,
             max_packet,
-            addr,
             connection_id: hs.connection_id,
             capabilities: negotiated,
             server_version: hs.server_version.clone(),
@@ -210,8 +211,9 @@ impl MysqlConn {
                     // caching_sha2_password: 0x03 fast auth ok, 0x04 full auth needed.
                     match p.payload.get(1) {
                         Some(0x03) => {}
-                        Some(0x04) if conn.stream.is_tls() => {
-                            // Full authentication over TLS: the password in clear text.
+                        Some(0x04) if conn.stream.is_tls() || conn.stream.is_unix() => {
+                            // Full authentication over TLS or a local socket: the password in
+                            // clear text, as MySQL's own clients send it there.
                             let mut clear = password.to_vec();
                             clear.push(0);
                             conn.write_packet(seq, &clear).await?;

@@ -2,7 +2,6 @@
 //! cluster's `server_tls` mode says), startup, auth (SCRAM, md5, cleartext, trust), framed
 //! reads/writes, and cancel requests.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -10,7 +9,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::stream::{ServerStream, ServerTlsTarget, TlsPlan};
+use super::stream::{dial, Dialed, Endpoint, ServerAddr, ServerStream, ServerTlsTarget, TlsPlan};
 use crate::config::ServerConfig;
 use crate::wire::pg::frame::{split_frame, Frame, FrameError};
 use crate::wire::pg::msg::{self, ErrorFields};
@@ -50,7 +49,8 @@ pub struct BackendConn {
     stream: ServerStream,
     rbuf: BytesMut,
     max_message: usize,
-    pub addr: SocketAddr,
+    /// Where the connection ends (a cancel request goes there).
+    pub addr: ServerAddr,
     /// BackendKeyData (pid, secret) for cancellation.
     pub key: Option<(i32, i32)>,
     /// ParameterStatus values reported at startup.
@@ -67,9 +67,10 @@ pub struct Login<'a> {
 }
 
 impl BackendConn {
-    /// Connect to `address`, negotiate TLS as `tls` says, and log in, all under `deadline`.
+    /// Connect to `endpoint`, negotiate TLS as `tls` says (never over a Unix-domain socket), and
+    /// log in, all under `deadline`.
     pub async fn connect(
-        address: &str,
+        endpoint: Endpoint<'_>,
         tls: ServerTlsTarget<'_>,
         login: Login<'_>,
         max_message: usize,
@@ -77,22 +78,23 @@ impl BackendConn {
     ) -> Result<Self, BackendError> {
         tokio::time::timeout(
             deadline,
-            Self::connect_inner(address, tls, login, max_message),
+            Self::connect_inner(endpoint, tls, login, max_message),
         )
         .await
         .map_err(|_| BackendError::Timeout(deadline))?
     }
 
     async fn connect_inner(
-        address: &str,
+        endpoint: Endpoint<'_>,
         tls: ServerTlsTarget<'_>,
         login: Login<'_>,
         max_message: usize,
     ) -> Result<Self, BackendError> {
-        let tcp = TcpStream::connect(address).await?;
-        tcp.set_nodelay(true)?;
-        let addr = tcp.peer_addr()?;
-        let stream = start_tls(tcp, tls).await?;
+        let (dialed, addr) = dial(endpoint).await?;
+        let stream = match dialed {
+            Dialed::Tcp(tcp) => start_tls(tcp, tls).await?,
+            Dialed::Unix(unix) => ServerStream::Unix(unix),
+        };
         let mut conn = BackendConn {
             stream,
             rbuf: BytesMut::with_capacity(16 * 1024),
@@ -398,11 +400,12 @@ fn data_row_first(body: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(v).into_owned())
 }
 
-/// Send a CancelRequest for (pid, secret) to the server at `addr`, over TLS when the cluster's
-/// `server_tls` mode asks for it. `servers` (the cluster's) give the configured host name of the
-/// server at `addr`, which a verify-full certificate must carry. Failures are logged.
+/// Send a CancelRequest for (pid, secret) to the server at `addr`: over its Unix-domain socket, or
+/// over TCP with TLS when the cluster's `server_tls` mode asks for it. `servers` (the cluster's)
+/// give the configured host name of the server at a TCP `addr`, which a verify-full certificate
+/// must carry. Failures are logged.
 pub async fn send_cancel(
-    addr: SocketAddr,
+    addr: &ServerAddr,
     pid: i32,
     secret: i32,
     tls: &crate::config::ServerTls,
@@ -410,13 +413,20 @@ pub async fn send_cancel(
     deadline: Duration,
 ) {
     let fut = async {
-        let host = if tls.mode == crate::config::ServerTlsMode::Disable {
-            String::new()
-        } else {
-            cancel_host(addr, servers).await
+        let mut s = match addr {
+            ServerAddr::Unix(path) => {
+                ServerStream::Unix(tokio::net::UnixStream::connect(&**path).await?)
+            }
+            ServerAddr::Tcp(addr) => {
+                let host = if tls.mode == crate::config::ServerTlsMode::Disable {
+                    String::new()
+                } else {
+                    cancel_host(*addr, servers).await
+                };
+                let tcp = TcpStream::connect(addr).await?;
+                start_tls(tcp, ServerTlsTarget::new(tls, &host)).await?
+            }
         };
-        let tcp = TcpStream::connect(addr).await?;
-        let mut s = start_tls(tcp, ServerTlsTarget::new(tls, &host)).await?;
         let encrypted = s.is_tls();
         s.write_all(&crate::wire::pg::startup::encode_cancel(pid, secret))
             .await?;
@@ -435,7 +445,7 @@ pub async fn send_cancel(
 
 /// The configured host of the server listening at `addr`: a server whose host is that IP
 /// address, else one whose DNS name resolves to it; else the IP address itself.
-async fn cancel_host(addr: SocketAddr, servers: &[ServerConfig]) -> String {
+async fn cancel_host(addr: std::net::SocketAddr, servers: &[ServerConfig]) -> String {
     let candidates = servers.iter().filter(|s| s.port == addr.port());
     for s in candidates.clone() {
         let host = s.host.trim_start_matches('[').trim_end_matches(']');

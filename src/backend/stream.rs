@@ -1,16 +1,81 @@
-//! The stream to a server, plain TCP or TLS (an enum, so the relay's reads and writes stay static
-//! calls), and the choice between them a cluster's `server_tls` mode makes.
+//! The stream to a server, plain TCP, TLS or a Unix-domain socket (an enum, so the relay's reads
+//! and writes stay static calls): where it is opened, and the choice a cluster's `server_tls`
+//! mode makes.
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::{ServerTls, ServerTlsMode};
+use crate::config::{ServerConfig, ServerTls, ServerTlsMode};
 use crate::tls::TlsClient;
+
+/// Where the data path opens a connection to a server.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint<'a> {
+    /// Host and port over TCP (a DNS name is resolved at connect time).
+    Tcp(&'a str, u16),
+    /// The server's Unix-domain socket (its `socket` setting). Never TLS, as libpq and the MySQL
+    /// clients do on a local socket.
+    Unix(&'a Arc<Path>),
+}
+
+/// Where an open server connection ends: what a cancel request must reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAddr {
+    Tcp(SocketAddr),
+    Unix(Arc<Path>),
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddr::Tcp(a) => a.fmt(f),
+            ServerAddr::Unix(p) => p.display().fmt(f),
+        }
+    }
+}
+
+/// A freshly opened server connection, before any TLS.
+#[derive(Debug)]
+pub enum Dialed {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// Open a connection to `endpoint` (TCP with `TCP_NODELAY`), and say where it ended.
+pub async fn dial(endpoint: Endpoint<'_>) -> io::Result<(Dialed, ServerAddr)> {
+    match endpoint {
+        Endpoint::Tcp(host, port) => {
+            let tcp = TcpStream::connect((host, port)).await?;
+            tcp.set_nodelay(true)?;
+            let addr = tcp.peer_addr()?;
+            Ok((Dialed::Tcp(tcp), ServerAddr::Tcp(addr)))
+        }
+        Endpoint::Unix(path) => {
+            let unix = UnixStream::connect(&**path).await?;
+            Ok((Dialed::Unix(unix), ServerAddr::Unix(path.clone())))
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Where the data path reaches this server: its `socket` when set, else its TCP address (the
+    /// monitor and failover always use the address).
+    pub fn endpoint(&self) -> Endpoint<'_> {
+        match &self.socket {
+            Some(path) => Endpoint::Unix(path),
+            None => Endpoint::Tcp(&self.host, self.port),
+        }
+    }
+}
 
 /// A server connection, before or after a TLS upgrade.
 pub type ServerStream = crate::maybe_tls::MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;

@@ -171,6 +171,9 @@ pub struct RawServer {
     pub promote: Option<bool>,
     /// This server's connections per pool, instead of the cluster's `pool.size`.
     pub pool_size: Option<usize>,
+    /// The server's Unix-domain socket on this host: the data path connects there instead of
+    /// `address` (the monitor and failover keep using `address`).
+    pub socket: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

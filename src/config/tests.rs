@@ -686,6 +686,39 @@ users:
 }
 
 #[test]
+fn server_sockets_are_checked_like_listen_sockets() {
+    let one = |path: &str| {
+        format!(
+            "  - name: other
+    listen: 127.0.0.1:7005
+    servers:
+      - {{ address: 127.0.0.1:5432, socket: {path:?} }}
+      - {{ address: 127.0.0.1:5433 }}
+    monitor:
+      user: postgres"
+        )
+    };
+    let c = load_str_with_env(&minimal(&one("/run/pg/.s.PGSQL.5432"), ""), &test_env).unwrap();
+    let servers = &c.clusters[1].servers;
+    assert_eq!(
+        servers[0].socket.as_deref(),
+        Some(std::path::Path::new("/run/pg/.s.PGSQL.5432"))
+    );
+    assert_eq!(servers[1].socket, None);
+    let p = errors(&minimal(&one("pg/.s.PGSQL.5432"), ""));
+    assert!(
+        has(&p, "clusters[1].servers[0].socket", "absolute path"),
+        "{p:?}"
+    );
+    let long = format!("/{}", "d".repeat(107));
+    let p = errors(&minimal(&one(&long), ""));
+    assert!(
+        has(&p, "clusters[1].servers[0].socket", "107 bytes"),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn listen_sockets_are_absolute_short_and_unique() {
     let one = |path: &str, name: &str| {
         format!(

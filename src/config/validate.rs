@@ -387,6 +387,10 @@ impl Validator {
             priority: raw.priority.unwrap_or(0),
             promote: raw.promote.unwrap_or(true),
             pool_size: raw.pool_size,
+            socket: raw
+                .socket
+                .and_then(|p| self.socket_path(&format!("{path}.socket"), &p))
+                .map(std::sync::Arc::from),
         }
     }
 

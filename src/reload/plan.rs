@@ -171,6 +171,7 @@ fn merge_servers(
         match next.iter().find(|s| s.name == slot.name) {
             Some(n) => {
                 let moved = n.address() != slot.address();
+                let resocketed = n.socket != slot.socket;
                 if was_removed {
                     changes.push(format!("server {} added back", n.name));
                 } else if moved {
@@ -180,11 +181,23 @@ fn merge_servers(
                         slot.address(),
                         n.address()
                     ));
+                } else if resocketed {
+                    let show = |s: &ServerConfig| {
+                        s.socket
+                            .as_ref()
+                            .map_or("none".to_string(), |p| p.display().to_string())
+                    };
+                    changes.push(format!(
+                        "server {} socket changed from {} to {}",
+                        n.name,
+                        show(slot),
+                        show(n)
+                    ));
                 } else if n != slot {
                     changes.push(format!("server {} settings", n.name));
                 }
                 out.servers.push(n.clone());
-                out.reset.push(was_removed || moved);
+                out.reset.push(was_removed || moved || resocketed);
                 out.removed.push(false);
             }
             None => {

@@ -98,6 +98,21 @@ fn moved_server_starts_over() {
 }
 
 #[test]
+fn a_server_socket_set_or_changed_starts_its_pools_over() {
+    let a = config(&[("p", 1, 1), ("r1", 2, 1)], 5, 6432, &["app"]);
+    let mut b = a.clone();
+    b.clusters[0].servers[1].socket = Some(std::path::Path::new("/run/pg/.s.PGSQL.2").into());
+    let c = plan(&a, &HashMap::new(), &b).unwrap().clusters.remove(0);
+    assert_eq!(c.reset, [false, true]);
+    assert_eq!(
+        c.changes,
+        ["server r1 socket changed from none to /run/pg/.s.PGSQL.2"]
+    );
+    let c = plan(&b, &HashMap::new(), &a).unwrap().clusters.remove(0);
+    assert_eq!(c.reset, [false, true], "back to TCP");
+}
+
+#[test]
 fn pool_users_and_listeners() {
     let a = config(&[("p", 1, 1)], 5, 6432, &["app"]);
     let b = config(&[("p", 1, 1)], 9, 7000, &["app", "newbie"]);

@@ -489,6 +489,7 @@ mod tests {
             priority: 0,
             promote: true,
             pool_size: None,
+            socket: None,
         };
         let mon = MonitorConfig {
             interval: Duration::from_secs(1),

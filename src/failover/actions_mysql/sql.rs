@@ -160,6 +160,7 @@ mod tests {
             priority: 0,
             promote: true,
             pool_size: None,
+            socket: None,
         }
     }
 

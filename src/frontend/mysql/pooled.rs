@@ -92,7 +92,7 @@ pub(crate) async fn open_backend(
     };
     let limits = ctx.limits();
     let conn = MysqlConn::connect(
-        &cfg.address(),
+        cfg.endpoint(),
         crate::backend::ServerTlsTarget::new(&config.server_tls, &cfg.host),
         login,
         limits.max_message_size,

@@ -1,15 +1,16 @@
 //! Cancel keys: the BackendKeyData the proxy hands each client, and where its query runs now.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::backend::stream::ServerAddr;
+
 /// The server-side key of the backend currently running a client's request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerKey {
-    pub addr: SocketAddr,
+    pub addr: ServerAddr,
     pub pid: i32,
     pub secret: i32,
 }
@@ -44,7 +45,7 @@ impl CancelRegistry {
     /// The server key to cancel for a client's (pid, secret), if that client exists and is busy.
     pub fn lookup(&self, pid: i32, secret: i32) -> Option<ServerKey> {
         let slot = self.map.lock().get(&(pid, secret)).cloned()?;
-        let key = *slot.lock();
+        let key = slot.lock().clone();
         key
     }
 }
@@ -59,11 +60,11 @@ mod tests {
         let (key, slot) = r.register();
         assert_eq!(r.lookup(key.0, key.1), None);
         let sk = ServerKey {
-            addr: "127.0.0.1:5432".parse().unwrap(),
+            addr: ServerAddr::Tcp("127.0.0.1:5432".parse().unwrap()),
             pid: 42,
             secret: 7,
         };
-        *slot.lock() = Some(sk);
+        *slot.lock() = Some(sk.clone());
         assert_eq!(r.lookup(key.0, key.1), Some(sk));
         assert_eq!(r.lookup(key.0, key.1.wrapping_add(1)), None);
         r.unregister(key);

@@ -255,7 +255,7 @@ impl Relay {
         }
         if let Some((pid, secret)) = be.conn.key {
             *self.cancel_slot.lock() = Some(ServerKey {
-                addr: be.conn.addr,
+                addr: be.conn.addr.clone(),
                 pid,
                 secret,
             });

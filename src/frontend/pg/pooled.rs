@@ -60,7 +60,7 @@ pub(crate) async fn open_backend(
         params,
     };
     let conn = BackendConn::connect(
-        &cfg.address(),
+        cfg.endpoint(),
         crate::backend::ServerTlsTarget::new(&config.server_tls, &cfg.host),
         login,
         ctx.limits().max_message_size,

@@ -512,7 +512,7 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer
                 tracing::debug!(%peer, backend = %k.addr, "forwarding cancel request");
                 let (tls, servers) = (&cfg.server_tls, &cfg.servers);
                 let deadline = ctx.limits().connect_timeout;
-                send_cancel(k.addr, k.pid, k.secret, tls, servers, deadline).await;
+                send_cancel(&k.addr, k.pid, k.secret, tls, servers, deadline).await;
             }
             return;
         }

@@ -27,6 +27,7 @@ fn cluster(n: usize, healthy_after: u32, unhealthy_after: u32) -> ClusterConfig 
                 priority: 0,
                 promote: true,
                 pool_size: None,
+                socket: None,
             })
             .collect(),
         routing: RoutingConfig {

@@ -94,6 +94,7 @@ fn cluster(n: usize, protocol: Protocol) -> ClusterConfig {
                 priority: 0,
                 promote: true,
                 pool_size: None,
+                socket: None,
             })
             .collect(),
         routing: RoutingConfig {

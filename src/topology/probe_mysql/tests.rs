@@ -348,6 +348,7 @@ fn server(port: u16) -> ServerConfig {
         priority: 0,
         promote: true,
         pool_size: None,
+        socket: None,
     }
 }
 
