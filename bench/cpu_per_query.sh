@@ -18,6 +18,8 @@
 #                                                       as a reference (run as root)
 #   POOL_SIZE=8 REPLICA_POOL_SIZE=4 bench/cpu_per_query.sh   pool sizes (default 20; replicas: the same)
 #   BALANCE=round_robin bench/cpu_per_query.sh          replica choice (default: least_connections)
+#   BACKENDS=socket bench/cpu_per_query.sh              Switchyard and PgBouncer reach the servers
+#                                                       over their Unix-domain sockets (default tcp)
 #
 # Needs the demo's PostgreSQL servers (scripts/demo.sh) and pgbench tables (bench/pooling.sh or
 # bench/pgbench.sh create them). Every process it starts is stopped on exit.
@@ -47,6 +49,15 @@ for b in ${BINS}; do [ -x "${b}" ] || die "no executable ${b} (cargo build --rel
 HZ="$(getconf CLK_TCK)"
 # shellcheck source=bench/lib_pgbouncer.sh
 . "${ROOT}/bench/lib_pgbouncer.sh"
+case "${BACKENDS:-tcp}" in
+tcp) STRIP_SOCKETS='s|, socket: "[^"]*"||' PGB_HOST=127.0.0.1 ;;
+socket)
+    STRIP_SOCKETS=""
+    PGB_HOST="$(demo_socket_dir "${DEMO_CONFIG}" "${PRIMARY_PORT}")"
+    [ -n "${PGB_HOST}" ] || die "BACKENDS=socket: ${DEMO_CONFIG} names no server sockets (rerun scripts/demo.sh)"
+    ;;
+*) die "BACKENDS must be tcp or socket" ;;
+esac
 
 TMP="$(mktemp -d /tmp/switchyard-cpu.XXXXXX)"
 chmod 755 "${TMP}"
@@ -86,6 +97,7 @@ write_config() { # file port admin
              inside && !/^    pool:/ { print }' "${DEMO_CONFIG}" |
             sed -e "s|^    listen: .*|    listen: \"127.0.0.1:$2\"|" \
                 -e '/^    listen_socket: /d' \
+                -e "${STRIP_SOCKETS}" \
                 -e "s|role: replica }|role: replica${REPLICA_POOL_SIZE:+, pool_size: ${REPLICA_POOL_SIZE}} }|" \
                 -e "s|balance: [a-z_]*|balance: ${BALANCE:-least_connections}|"
         echo "    pool: { mode: transaction, size: ${POOL_SIZE:-20}, checkout_timeout: 5s }"
@@ -174,7 +186,7 @@ run_switchyard() { # bin round
 run_pgbouncer() {
     local port dir="${TMP}/pgbouncer"
     alloc_port port
-    pgbouncer_config "${dir}" "${port}" "${PRIMARY_PORT}" "${POOL_SIZE:-20}" 1000
+    pgbouncer_config "${dir}" "${port}" "${PRIMARY_PORT}" "${POOL_SIZE:-20}" 1000 "" "${PGB_HOST}"
     chown -R postgres:postgres "${dir}"
     setsid setpriv --reuid=postgres --regid=postgres --init-groups -- pgbouncer "${dir}/pgbouncer.ini" \
         </dev/null >>"${dir}/log" 2>&1 &

@@ -28,7 +28,9 @@
 # the primary), REPLICA_POOL_SIZE (POOL_SIZE / 2: Switchyard's pool on each of the 2 replicas, so its
 # reads run over as many server connections in all as PgBouncer's reads on the primary),
 # BALANCE (least_connections: Switchyard's replica choice; at one client it keeps reading from one
-# warm replica connection, under load it spreads reads by connections in use plus waiting).
+# warm replica connection, under load it spreads reads by connections in use plus waiting),
+# BACKENDS (tcp: every pooler reaches the PostgreSQL servers over TCP; socket: Switchyard, PgBouncer
+# and Pgpool-II over the servers' Unix-domain sockets, from the demo config's `socket:` lines).
 # Run as root (PgBouncer and Pgpool-II then run as the OS user postgres; `ulimit -n` is raised for
 # the 10,000 clients). Everything shares this machine's cores: only ratios compare across machines.
 # Every process the script starts (and the demo, if it started it) is stopped on exit.
@@ -57,6 +59,7 @@ BURST_CHECKOUT_TIMEOUT="${BURST_CHECKOUT_TIMEOUT:-30s}"
 POOL_SIZE="${POOL_SIZE:-20}"
 REPLICA_POOL_SIZE="${REPLICA_POOL_SIZE:-$(((POOL_SIZE + 1) / 2))}"
 BALANCE="${BALANCE:-least_connections}"
+BACKENDS="${BACKENDS:-tcp}"
 PARTS="${PARTS:-pgbench sysbench latency memory}"
 TARGETS="${TARGETS:-direct switchyard pgbouncer pgpool pgcat pgdog}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
@@ -177,6 +180,29 @@ if ! demo_up; then
 fi
 [ -f "${DEMO_CONFIG}" ] || die "no ${DEMO_CONFIG}: run scripts/demo.sh once"
 
+# pg_socket_dir PORT: the directory of the socket the demo config names for its server on PORT.
+pg_socket_dir() {
+    local dir
+    dir="$(demo_socket_dir "${DEMO_CONFIG}" "$1")"
+    [ -n "${dir}" ] || die "BACKENDS=socket: ${DEMO_CONFIG} names no socket for the server on port $1 (rerun scripts/demo.sh)"
+    echo "${dir}"
+}
+# Where the poolers reach the PostgreSQL servers (primary, replica1, replica2).
+case "${BACKENDS}" in
+tcp)
+    PG_HOSTS=(127.0.0.1 127.0.0.1 127.0.0.1)
+    STRIP_SOCKETS='s|, socket: "[^"]*"||' # Switchyard's config: the servers' TCP addresses only
+    ;;
+socket)
+    STRIP_SOCKETS=""
+    h0="$(pg_socket_dir "${PRIMARY_PORT}")"
+    h1="$(pg_socket_dir "${REPLICA_PORTS[0]}")"
+    h2="$(pg_socket_dir "${REPLICA_PORTS[1]}")"
+    PG_HOSTS=("${h0}" "${h1}" "${h2}")
+    ;;
+*) die "BACKENDS must be tcp or socket, not ${BACKENDS}" ;;
+esac
+
 need_pkgs=()
 { has "${TARGETS}" pgbouncer && ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; } && need_pkgs+=(pgbouncer)
 { has "${TARGETS}" pgpool && [ ! -x /usr/sbin/pgpool ]; } && need_pkgs+=(pgpool2)
@@ -263,6 +289,7 @@ start_switchyard() {
         echo "clusters:"
         cluster_block "${cluster}" | sed -e "s|^    listen: .*|    listen: \"127.0.0.1:${port}\"|" \
             -e '/^    listen_socket: /d' \
+            -e "${STRIP_SOCKETS}" \
             -e "s|role: replica }|role: replica${6:+, pool_size: $6} }|" \
             -e "s|balance: [a-z_]*|balance: ${BALANCE}|"
         echo "    listen_socket: \"${SY_SOCKET}\""
@@ -375,7 +402,7 @@ max_clients() { local m=1 c; for c in ${CLIENTS} ${TPCB_CLIENTS}; do [ "${c}" -g
 # its pid in PGB_PID; fails (with its log on stderr) when it does not accept within 20 s.
 PGB_PID=""
 start_pgbouncer() { # DIR PORT MAX_CLIENT_CONN [SOCKET_DIR]
-    pgbouncer_config "$1" "$2" "${PRIMARY_PORT}" "${POOL_SIZE}" "$3" "${4:-}"
+    pgbouncer_config "$1" "$2" "${PRIMARY_PORT}" "${POOL_SIZE}" "$3" "${4:-}" "${PG_HOSTS[0]}"
     is_root && chown -R postgres:postgres "$1"
     start_bg PGB_PID "$1/pgbouncer.log" "${AS_PG[@]}" "${PGBOUNCER}" "$1/pgbouncer.ini"
     wait_port "$2" 20 "${PGB_PID}" || { tail -n 20 "$1/pgbouncer.log" >&2; return 1; }
@@ -406,15 +433,15 @@ pcp_socket_dir = '${dir}'
 wd_ipc_socket_dir = '${dir}'
 pid_file_name = '${dir}/pgpool.pid'
 logdir = '${dir}'
-backend_hostname0 = '127.0.0.1'
+backend_hostname0 = '${PG_HOSTS[0]}'
 backend_port0 = ${PRIMARY_PORT}
 backend_weight0 = 1
 backend_flag0 = 'ALLOW_TO_FAILOVER'
-backend_hostname1 = '127.0.0.1'
+backend_hostname1 = '${PG_HOSTS[1]}'
 backend_port1 = ${REPLICA_PORTS[0]}
 backend_weight1 = 1
 backend_flag1 = 'ALLOW_TO_FAILOVER'
-backend_hostname2 = '127.0.0.1'
+backend_hostname2 = '${PG_HOSTS[2]}'
 backend_port2 = ${REPLICA_PORTS[1]}
 backend_weight2 = 1
 backend_flag2 = 'ALLOW_TO_FAILOVER'
@@ -668,7 +695,8 @@ part_pgbench() {
     echo "direct = the primary alone; switchyard (balance: ${BALANCE}), pgcat and pgdog split reads over the"
     echo "2 replicas; pgbouncer is in front of the primary only; pgpool balances over all 3. \"fails\" ="
     echo "pgbench aborted (e.g. -M prepared through PgBouncer 1.18 transaction mode: named statements are"
-    echo "lost between transactions)."
+    echo "lost between transactions). Switchyard, PgBouncer and Pgpool-II reach the servers over"
+    if [ "${BACKENDS}" = socket ]; then echo "their Unix-domain sockets (BACKENDS=socket); PgCat and PgDog over TCP."; else echo "TCP (BACKENDS=tcp)."; fi
     for t in ${TARGETS}; do [ -z "${NOTE[${t}]:-}" ] || echo "${t}: ${NOTE[${t}]}"; done
 }
 

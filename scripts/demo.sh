@@ -87,6 +87,12 @@ server_running() { # datadir
     [ -f "$1/postmaster.pid" ] && as_pg "${PG_BIN}/pg_ctl" status -D "$1" >/dev/null 2>&1
 }
 
+# short_path PATH: PATH when it fits a Unix-domain socket address (107 bytes) and has no
+# characters a config line or a pg_ctl option would need quoted; else nothing.
+short_path() {
+    if [ "${#1}" -le 107 ] && [[ "$1" =~ ^[A-Za-z0-9/._-]+$ ]]; then echo "$1"; fi
+}
+
 start_server() { # name datadir port
     local name="$1" data="$2" port="$3"
     if server_running "${data}"; then
@@ -95,7 +101,10 @@ start_server() { # name datadir port
     fi
     port_in_use "${port}" && die "port ${port} for ${name} is taken; set DEMO_*_PORT"
     log "starting ${name} on port ${port}"
-    if ! as_pg "${PG_BIN}/pg_ctl" start -w -t 60 -D "${data}" -l "${DATA}/${name}.log" >/dev/null; then
+    # Its Unix-domain socket in its data dir, for the proxy's connections (servers[].socket).
+    local opts=()
+    [ -z "$(short_path "${data}/.s.PGSQL.${port}")" ] || opts=(-o "-c unix_socket_directories=${data}")
+    if ! as_pg "${PG_BIN}/pg_ctl" start -w -t 60 -D "${data}" -l "${DATA}/${name}.log" "${opts[@]}" >/dev/null; then
         tail -n 30 "${DATA}/${name}.log" >&2 || true
         die "${name} did not start"
     fi
@@ -308,6 +317,11 @@ SOCKETS="${DEMO}/sock"
 PG_SOCKET="${SOCKETS}/.s.PGSQL.${LISTEN##*:}"
 MYSQL_SOCKET="${SOCKETS}/mysql.sock"
 
+# server_socket PATH: the `, socket: "PATH"` of a server line when the server listens there.
+server_socket() {
+    if [ -S "$1" ] && [ -n "$(short_path "$1")" ]; then printf ', socket: "%s"' "$1"; fi
+}
+
 write_config() {
     local pg_socket="" my_socket=""
     if [ "${#PG_SOCKET}" -le 107 ] && [ "${#MYSQL_SOCKET}" -le 107 ]; then
@@ -315,6 +329,14 @@ write_config() {
         pg_socket="    listen_socket: \"${PG_SOCKET}\""
         my_socket="    listen_socket: \"${MYSQL_SOCKET}\""
     fi
+    # The proxy reaches the servers on this host over their sockets; the monitor uses TCP.
+    local ps1 ps2 ps3 ms1 ms2 ms3
+    ps1="$(server_socket "${DATA}/primary/.s.PGSQL.${PRIMARY_PORT}")"
+    ps2="$(server_socket "${DATA}/replica1/.s.PGSQL.${REPLICA_PORTS[0]}")"
+    ps3="$(server_socket "${DATA}/replica2/.s.PGSQL.${REPLICA_PORTS[1]}")"
+    ms1="$(server_socket "${MDATA}/primary.sock")"
+    ms2="$(server_socket "${MDATA}/replica1.sock")"
+    ms3="$(server_socket "${MDATA}/replica2.sock")"
     cat >"${CONFIG}" <<YAML
 # switchyard demo config (written by scripts/demo.sh)
 admin: { listen: "${ADMIN}" }
@@ -324,9 +346,9 @@ clusters:
     listen: "${LISTEN}"
 ${pg_socket}
     servers:
-      - { name: primary, address: "127.0.0.1:${PRIMARY_PORT}", role: primary }
-      - { name: replica1, address: "127.0.0.1:${REPLICA_PORTS[0]}", role: replica }
-      - { name: replica2, address: "127.0.0.1:${REPLICA_PORTS[1]}", role: replica }
+      - { name: primary, address: "127.0.0.1:${PRIMARY_PORT}"${ps1}, role: primary }
+      - { name: replica1, address: "127.0.0.1:${REPLICA_PORTS[0]}"${ps2}, role: replica }
+      - { name: replica2, address: "127.0.0.1:${REPLICA_PORTS[1]}"${ps3}, role: replica }
     routing: { balance: round_robin, max_replica_lag: 10s, fallback: primary }
     monitor: { interval: 500ms, timeout: 2s, healthy_after: 1, unhealthy_after: 2, user: postgres, password: "${SU_PASSWORD}", database: postgres }
   - name: mysql
@@ -334,9 +356,9 @@ ${pg_socket}
     listen: "${MYSQL_LISTEN}"
 ${my_socket}
     servers:
-      - { name: primary, address: "127.0.0.1:${MYSQL_PRIMARY_PORT}", role: primary }
-      - { name: replica1, address: "127.0.0.1:${MYSQL_REPLICA_PORTS[0]}", role: replica }
-      - { name: replica2, address: "127.0.0.1:${MYSQL_REPLICA_PORTS[1]}", role: replica }
+      - { name: primary, address: "127.0.0.1:${MYSQL_PRIMARY_PORT}"${ms1}, role: primary }
+      - { name: replica1, address: "127.0.0.1:${MYSQL_REPLICA_PORTS[0]}"${ms2}, role: replica }
+      - { name: replica2, address: "127.0.0.1:${MYSQL_REPLICA_PORTS[1]}"${ms3}, role: replica }
     routing: { balance: round_robin, max_replica_lag: 10s, fallback: primary }
     monitor: { interval: 500ms, timeout: 2s, healthy_after: 1, unhealthy_after: 2, user: monitor, password: monitor-secret, database: "" }
 users:
