@@ -994,7 +994,7 @@ part_targets() {
     fi
 }
 
-echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, ROUNDS=${ROUNDS}, clients: ${CLIENTS}, pool size ${POOL_SIZE} (switchyard: ${POOL_SIZE} on the primary, ${REPLICA_POOL_SIZE} on each replica), switchyard args: ${SWITCHYARD_ARGS:-none}"
+echo "switchyard pooling benchmark: $(nproc) cores, QUICK=${QUICK}, SCALE=${SCALE}, DURATION=${DURATION} s, ROUNDS=${ROUNDS}, clients: ${CLIENTS}, pool size ${POOL_SIZE} (switchyard: ${POOL_SIZE} on the primary, ${REPLICA_POOL_SIZE} on each replica), switchyard args: ${SWITCHYARD_ARGS:-none}, BACKENDS=${BACKENDS}"
 has "${PARTS}" pgbench && part_pgbench
 has "${PARTS}" sysbench && part_sysbench
 has "${PARTS}" latency && part_latency
