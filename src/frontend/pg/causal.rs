@@ -21,6 +21,12 @@ impl Relay {
         if d.route != Route::Replica || !is_read || self.txn.is_some() || self.bound.is_some() {
             return Ok(d);
         }
+        if info.prepare_only && !self.primary_at_hand() {
+            // A prepare never waits for the primary (for a position or a fallback): a client that
+            // prepares synchronously while its other connections hold the primary's pool in
+            // transactions (pgbench -j 1) would wait for itself.
+            return Ok(d);
+        }
         let consistency = self.consistency();
         if consistency == Consistency::Strong {
             return self
@@ -46,6 +52,19 @@ impl Relay {
         Ok(self
             .route(Want::Primary(RouteReason::CausalFallback))
             .unwrap_or(d))
+    }
+
+    /// Whether the primary serves this session without a wait in line: no pooling, a primary
+    /// connection in hand, or one free in the primary's pool (a hint, as for routing).
+    fn primary_at_hand(&self) -> bool {
+        let Some(p) = self.topology().primary().map(|p| p.index) else {
+            return false;
+        };
+        !self.pooling()
+            || self.backends[p].is_some()
+            || self
+                .pools
+                .ready(p, || self.ctx.pg_pools.ready(&self.pool_key(p)))
     }
 
     /// Read-your-writes / global consistency: may this read run on replica `server`?

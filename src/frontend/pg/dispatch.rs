@@ -254,11 +254,18 @@ impl Relay {
             }
         }
         if let Some((pid, secret)) = be.conn.key {
-            *self.cancel_slot.lock() = Some(ServerKey {
-                addr: be.conn.addr.clone(),
-                pid,
-                secret,
-            });
+            let mut slot = self.cancel_slot.lock();
+            // The same backend as last time (its key is unique) keeps its entry.
+            if slot
+                .as_ref()
+                .is_none_or(|k| k.pid != pid || k.secret != secret)
+            {
+                *slot = Some(ServerKey {
+                    addr: be.conn.addr.clone(),
+                    pid,
+                    secret,
+                });
+            }
         }
         state::record_statements(info, &mut self.prepared);
         self.count(d.route, d.reason);

@@ -95,8 +95,9 @@ pub struct BatchInfo {
     /// The batch ends without Sync (Flush, or dispatched on a pause): the backend stays bound.
     pub unsynced: bool,
     /// The batch only prepares statements (Parse, Describe) and runs none: it goes anywhere (it
-    /// has no `class`), but only to a replica the session's read consistency allows, since a
-    /// replica that has not replayed the session's CREATE TABLE cannot describe an INSERT into it.
+    /// has no `class`), but to a replica the session's read consistency allows whenever the
+    /// primary is at hand for that check, since a replica that has not replayed the session's
+    /// CREATE TABLE cannot describe an INSERT into it.
     pub prepare_only: bool,
 }
 
@@ -204,8 +205,6 @@ pub fn analyse(
         }
     }
     info.unsynced = !last_synced;
-    // Not on the primary for a write's sake: a client that prepares synchronously while its other
-    // connections hold the primary's pool in transactions (pgbench -j 1) would wait for itself.
     info.prepare_only = info.class.is_none() && !info.parses.is_empty();
     info
 }
