@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::stream::{dial, Dialed, Endpoint, ServerStream, ServerTlsTarget, TlsPlan};
+use super::stream::{dial, Endpoint, ServerStream, ServerTlsTarget, TlsPlan};
 use crate::wire::mysql::auth::{encrypt_password, native_scramble, sha2_scramble};
 use crate::wire::mysql::command::{parse_prepare_ok, PrepareOk, COM_QUIT, COM_STMT_PREPARE};
 use crate::wire::mysql::handshake::{parse_auth_switch, HandshakeResponse, HandshakeV10};
@@ -109,10 +109,11 @@ impl MysqlConn {
         login: MysqlLogin<'_>,
         max_packet: usize,
     ) -> Result<Self, MysqlBackendError> {
-        let (dialed, _) = dial(endpoint).await?;
-        let (mut stream, plan) = match dialed {
-            Dialed::Tcp(tcp) => (ServerStream::Plain(tcp), tls.plan()?),
-            Dialed::Unix(unix) => (ServerStream::Unix(unix), TlsPlan::Plain),
+        let (mut stream, _) = dial(endpoint).await?;
+        let plan = if stream.is_unix() {
+            TlsPlan::Plain
+        } else {
+            tls.plan()?
         };
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
         let p = loop {

@@ -9,7 +9,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::stream::{dial, Dialed, Endpoint, ServerAddr, ServerStream, ServerTlsTarget, TlsPlan};
+use super::stream::{dial, Endpoint, ServerAddr, ServerStream, ServerTlsTarget, TlsPlan};
 use crate::config::ServerConfig;
 use crate::wire::pg::frame::{split_frame, Frame, FrameError};
 use crate::wire::pg::msg::{self, ErrorFields};
@@ -90,10 +90,9 @@ impl BackendConn {
         login: Login<'_>,
         max_message: usize,
     ) -> Result<Self, BackendError> {
-        let (dialed, addr) = dial(endpoint).await?;
-        let stream = match dialed {
-            Dialed::Tcp(tcp) => start_tls(tcp, tls).await?,
-            Dialed::Unix(unix) => ServerStream::Unix(unix),
+        let (stream, addr) = match dial(endpoint).await? {
+            (ServerStream::Plain(tcp), addr) => (start_tls(tcp, tls).await?, addr),
+            plain => plain,
         };
         let mut conn = BackendConn {
             stream,

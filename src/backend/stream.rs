@@ -43,25 +43,19 @@ impl fmt::Display for ServerAddr {
     }
 }
 
-/// A freshly opened server connection, before any TLS.
-#[derive(Debug)]
-pub enum Dialed {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-/// Open a connection to `endpoint` (TCP with `TCP_NODELAY`), and say where it ended.
-pub async fn dial(endpoint: Endpoint<'_>) -> io::Result<(Dialed, ServerAddr)> {
+/// Open a connection to `endpoint` (TCP with `TCP_NODELAY`; plain, before any TLS), and say
+/// where it ended.
+pub async fn dial(endpoint: Endpoint<'_>) -> io::Result<(ServerStream, ServerAddr)> {
     match endpoint {
         Endpoint::Tcp(host, port) => {
             let tcp = TcpStream::connect((host, port)).await?;
             tcp.set_nodelay(true)?;
             let addr = tcp.peer_addr()?;
-            Ok((Dialed::Tcp(tcp), ServerAddr::Tcp(addr)))
+            Ok((ServerStream::Plain(tcp), ServerAddr::Tcp(addr)))
         }
         Endpoint::Unix(path) => {
             let unix = UnixStream::connect(&**path).await?;
-            Ok((Dialed::Unix(unix), ServerAddr::Unix(path.clone())))
+            Ok((ServerStream::Unix(unix), ServerAddr::Unix(path.clone())))
         }
     }
 }

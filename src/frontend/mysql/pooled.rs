@@ -266,9 +266,7 @@ impl Relay {
             || !self.cursors.is_empty()
             || self.unsure;
         if tied
-            || self.pools.ready(d.server, || {
-                self.ctx.my_pools.ready(&self.pool_key(d.server))
-            })
+            || self.pool_ready(d.server)
             || !lines::any_replica_will_do(
                 self.consistency(),
                 self.wrote,

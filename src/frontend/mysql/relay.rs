@@ -278,13 +278,14 @@ impl Relay {
             &self.ctx.config().routing,
             &self.ctx.balancer,
             &self.excluded,
-            |i| {
-                !pooling
-                    || self
-                        .pools
-                        .ready(i, || self.ctx.my_pools.ready(&self.pool_key(i)))
-            },
+            |i| !pooling || self.pool_ready(i),
         )
+    }
+
+    /// Whether the session's pool for server `i` would serve a checkout now (a hint).
+    pub(super) fn pool_ready(&self, i: usize) -> bool {
+        self.pools
+            .ready(i, || self.ctx.my_pools.ready(&self.pool_key(i)))
     }
 
     /// Give the session a connection to `server`: from its pool (transaction pooling) or a new

@@ -60,11 +60,7 @@ impl Relay {
         let Some(p) = self.topology().primary().map(|p| p.index) else {
             return false;
         };
-        !self.pooling()
-            || self.backends[p].is_some()
-            || self
-                .pools
-                .ready(p, || self.ctx.pg_pools.ready(&self.pool_key(p)))
+        !self.pooling() || self.backends[p].is_some() || self.pool_ready(p)
     }
 
     /// Read-your-writes / global consistency: may this read run on replica `server`?

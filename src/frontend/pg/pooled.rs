@@ -202,9 +202,7 @@ impl Relay {
             || self.bound.is_some()
             || self.unsynced;
         if tied
-            || self.pools.ready(d.server, || {
-                self.ctx.pg_pools.ready(&self.pool_key(d.server))
-            })
+            || self.pool_ready(d.server)
             || !lines::any_replica_will_do(
                 self.consistency(),
                 self.wrote,
