@@ -17,7 +17,9 @@ use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder};
 use support::pg_cluster::{APP_PASSWORD, APP_USER};
 use support::proxy::{psql, SHAAPP_PASSWORD, SHAAPP_USER};
-use support::{shared, shared_mysql, Proxy, MYSQL_APP_PASSWORD, MYSQL_APP_USER};
+use support::{
+    shared, shared_mysql, Proxy, MYSQL_APP_PASSWORD, MYSQL_APP_USER, MYSQL_MONITOR_USER,
+};
 
 /// The version the proxy announces to MySQL clients ("10.11.99-MariaDB-switchyard").
 const PROXY_VERSION: (u16, u16, u16) = (10, 11, 99);
@@ -326,8 +328,17 @@ async fn postgres_servers_are_reached_over_their_sockets_and_cancel_goes_there_t
     let sockets =
         [cluster.primary_port(), r1, r2].map(|p| (p, cluster.dir().join(format!(".s.PGSQL.{p}"))));
     let proxy = Proxy::start(&with_server_sockets(&yaml, sockets));
-    // The monitor still uses the TCP addresses.
     proxy.wait_topology(3);
+    // The monitor probes every server through its socket too (no client address there).
+    for port in [cluster.primary_port(), r1, r2] {
+        let monitors = cluster.psql(
+            port,
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'switchyard-monitor' AND client_addr IS NULL",
+        );
+        assert_ne!(monitors.trim(), "0", "no monitor over the socket of {port}");
+    }
 
     let conninfo = support::proxy::pg_conn_str(ports.listen, APP_USER, APP_PASSWORD, "app");
     let (client, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
@@ -399,6 +410,17 @@ async fn mysql_servers_are_reached_over_their_sockets() {
     ];
     let proxy = Proxy::start(&with_server_sockets(&yaml, sockets));
     proxy.wait_topology(3);
+    // The monitor probes every server through its socket too (a socket login is 'localhost').
+    for port in [cluster.primary_port(), r1, r2] {
+        let monitors = cluster.sql(
+            port,
+            &format!(
+                "SELECT count(*) FROM information_schema.processlist \
+                 WHERE user = '{MYSQL_MONITOR_USER}' AND host = 'localhost'"
+            ),
+        );
+        assert_ne!(monitors.trim(), "0", "no monitor over the socket of {port}");
+    }
 
     let opts = OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")

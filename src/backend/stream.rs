@@ -62,7 +62,7 @@ pub async fn dial(endpoint: Endpoint<'_>) -> io::Result<(ServerStream, ServerAdd
 
 impl ServerConfig {
     /// Where the data path reaches this server: its `socket` when set, else its TCP address (the
-    /// monitor and failover always use the address).
+    /// monitor and failover's sessions make the same choice through their drivers).
     pub fn endpoint(&self) -> Endpoint<'_> {
         match &self.socket {
             Some(path) => Endpoint::Unix(path),

@@ -194,8 +194,9 @@ pub struct ServerConfig {
     pub promote: bool,
     /// Connections per pool to this server, instead of the cluster's `pool.size` (`None`: that).
     pub pool_size: Option<usize>,
-    /// The server's Unix-domain socket on this host, which pooled and session connections (and
-    /// cancel requests) use instead of the TCP address; `None`: the address.
+    /// The server's Unix-domain socket on this host, which pooled and session connections, cancel
+    /// requests, the monitor and failover's sessions use instead of the TCP address; `None`: the
+    /// address.
     pub socket: Option<std::sync::Arc<std::path::Path>>,
 }
 

@@ -171,8 +171,8 @@ pub struct RawServer {
     pub promote: Option<bool>,
     /// This server's connections per pool, instead of the cluster's `pool.size`.
     pub pool_size: Option<usize>,
-    /// The server's Unix-domain socket on this host: the data path connects there instead of
-    /// `address` (the monitor and failover keep using `address`).
+    /// The server's Unix-domain socket on this host: the data path, the monitor and failover's
+    /// sessions connect there instead of `address` (which replicas are pointed at on failover).
     pub socket: Option<String>,
 }
 

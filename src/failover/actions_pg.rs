@@ -286,7 +286,7 @@ impl PgActions {
         if !self.password.is_empty() {
             cfg.password(&self.password);
         }
-        let connecting = connect_driver(&mut cfg, &self.tls);
+        let connecting = connect_driver(&mut cfg, server, &self.tls);
         let (client, conn) = match tokio::time::timeout(self.step, connecting).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return Err(connect_err(e)),

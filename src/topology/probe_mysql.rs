@@ -22,8 +22,8 @@
 //! `@@gtid_slave_pos`), which the monitor compares within a round into "transactions behind"
 //! (see [`gtid`]).
 //!
-//! Connections use TLS as the cluster's `server_tls` says ([`connect`], shared with the failover
-//! actions). mysql_async builds its own rustls config from the same CA and client certificate;
+//! Connections go through the server's `socket` when it has one, else over TCP with TLS as the
+//! cluster's `server_tls` says ([`connect`], shared with the failover actions). mysql_async builds its own rustls config from the same CA and client certificate;
 //! `verify-ca` asks it to skip the host name check, which mysql_async 0.37.1 does not honour
 //! under rustls 0.23 (upstream issue #404): there the certificate must also name the host.
 //!
@@ -36,7 +36,7 @@ mod status;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{ClientIdentity, Conn, OptsBuilder, Row, SslOpts};
+use mysql_async::{ClientIdentity, Conn, Opts, OptsBuilder, Row, SslOpts};
 
 use crate::config::{ClusterConfig, MonitorConfig, ServerConfig, ServerTls, ServerTlsMode};
 use crate::tls::ServerVerify;
@@ -47,15 +47,21 @@ pub use status::{
     ServerVars, TextRow,
 };
 
-/// Connection options for the monitor user: TCP only, and no default database unless one other
+/// Connection options for the monitor user: the server's `socket` when it has one, as the data
+/// path does, else TCP (never the socket `@@socket` names); no default database unless one other
 /// than the PostgreSQL default (`postgres`) is configured.
 pub fn connect_opts(server: &ServerConfig, mon: &MonitorConfig) -> OptsBuilder {
     let db = mon.database.trim();
     let db = (!db.is_empty() && db != "postgres").then(|| db.to_owned());
     let pass = (!mon.password.is_empty()).then(|| mon.password.clone());
+    let socket = server
+        .socket
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
     OptsBuilder::default()
         .ip_or_hostname(server.host.clone())
         .tcp_port(server.port)
+        .socket(socket)
         .user(Some(mon.user.clone()))
         .pass(pass)
         .db_name(db)
@@ -88,9 +94,11 @@ pub fn ssl_opts(tls: &ServerTls) -> Option<SslOpts> {
 }
 
 /// Opens a driver connection with `opts`, over TLS as `tls` says; in mode `prefer` a server that
-/// does not offer TLS is connected to again in plain TCP. Errors are described as text.
+/// does not offer TLS is connected to again in plain TCP. A Unix-domain socket is never TLS, as on
+/// the data path. Errors are described as text.
 pub(crate) async fn connect(opts: OptsBuilder, tls: &ServerTls) -> Result<Conn, String> {
-    if tls.mode == ServerTlsMode::Disable {
+    let on_socket = Opts::from(opts.clone()).socket().is_some();
+    if on_socket || tls.mode == ServerTlsMode::Disable {
         return Conn::new(opts).await.map_err(|e| describe(&e));
     }
     let ssl = ssl_opts(tls).ok_or_else(|| {

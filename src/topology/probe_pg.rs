@@ -1,7 +1,8 @@
 //! Probes one PostgreSQL server for its role, WAL positions and replication lag, under a deadline.
 //!
 //! A [`PgProber`] keeps one monitor connection per server open between probes and reconnects after
-//! any error or timeout. Connections use TLS as the cluster's `server_tls` says ([`connect_driver`],
+//! any error or timeout. Connections go through the server's `socket` when it has one, as the data
+//! path does, else over TCP with TLS as the cluster's `server_tls` says ([`connect_driver`],
 //! shared with the failover actions). The monitor user needs `pg_monitor` (or `pg_read_all_stats`) to read the
 //! WAL receiver's status; without it the prober falls back to "a WAL receiver process exists".
 
@@ -157,13 +158,25 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 pub(crate) type DriverConnection =
     Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
 
-/// Connects with `cfg`, over TLS as `tls` (the cluster's `server_tls`) says, using the same
-/// rustls config as the session backends; the certificate is checked against `cfg`'s host.
-/// The caller puts it under a deadline. Errors are described as text.
+/// Connects with `cfg` to `server`: through its Unix-domain socket when it has one (never TLS,
+/// as on the data path), else over TCP with TLS as `tls` (the cluster's `server_tls`) says, using
+/// the same rustls config as the session backends; the certificate is checked against `cfg`'s
+/// host. The caller puts it under a deadline. Errors are described as text.
 pub(crate) async fn connect_driver(
     cfg: &mut tokio_postgres::Config,
+    server: &ServerConfig,
     tls: &ServerTls,
 ) -> Result<(Client, DriverConnection), String> {
+    if let Some(path) = &server.socket {
+        let unix = tokio::net::UnixStream::connect(&**path)
+            .await
+            .map_err(|e| format!("socket {}: {e}", path.display()))?;
+        let (client, conn) = cfg
+            .connect_raw(unix, NoTls)
+            .await
+            .map_err(|e| describe(&e))?;
+        return Ok((client, Box::pin(conn)));
+    }
     if tls.mode == ServerTlsMode::Disable {
         cfg.ssl_mode(SslMode::Disable);
         let (client, conn) = cfg.connect(NoTls).await.map_err(|e| describe(&e))?;
@@ -338,7 +351,7 @@ impl PgProber {
         if !self.mon.password.is_empty() {
             cfg.password(&self.mon.password);
         }
-        let (client, conn) = connect_driver(&mut cfg, &self.tls)
+        let (client, conn) = connect_driver(&mut cfg, &self.server, &self.tls)
             .await
             .map_err(ProbeError::Connect)?;
         let server = self.server.name.clone();

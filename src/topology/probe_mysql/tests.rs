@@ -381,6 +381,13 @@ fn connect_options() {
     m.password.clear();
     let o = mysql_async::Opts::from(connect_opts(&server(3306), &m));
     assert_eq!(o.pass(), None);
+    assert_eq!(o.socket(), None);
+    // A server's socket is where the monitor goes too.
+    let mut s = server(3306);
+    s.socket = Some(std::path::Path::new("/run/mysqld/mysqld.sock").into());
+    let o = mysql_async::Opts::from(connect_opts(&s, &m));
+    assert_eq!(o.socket(), Some("/run/mysqld/mysqld.sock"));
+    assert!(!o.prefer_socket());
 }
 
 #[tokio::test]
