@@ -16,9 +16,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use prometheus::{Histogram, IntCounter, IntGauge};
-use tokio::sync::oneshot;
 
 use crate::config::PoolConfig;
+
+mod line;
+
+pub use line::checkout_first;
+use line::{Grant, Place};
 
 /// Metric handles of one pool (looked up once when the pool is made).
 #[derive(Debug, Clone)]
@@ -80,11 +84,6 @@ impl<C: Send + 'static> Drop for Lease<C> {
     }
 }
 
-enum Grant<C: Send + 'static> {
-    Conn(C, Instant),
-    Open,
-}
-
 struct Idle<C> {
     conn: C,
     since: Instant,
@@ -117,7 +116,11 @@ struct State<C: Send + 'static> {
     idle: Vec<Idle<C>>,
     /// Idle + leased + being opened (may exceed `cfg.size` for a while after a shrink).
     total: usize,
-    waiters: VecDeque<oneshot::Sender<Grant<C>>>,
+    /// Places in line, first come first served; some may be dead (their checkout was served by
+    /// another pool's line or gave up) until they are passed over or swept out.
+    waiters: VecDeque<Place<C>>,
+    /// Live places in `waiters`: checkouts waiting on this pool.
+    waiting: usize,
     /// Connections being opened in the background to keep `min_idle`.
     warming: usize,
 }
@@ -161,6 +164,7 @@ impl<C: Send + 'static> Pool<C> {
                 idle: Vec::new(),
                 total: 0,
                 waiters: VecDeque::new(),
+                waiting: 0,
                 warming: 0,
             }),
             gauges,
@@ -213,58 +217,72 @@ impl<C: Send + 'static> Pool<C> {
             size: st.cfg.size,
             idle: st.idle.len(),
             in_use: st.total.saturating_sub(st.idle.len()),
-            waiting: st.waiters.len(),
+            waiting: st.waiting,
         }
     }
 
     /// An idle connection, room for a new one, or (after waiting in line) whichever comes first.
     pub async fn checkout(self: &Arc<Self>) -> Checked<C> {
-        let (rx, wait) = {
-            let mut st = self.state.lock();
-            if let Some(i) = st.idle.pop() {
-                self.update(&st);
-                return Ok(Checkout::Idle(i.conn, self.lease(i.born)));
+        checkout_first(std::slice::from_ref(self)).await.1
+    }
+
+    /// An idle connection or room for one now; else `place` joins the line (and `None`).
+    fn take_or_join(self: &Arc<Self>, place: impl FnOnce() -> Place<C>) -> Option<Checkout<C>> {
+        let mut st = self.state.lock();
+        let got = if let Some(i) = st.idle.pop() {
+            Some(Checkout::Idle(i.conn, self.lease(i.born)))
+        } else if st.total < st.cfg.size {
+            st.total += 1;
+            Some(Checkout::Open(self.lease(Instant::now())))
+        } else {
+            // Dead places are swept out once they outnumber the live ones (amortised).
+            if st.waiters.len() >= 2 * st.waiting + 8 {
+                st.waiters.retain(Place::is_waiting);
             }
-            if st.total < st.cfg.size {
-                st.total += 1;
-                self.update(&st);
-                return Ok(Checkout::Open(self.lease(Instant::now())));
-            }
-            let (tx, rx) = oneshot::channel();
-            st.waiters.push_back(tx);
-            self.update(&st);
-            (rx, (st.cfg.checkout_timeout, st.cfg.size))
+            st.waiters.push_back(place());
+            st.waiting += 1;
+            None
         };
-        // Waiting in line (only a wait reads the clock: the wait histogram counts only waits);
-        // if this future is dropped meanwhile (the client left), the guard hands on a grant that
-        // raced with the drop and leaves the line.
-        let started = Instant::now();
-        let mut waiting = Waiting {
-            pool: self,
-            rx,
-            done: false,
-        };
-        let got = match tokio::time::timeout(wait.0, &mut waiting.rx).await {
-            Ok(r) => r.ok(),
-            Err(_) => {
-                // Timed out: close our end, but keep a grant that raced with the deadline.
-                waiting.rx.close();
-                waiting.rx.try_recv().ok()
+        self.update(&st);
+        got
+    }
+
+    /// How long a checkout waits in line, and the pool size (for the timeout's message).
+    fn wait_limits(&self) -> (Duration, usize) {
+        let st = self.state.lock();
+        (st.cfg.checkout_timeout, st.cfg.size)
+    }
+
+    fn waited(&self, took: Duration) {
+        self.gauges.checkout_seconds.observe(took.as_secs_f64());
+    }
+
+    fn timed_out(&self) {
+        self.gauges.timeouts.inc();
+    }
+
+    /// Serve the first live place in line with `grant`; the grant comes back when nobody waits.
+    fn serve_line(st: &mut State<C>, mut grant: Grant<C>) -> Result<(), Grant<C>> {
+        while let Some(place) = st.waiters.pop_front() {
+            match place.serve(grant) {
+                Ok(()) => {
+                    st.waiting = st.waiting.saturating_sub(1);
+                    return Ok(());
+                }
+                Err(g) => grant = g,
             }
-        };
-        waiting.done = true;
-        drop(waiting);
-        self.gauges
-            .checkout_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match got {
-            Some(Grant::Conn(c, born)) => Ok(Checkout::Idle(c, self.lease(born))),
-            Some(Grant::Open) => Ok(Checkout::Open(self.lease(Instant::now()))),
-            None => {
-                self.leave_line();
-                self.gauges.timeouts.inc();
-                Err(CheckoutTimeout(wait.0, wait.1))
-            }
+        }
+        Err(grant)
+    }
+
+    /// A grant its checkout did not take (it gave up meanwhile): the connection or room goes
+    /// to the next in line, or back to the pool.
+    fn hand_back(self: &Arc<Self>, grant: Grant<C>) {
+        match grant {
+            // Refused (too old, pool shrank or retired): its slot is freed, the connection
+            // is just dropped.
+            Grant::Conn(conn, born) => drop(self.checkin(conn, self.lease(born))),
+            Grant::Open => drop(self.lease(Instant::now())),
         }
     }
 
@@ -286,17 +304,7 @@ impl<C: Send + 'static> Pool<C> {
             self.slot_freed();
             return Err(conn);
         }
-        let mut grant = Grant::Conn(conn, born);
-        while let Some(w) = st.waiters.pop_front() {
-            match w.send(grant) {
-                Ok(()) => {
-                    self.update(&st);
-                    return Ok(());
-                }
-                Err(g) => grant = g,
-            }
-        }
-        if let Grant::Conn(conn, born) = grant {
+        if let Err(Grant::Conn(conn, born)) = Self::serve_line(&mut st, Grant::Conn(conn, born)) {
             st.idle.push(Idle {
                 conn,
                 since: now,
@@ -322,13 +330,8 @@ impl<C: Send + 'static> Pool<C> {
             st.total -= 1;
             closed.push(i.conn);
         }
-        while st.total < st.cfg.size {
-            let Some(w) = st.waiters.pop_front() else {
-                break;
-            };
-            if w.send(Grant::Open).is_ok() {
-                st.total += 1;
-            }
+        while st.total < st.cfg.size && Self::serve_line(&mut st, Grant::Open).is_ok() {
+            st.total += 1;
         }
         self.update(&st);
         closed
@@ -390,7 +393,7 @@ impl<C: Send + 'static> Pool<C> {
         };
         let mut st = self.state.lock();
         while !self.is_retired()
-            && st.waiters.is_empty()
+            && st.waiting == 0
             && st.idle.len() + st.warming < st.cfg.min_idle
             && st.total < st.cfg.size
         {
@@ -426,14 +429,9 @@ impl<C: Send + 'static> Pool<C> {
     /// A slot was freed (connection closed or never opened): the longest waiter may open one.
     fn slot_freed(&self) {
         let mut st = self.state.lock();
-        while st.total <= st.cfg.size {
-            let Some(w) = st.waiters.pop_front() else {
-                break;
-            };
-            if w.send(Grant::Open).is_ok() {
-                self.update(&st);
-                return;
-            }
+        if st.total <= st.cfg.size && Self::serve_line(&mut st, Grant::Open).is_ok() {
+            self.update(&st);
+            return;
         }
         st.total = st.total.saturating_sub(1);
         self.update(&st);
@@ -443,69 +441,22 @@ impl<C: Send + 'static> Pool<C> {
         let idle = st.idle.len();
         self.gauges.idle.set(idle as i64);
         self.gauges.in_use.set(st.total.saturating_sub(idle) as i64);
-        self.gauges.waiting.set(st.waiters.len() as i64);
-        let ready = idle > 0 || (st.total < st.cfg.size && st.waiters.is_empty());
+        self.gauges.waiting.set(st.waiting as i64);
+        let ready = idle > 0 || (st.total < st.cfg.size && st.waiting == 0);
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Drop the places in line of checkouts that gave up (timed out or were dropped), so the
-    /// waiting gauge counts only live ones; rare, so a scan is fine.
+    /// A checkout that joined this line left it without being served here (served by another
+    /// line, timed out or dropped): its dead place is passed over or swept out later.
     fn leave_line(&self) {
         let mut st = self.state.lock();
-        st.waiters.retain(|w| !w.is_closed());
+        st.waiting = st.waiting.saturating_sub(1);
         self.update(&st);
     }
 }
 
 /// What a checkout comes to.
 pub type Checked<C> = Result<Checkout<C>, CheckoutTimeout>;
-
-/// Wait in the lines of several pools at once (a connection from any of them will do) and take
-/// the first checkout served: its index in `pools`, and what it came to. The other places in
-/// line are given up; a grant that raced to one of them is handed on (see [`Waiting`]).
-pub async fn checkout_first<C: Send + 'static>(pools: &[Arc<Pool<C>>]) -> (usize, Checked<C>) {
-    type Line<'a, C> = Pin<Box<dyn Future<Output = Checked<C>> + Send + 'a>>;
-    let mut lines: Vec<Line<'_, C>> = pools
-        .iter()
-        .map(|p| Box::pin(p.checkout()) as Line<'_, C>)
-        .collect();
-    std::future::poll_fn(|cx| {
-        for (i, line) in lines.iter_mut().enumerate() {
-            if let std::task::Poll::Ready(got) = line.as_mut().poll(cx) {
-                return std::task::Poll::Ready((i, got));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// A checkout's place in line. Dropped before its grant was taken (the checkout future was
-/// dropped), it passes a grant that raced with the drop on, so no slot is lost.
-struct Waiting<'a, C: Send + 'static> {
-    pool: &'a Arc<Pool<C>>,
-    rx: oneshot::Receiver<Grant<C>>,
-    done: bool,
-}
-
-impl<C: Send + 'static> Drop for Waiting<'_, C> {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        self.rx.close();
-        match self.rx.try_recv() {
-            Ok(Grant::Conn(conn, born)) => {
-                // Refused (too old, pool shrank or retired): its slot is freed, the
-                // connection is just dropped.
-                let _ = self.pool.checkin(conn, self.pool.lease(born));
-            }
-            Ok(Grant::Open) => drop(self.pool.lease(Instant::now())),
-            Err(_) => {}
-        }
-        self.pool.leave_line();
-    }
-}
 
 /// Pools by key, made on first use. Routing looks a pool up for every read, so the map hashes
 /// with foldhash (keys are server slots and login digests, not client input).

@@ -275,3 +275,87 @@ fn a_fresh_login_replaces_the_report_and_an_older_connection_only_fills_a_gap() 
     p.note_login(true, || report("15.4"));
     assert_eq!(p.login_report().unwrap()[0].1, "15.4", "a new login does");
 }
+
+/// Polls `f` once with a waker that does nothing.
+fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(f).poll(&mut cx)
+}
+
+/// A pool of one connection, leased out (the lease returned with it).
+async fn full_pool(checkout_ms: u64) -> (Arc<Pool<u32>>, Lease<u32>) {
+    let p = pool(1, checkout_ms);
+    let (_, l) = lease_of(p.checkout().await.unwrap());
+    (p, l)
+}
+
+#[tokio::test]
+async fn a_wait_in_two_lines_is_served_by_either_and_leaves_the_other() {
+    let ((a, la), (b, lb)) = (full_pool(5000).await, full_pool(5000).await);
+    let both = [a.clone(), b.clone()];
+    let mut wait = Box::pin(checkout_first(&both));
+    assert!(poll_once(&mut wait).is_pending());
+    assert_eq!((a.gauges.waiting.get(), b.gauges.waiting.get()), (1, 1));
+    assert!(!a.ready() && !b.ready());
+    b.checkin(8, lb).unwrap();
+    let std::task::Poll::Ready((i, got)) = poll_once(&mut wait) else {
+        panic!("served by b's line");
+    };
+    let (c, l) = lease_of(got.unwrap());
+    assert_eq!((i, c), (1, Some(8)));
+    drop(wait);
+    assert_eq!((a.gauges.waiting.get(), b.gauges.waiting.get()), (0, 0));
+    // a's dead place takes nothing: its next connection goes idle.
+    a.checkin(7, la).unwrap();
+    assert_eq!((a.idle(), a.total()), (1, 1));
+    assert!(a.ready());
+    b.checkin(8, l).unwrap();
+    assert_eq!(b.idle(), 1);
+}
+
+#[tokio::test]
+async fn a_wait_in_two_lines_dropped_after_its_grant_gives_the_connection_back() {
+    let ((a, la), (b, lb)) = (full_pool(5000).await, full_pool(5000).await);
+    let both = [a.clone(), b.clone()];
+    let mut wait = Box::pin(checkout_first(&both));
+    assert!(poll_once(&mut wait).is_pending());
+    a.checkin(7, la).unwrap();
+    drop(wait); // granted 7 by a, never taken
+    assert_eq!((a.gauges.waiting.get(), b.gauges.waiting.get()), (0, 0));
+    assert_eq!((a.idle(), a.total()), (1, 1), "7 went back to a");
+    drop(lb);
+    assert_eq!(b.total(), 0);
+}
+
+#[tokio::test]
+async fn a_wait_in_two_lines_times_out_once_on_the_first_pool() {
+    let ((a, _la), (b, _lb)) = (full_pool(30).await, full_pool(30).await);
+    let (i, got) = checkout_first(&[a.clone(), b.clone()]).await;
+    assert_eq!(i, 0);
+    assert!(matches!(got, Err(CheckoutTimeout(_, 1))));
+    assert_eq!((a.gauges.timeouts.get(), b.gauges.timeouts.get()), (1, 0));
+    assert_eq!((a.gauges.waiting.get(), b.gauges.waiting.get()), (0, 0));
+}
+
+#[tokio::test]
+async fn dead_places_in_a_line_that_serves_nobody_are_swept() {
+    let ((a, _la), (b, mut lb)) = (full_pool(5000).await, full_pool(5000).await);
+    let both = [a.clone(), b.clone()];
+    // a's connection never comes back; b serves one wait after another.
+    for _ in 0..1000 {
+        let mut wait = Box::pin(checkout_first(&both));
+        assert!(poll_once(&mut wait).is_pending());
+        b.checkin(8, lb).unwrap();
+        let std::task::Poll::Ready((1, got)) = poll_once(&mut wait) else {
+            panic!("served by b's line");
+        };
+        lb = lease_of(got.unwrap()).1;
+    }
+    let st = a.state.lock();
+    assert_eq!(st.waiting, 0);
+    assert!(
+        st.waiters.len() <= 8,
+        "{} dead places kept",
+        st.waiters.len()
+    );
+}
