@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::stream::{dial, Endpoint, ServerStream, ServerTlsTarget, TlsPlan};
@@ -256,6 +256,17 @@ impl MysqlConn {
             }
             self.fill().await?;
         }
+    }
+
+    /// The bytes read and not yet consumed, and the largest packet allowed (for reading
+    /// one-frame packets in place, see [`whole_frame`](crate::wire::mysql::packet::whole_frame)).
+    pub fn buffered(&self) -> (&[u8], usize) {
+        (&self.rbuf, self.max_packet)
+    }
+
+    /// Drop the first `n` buffered bytes (packets read in place and dealt with).
+    pub fn consume(&mut self, n: usize) {
+        self.rbuf.advance(n);
     }
 
     pub fn buffered_packet(&mut self) -> Result<Option<Packet>, MysqlBackendError> {

@@ -45,6 +45,18 @@ fn frame_len(buf: &[u8], at: usize) -> Option<(usize, u8)> {
     ))
 }
 
+/// The one-frame packet at `at` in `buf`, when it is all buffered: where it ends and its payload,
+/// read in place. `None` when it is not complete yet, or spans several frames, or is longer than
+/// `max_logical`: [`split_packet`] takes those (and refuses the last).
+pub fn whole_frame(buf: &[u8], at: usize, max_logical: usize) -> Option<(usize, &[u8])> {
+    let (len, _) = frame_len(buf, at)?;
+    if len >= MAX_PAYLOAD || len > max_logical {
+        return None;
+    }
+    let end = at + 4 + len;
+    Some((end, buf.get(at + 4..end)?))
+}
+
 /// Split one logical packet from the front of `buf`. `Ok(None)` until all of its frames are
 /// buffered. The logical size is checked against `max_logical` as soon as each frame header is
 /// visible, before anything is reserved or allocated.

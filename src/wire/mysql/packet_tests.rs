@@ -224,3 +224,20 @@ fn random_frames_never_panic() {
         let _ = read_lenenc_int(&mut s);
     }
 }
+
+#[test]
+fn whole_frames_are_read_in_place_and_others_left_to_split_packet() {
+    let mut all = frame(1, b"\x01");
+    all.extend(frame(2, b"row"));
+    let end = all.len();
+    all.extend(&frame(3, b"partial")[..6]);
+    assert_eq!(whole_frame(&all, 0, 1024), Some((5, &b"\x01"[..])));
+    assert_eq!(whole_frame(&all, 5, 1024), Some((end, &b"row"[..])));
+    assert_eq!(whole_frame(&all, end, 1024), None, "not all buffered");
+    assert_eq!(whole_frame(&all, end + 2, 1024), None, "no whole header");
+    assert_eq!(whole_frame(&all, 5, 2), None, "over the limit");
+    // A frame of the maximum length starts a packet of several frames.
+    let mut out = BytesMut::new();
+    encode_into(&mut out, 0, &vec![7u8; MAX_PAYLOAD + 1]);
+    assert_eq!(whole_frame(&out, 0, usize::MAX), None);
+}
