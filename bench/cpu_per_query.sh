@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# CPU per query: pgbench -S through Switchyard (transaction pooling, pool of 20, reads over the
-# demo's two replicas) with the proxy's own CPU time per transaction (user and system, from
-# /proc/<pid>/stat), several builds alternating round by round, medians printed. On a host shared
-# with other work TPS swings a lot; CPU per transaction much less, so compare that first.
+# CPU per query: pgbench -S (or sysbench, LOAD=sysbench) through Switchyard (transaction pooling,
+# pool of 20, reads over the demo's two replicas) with the proxy's own CPU time per transaction
+# (user and system, from /proc/<pid>/stat), several builds alternating round by round, medians
+# printed. On a host shared with other work TPS swings a lot; CPU per transaction much less, so
+# compare that first.
 #
 #   bench/cpu_per_query.sh                              the release build, 1 and 16 clients, 5 rounds
 #   BINS="/tmp/before/switchyard target/release/switchyard" bench/cpu_per_query.sh
@@ -20,9 +21,14 @@
 #   BALANCE=round_robin bench/cpu_per_query.sh          replica choice (default: least_connections)
 #   BACKENDS=socket bench/cpu_per_query.sh              Switchyard and PgBouncer reach the servers
 #                                                       over their Unix-domain sockets (default tcp)
+#   LOAD=sysbench bench/cpu_per_query.sh                the MySQL side instead: sysbench
+#                                                       oltp_read_only (SB_WORKLOAD) through the demo's
+#                                                       cluster `mysql`, per query (CLIENTS = threads;
+#                                                       tables made and dropped on the primary)
 #
 # Needs the demo's PostgreSQL servers (scripts/demo.sh) and pgbench tables (bench/pooling.sh or
-# bench/pgbench.sh create them). Every process it starts is stopped on exit.
+# bench/pgbench.sh create them), or with LOAD=sysbench its MariaDB servers. Every process it starts
+# is stopped on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,6 +42,9 @@ PERF="${PERF:-0}"
 PGBOUNCER="${PGBOUNCER:-0}"
 CALLGRIND="${CALLGRIND:-0}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
+LOAD="${LOAD:-pgbench}"
+SB_WORKLOAD="${SB_WORKLOAD:-oltp_read_only}"
+MYSQL_PRIMARY_PORT="${DEMO_MYSQL_PRIMARY_PORT:-13306}"
 DEMO_CONFIG="${ROOT}/.demo/switchyard.yaml"
 export PGPASSWORD=app-secret PGUSER=app PGHOST=127.0.0.1 PGDATABASE=app
 
@@ -44,6 +53,15 @@ die() { log "$*"; exit 1; }
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 [ -f "${DEMO_CONFIG}" ] || die "no ${DEMO_CONFIG}: run scripts/demo.sh once"
+case "${LOAD}" in
+pgbench) CLUSTER=main UNIT=transaction ;;
+sysbench)
+    CLUSTER=mysql UNIT=query
+    [ "${PGBOUNCER}" != 1 ] || { log "LOAD=sysbench: PgBouncer is left out"; PGBOUNCER=0; }
+    port_in_use "${MYSQL_PRIMARY_PORT}" || die "the demo's MariaDB primary is not running: scripts/demo.sh"
+    ;;
+*) die "LOAD must be pgbench or sysbench" ;;
+esac
 port_in_use "${PRIMARY_PORT}" || die "the demo's primary is not running: scripts/demo.sh"
 for b in ${BINS}; do [ -x "${b}" ] || die "no executable ${b} (cargo build --release)"; done
 HZ="$(getconf CLK_TCK)"
@@ -61,7 +79,7 @@ esac
 
 TMP="$(mktemp -d /tmp/switchyard-cpu.XXXXXX)"
 chmod 755 "${TMP}"
-# Under CALLGRIND=1 every proxy runs in valgrind, instrumented only while pgbench measures.
+# Under CALLGRIND=1 every proxy runs in valgrind, instrumented only while the load is measured.
 VG=()
 if [ "${CALLGRIND}" = 1 ]; then
     command -v callgrind_control >/dev/null || die "CALLGRIND=1 needs valgrind"
@@ -75,6 +93,7 @@ cleanup() {
     local rc=$?
     if [ -n "${PID}" ]; then kill -- "-${PID}" 2>/dev/null || kill "${PID}" 2>/dev/null || true; fi
     wait 2>/dev/null || true
+    [ "${LOAD}" != sysbench ] || sb "${MYSQL_PRIMARY_PORT}" 1 1 cleanup >/dev/null 2>&1 || true
     rm -rf "${TMP}"
     exit "${rc}"
 }
@@ -88,12 +107,12 @@ alloc_port() { # VAR: a free local port (not handed out before in this run) into
     NEXT_PORT=$((NEXT_PORT + 1))
 }
 
-# The demo's cluster `main` and its users, in transaction pooling mode, on PORT (admin on ADMIN).
+# The demo's cluster CLUSTER and its users, in transaction pooling mode, on PORT (admin on ADMIN).
 write_config() { # file port admin
     {
         echo "admin: { listen: \"127.0.0.1:$3\" }"
         echo "clusters:"
-        awk '/^[^ #]/ { inside = 0 } /^  - name: / { inside = ($3 == "main") }
+        awk -v name="${CLUSTER}" '/^[^ #]/ { inside = 0 } /^  - name: / { inside = ($3 == name) }
              inside && !/^    pool:/ { print }' "${DEMO_CONFIG}" |
             sed -e "s|^    listen: .*|    listen: \"127.0.0.1:$2\"|" \
                 -e '/^    listen_socket: /d' \
@@ -101,18 +120,44 @@ write_config() { # file port admin
                 -e "s|role: replica }|role: replica${REPLICA_POOL_SIZE:+, pool_size: ${REPLICA_POOL_SIZE}} }|" \
                 -e "s|balance: [a-z_]*|balance: ${BALANCE:-least_connections}|"
         echo "    pool: { mode: transaction, size: ${POOL_SIZE:-20}, checkout_timeout: 5s }"
-        awk '/^users:/ { inside = 1; print; next } /^[^ #]/ { inside = 0 }
-             inside && /^  - / && !/clusters: \[mysql\]/ { print }' "${DEMO_CONFIG}"
+        awk -v name="${CLUSTER}" '/^users:/ { inside = 1; print; next } /^[^ #]/ { inside = 0 }
+             inside && /^  - / && (!/clusters: \[/ || index($0, "clusters: [" name "]")) { print }' "${DEMO_CONFIG}"
     } >"$1"
 }
 
 cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 
-# measure LABEL PORT CLIENTS PERFDATA -> "label c tps txns user_us sys_us" (per transaction)
+sb() { # port threads seconds command: sysbench SB_WORKLOAD as the demo's app user
+    sysbench "${SB_WORKLOAD}" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$1" \
+        --mysql-user=app --mysql-password=app-secret --mysql-db=app --tables=4 --table-size=10000 \
+        --threads="$2" --time="$3" "$4"
+}
+
+# load PORT CLIENTS SECONDS: one run of the load generator; prints "count tps" (count: pgbench's
+# transactions or sysbench's queries), nothing when it failed (its error on stderr).
+load() {
+    local out n tps
+    if [ "${LOAD}" = sysbench ]; then
+        out="$(sb "$1" "$2" "$3" run 2>&1)" || true
+        n="$(sed -n 's/^ *queries: *\([0-9]*\).*/\1/p' <<<"${out}")"
+        tps="$(sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\).*/\1/p' <<<"${out}")"
+    else
+        local j=$(($2 < 2 ? $2 : 2))
+        out="$(pgbench -n -S -M "${MODE}" -c "$2" -j "${j}" -T "$3" -p "$1" 2>&1)" || true
+        n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}")"
+        tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1)"
+    fi
+    if [ -z "${n}" ] || [ "${n}" = 0 ]; then
+        log "${LOAD} failed: $(grep -m1 -iE 'error|fatal|abort' <<<"${out}" || true)"
+        return
+    fi
+    echo "${n} ${tps}"
+}
+
+# measure LABEL PORT CLIENTS PERFDATA -> "label c tps count user_us sys_us" (per UNIT)
 measure() {
-    local label="$1" port="$2" c="$3" perfdata="$4" j u0 s0 u1 s1 out n tps perf_pid=""
-    j=$((c < 2 ? c : 2))
-    pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T 2 -p "${port}" >/dev/null 2>&1 || true
+    local label="$1" port="$2" c="$3" perfdata="$4" u0 s0 u1 s1 got n tps perf_pid=""
+    load "${port}" "${c}" 2 >/dev/null
     read -r u0 s0 <<<"$(cpu_ticks "${PID}")"
     if [ "${CALLGRIND}" = 1 ]; then
         callgrind_control -z "${PID}" >/dev/null 2>&1 && callgrind_control -i on "${PID}" >/dev/null 2>&1
@@ -121,7 +166,7 @@ measure() {
         perf record -q -g -F 999 ${PERF_EVENT:+-e "${PERF_EVENT}"} -p "${PID}" -o "${perfdata}" -- sleep "${DURATION}" >/dev/null 2>&1 &
         perf_pid=$!
     fi
-    out="$(pgbench -n -S -M "${MODE}" -c "${c}" -j "${j}" -T "${DURATION}" -p "${port}" 2>&1)" || true
+    got="$(load "${port}" "${c}" "${DURATION}")"
     read -r u1 s1 <<<"$(cpu_ticks "${PID}")"
     [ -z "${perf_pid}" ] || wait "${perf_pid}" || true
     local instr=0
@@ -137,10 +182,9 @@ measure() {
             cp "${dump}" "${CALLGRIND_OUT}/$(tr / _ <<<"${label}")-c${c}-$(date +%s).callgrind"
         fi
     fi
-    n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}")"
-    tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1)"
-    if [ -z "${n}" ] || [ "${n}" = 0 ]; then
-        log "${label} c=${c}: pgbench failed: $(grep -m1 -iE 'error|fatal|abort' <<<"${out}" || true)"
+    read -r n tps <<<"${got}"
+    if [ -z "${n}" ]; then
+        log "${label} c=${c}: no result"
         return
     fi
     awk -v l="${label}" -v c="${c}" -v t="${tps}" -v n="${n}" -v hz="${HZ}" \
@@ -202,7 +246,14 @@ last_word() { local w; for w in $1; do :; done; echo "${w}"; }
 
 PERFS=()
 : >"${TMP}/results"
-log "${ROUNDS} rounds of pgbench -S -M ${MODE}, ${DURATION} s, clients: ${CLIENTS}"
+if [ "${LOAD}" = sysbench ]; then
+    WHAT="sysbench ${SB_WORKLOAD}"
+    sb "${MYSQL_PRIMARY_PORT}" 1 1 cleanup >/dev/null 2>&1 || true
+    sb "${MYSQL_PRIMARY_PORT}" 4 1 prepare >/dev/null || die "sysbench prepare failed"
+else
+    WHAT="pgbench -S -M ${MODE}"
+fi
+log "${ROUNDS} rounds of ${WHAT}, ${DURATION} s, clients: ${CLIENTS}"
 for round in $(seq 1 "${ROUNDS}"); do
     for b in ${BINS}; do run_switchyard "${b}" "${round}"; done
     [ "${PGBOUNCER}" != 1 ] || run_pgbouncer
@@ -210,9 +261,9 @@ for round in $(seq 1 "${ROUNDS}"); do
 done
 
 echo
-echo "pgbench -S -M ${MODE}, medians of ${ROUNDS} rounds of ${DURATION} s; proxy CPU per transaction ($(nproc) cores, shared)"
+echo "${WHAT}, medians of ${ROUNDS} rounds of ${DURATION} s; proxy CPU per ${UNIT} ($(nproc) cores, shared)"
 if [ "${CALLGRIND}" = 1 ]; then
-    echo "(under valgrind: TPS is not comparable; the columns are user-space instructions per transaction)"
+    echo "(under valgrind: TPS is not comparable; the columns are user-space instructions per ${UNIT})"
     printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "instr" "instr" "-"
 else
     printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "cpu us" "user us" "sys us"
