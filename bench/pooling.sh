@@ -19,9 +19,11 @@
 # Env: SCALE, DURATION, ROUNDS (1: the pgbench part runs every target this many times, targets
 # alternating round by round, and reports each cell's median; a cell that failed in any round
 # reports "fails"), CLIENTS ("1 16 64 256"), TPCB_CLIENTS (16), SB_THREADS ("16 64"),
-# LAT_DURATION (10), IDLE_CLIENTS (5000), BURST_CLIENTS (10000), BURST_POOL (50),
-# BURST_CHECKOUT_TIMEOUT (30s), PARTS ("pgbench sysbench latency memory"), TARGETS
-# ("direct switchyard pgbouncer pgpool pgcat pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
+# LAT_DURATION (10), LAT_ROUNDS (ROUNDS: the latency runs repeated, targets alternating, each
+# figure the median over rounds and each added figure paired with its round's direct run),
+# IDLE_CLIENTS (5000), BURST_CLIENTS (10000), BURST_POOL (50), BURST_CHECKOUT_TIMEOUT (30s),
+# PARTS ("pgbench sysbench latency memory"), TARGETS ("direct switchyard pgbouncer pgpool pgcat
+# pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
 # SWITCHYARD_BIN (another build, e.g. for before/after runs; implies no build of its own),
 # SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1": one thread, single-threaded scheduler),
 # POOL_SIZE (20; PgBouncer's one pool, Pgpool-II's, PgCat's and PgDog's per server, Switchyard's on
@@ -52,6 +54,7 @@ CLIENTS="${CLIENTS:-1 16 64 256}"
 TPCB_CLIENTS="${TPCB_CLIENTS:-16}"
 SB_THREADS="${SB_THREADS:-16 64}"
 LAT_DURATION="${LAT_DURATION:-10}"
+LAT_ROUNDS="${LAT_ROUNDS:-${ROUNDS}}"
 IDLE_CLIENTS="${IDLE_CLIENTS:-5000}"
 BURST_CLIENTS="${BURST_CLIENTS:-10000}"
 BURST_POOL="${BURST_POOL:-50}"
@@ -821,50 +824,79 @@ lat_run() {
         }'
 }
 
+# Median of the numbers on stdin ("n/a" and empty lines skipped); "n/a" when there are none.
+median_of() {
+    grep -E '^-?[0-9]+$' | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "n/a") }'
+}
+
+# lat_round LABEL PORT [HOST]: one latency run, its "median p99 count" appended to lat.LABEL
+lat_round() {
+    lat_run "$@" >>"${TMP}/lat.$1"
+}
+
+# lat_col LABEL FIELD: the median over rounds of one field (1 median, 2 p99, 3 count) of LABEL
+lat_col() {
+    [ -f "${TMP}/lat.$1" ] || { echo n/a; return; }
+    awk -v f="$2" '{ print $f }' "${TMP}/lat.$1" | median_of
+}
+
+# lat_added LABEL FIELD: the median over rounds of LABEL's field minus direct's in the same round
+lat_added() {
+    [ -f "${TMP}/lat.$1" ] || { echo n/a; return; }
+    paste -d ' ' "${TMP}/lat.direct" "${TMP}/lat.$1" |
+        awk -v f="$2" '$f ~ /^[0-9]+$/ && $(f + 3) ~ /^[0-9]+$/ { print $(f + 3) - $f }' | median_of
+}
+
 part_latency() {
-    local port dm dp dn pm pp pn bm=n/a bp=n/a bn=0 um=n/a up=n/a un=0 vm=n/a vp=n/a vn=0
-    log "latency: pgbench -c 1 -S -M prepared -l, ${LAT_DURATION} s each"
-    read -r dm dp dn <<<"$(lat_run direct "${PRIMARY_PORT}")"
-    alloc_port port
-    pm=n/a pp=n/a pn=0
-    if start_switchyard latency main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
-        read -r pm pp pn <<<"$(lat_run switchyard "${port}")"
-        # A client on the proxy's host may use its Unix-domain socket instead.
-        read -r um up un <<<"$(lat_run switchyard-unix "${port}" "${SY_SOCKDIR}")"
-    fi
-    stop_bg "${SY_PID}"
+    local sy_port="" pgb_port="" r label
+    log "latency: pgbench -c 1 -S -M prepared -l, ${LAT_DURATION} s each, ${LAT_ROUNDS} rounds"
+    rm -f "${TMP}"/lat.*
+    alloc_port sy_port
+    start_switchyard latency main "${sy_port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}" || sy_port=""
     # PgBouncer as the reference for what one loopback hop through a pooler costs on this host
     # (one client keeps its server connection, so -M prepared works through it here).
     if has "${TARGETS}" pgbouncer; then
-        alloc_port port
-        if start_pgbouncer "${TMP}/pgbouncer-latency" "${port}" 100 "${TMP}/pgbouncer-latency"; then
-            read -r bm bp bn <<<"$(lat_run pgbouncer "${port}")"
-            read -r vm vp vn <<<"$(lat_run pgbouncer-unix "${port}" "${TMP}/pgbouncer-latency")"
+        alloc_port pgb_port
+        start_pgbouncer "${TMP}/pgbouncer-latency" "${pgb_port}" 100 "${TMP}/pgbouncer-latency" || pgb_port=""
+    fi
+    # The targets alternate within each round; every added figure is paired with the direct run
+    # of its own round.
+    for r in $(seq 1 "${LAT_ROUNDS}"); do
+        lat_round direct "${PRIMARY_PORT}"
+        if [ -n "${sy_port}" ]; then
+            lat_round switchyard "${sy_port}"
+            # A client on the proxy's host may use its Unix-domain socket instead.
+            lat_round switchyard-unix "${sy_port}" "${SY_SOCKDIR}"
         fi
-        stop_bg "${PGB_PID}"
-    fi
+        if [ -n "${pgb_port}" ]; then
+            lat_round pgbouncer "${pgb_port}"
+            lat_round pgbouncer-unix "${pgb_port}" "${TMP}/pgbouncer-latency"
+        fi
+        log "  latency round ${r} done"
+    done
+    stop_bg "${SY_PID}"
+    [ -z "${pgb_port}" ] || stop_bg "${PGB_PID}"
     echo
-    echo "== 3. latency (pgbench -c 1 -S -M prepared, ${LAT_DURATION} s, per query) =="
-    printf '%-28s %12s %12s %12s\n' "" "median us" "p99 us" "queries"
-    printf '%-28s %12s %12s %12s\n' "direct (primary)" "${dm}" "${dp}" "${dn}"
-    printf '%-28s %12s %12s %12s\n' "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" "${pm}" "${pp}" "${pn}"
-    printf '%-28s %12s %12s %12s\n' "  ... through its socket" "${um}" "${up}" "${un}"
-    if has "${TARGETS}" pgbouncer; then
-        printf '%-28s %12s %12s %12s\n' "pgbouncer 1.18 txn/${POOL_SIZE}" "${bm}" "${bp}" "${bn}"
-        printf '%-28s %12s %12s %12s\n' "  ... through its socket" "${vm}" "${vp}" "${vn}"
-    fi
-    if is_num "${dm}" && is_num "${pm}"; then
-        LAT_ADDED=$((pm - dm))
-        printf '%-28s %12s %12s\n' "added by switchyard" "$((pm - dm))" "$((pp - dp))"
-    fi
-    if is_num "${dm}" && is_num "${um}"; then
-        printf '%-28s %12s %12s\n' "  ... through its socket" "$((um - dm))" "$((up - dp))"
-    fi
-    if is_num "${dm}" && is_num "${bm}"; then
-        printf '%-28s %12s %12s\n' "added by pgbouncer" "$((bm - dm))" "$((bp - dp))"
-    fi
-    if is_num "${dm}" && is_num "${vm}"; then
-        printf '%-28s %12s %12s\n' "  ... through its socket" "$((vm - dm))" "$((vp - dp))"
+    echo "== 3. latency (pgbench -c 1 -S -M prepared, ${LAT_DURATION} s, per query; medians of ${LAT_ROUNDS} rounds) =="
+    printf '%-28s %12s %12s %12s %12s %12s\n' "" "median us" "p99 us" "queries" "added med" "added p99"
+    for label in direct switchyard switchyard-unix pgbouncer pgbouncer-unix; do
+        [ -f "${TMP}/lat.${label}" ] || continue
+        local name="${label}"
+        case "${label}" in
+        direct) name="direct (primary)" ;;
+        switchyard) name="switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" ;;
+        pgbouncer) name="pgbouncer 1.18 txn/${POOL_SIZE}" ;;
+        *-unix) name="  ... through its socket" ;;
+        esac
+        printf '%-28s %12s %12s %12s %12s %12s\n' "${name}" "$(lat_col "${label}" 1)" "$(lat_col "${label}" 2)" \
+            "$(lat_col "${label}" 3)" "$([ "${label}" = direct ] || lat_added "${label}" 1)" \
+            "$([ "${label}" = direct ] || lat_added "${label}" 2)"
+    done
+    if [ -f "${TMP}/lat.switchyard" ]; then
+        echo "added by switchyard, round by round (median us): $(paste -d ' ' "${TMP}/lat.direct" "${TMP}/lat.switchyard" |
+            awk '$1 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ { printf "%s%d", (n++ ? " / " : ""), $4 - $1 }')"
+        LAT_ADDED="$(lat_added switchyard 1)"
+        [[ "${LAT_ADDED}" =~ ^-?[0-9]+$ ]] || LAT_ADDED=""
     fi
 }
 
