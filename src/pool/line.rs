@@ -143,6 +143,14 @@ pub async fn checkout_first<C: Send + 'static>(pools: &[Arc<Pool<C>>]) -> (usize
         }
         line.joined = i + 1;
     }
+    // Waiting is the rarer path and its future (a timer among others) is large: boxed, so the
+    // sessions' tasks, which await a checkout, stay small.
+    Box::pin(wait(line)).await
+}
+
+/// Wait with the places `line` holds until one is served or the first pool's deadline passes.
+async fn wait<C: Send + 'static>(mut line: InLine<'_, C>) -> (usize, Checked<C>) {
+    let pools = line.pools;
     let Some(ticket) = line.ticket.clone() else {
         // No pools: nothing can serve.
         return (0, Err(CheckoutTimeout(Default::default(), 0)));

@@ -1,50 +1,16 @@
-//! Running one client command on a server: readiness (connect, liveness, session replay), the answer
-//! relayed packet by packet (LOCAL INFILE, prepare-id rewriting), retries, and statement commands.
+//! Running one client command on a server: readiness (connect, liveness, session replay), routing
+//! with retries, and statement commands (the answer itself is relayed by `answer`).
 
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use super::answer::{Answer, Broken};
 use super::*;
 use crate::backend::mysql::Consumed;
-use crate::frontend::mysql::stmt::Stmt;
 use crate::topology::ServerMode;
-use crate::wire::mysql::packet::{encode_into, whole_frame, Packet};
-use crate::wire::mysql::response::{expect_for, Expect, ResponseTracker, Step};
-use crate::wire::mysql::status::is_err;
-
-/// `last_insert_id` of the OK packet that ends an answer (`step` says it ends here).
-fn insert_id(step: &Step, payload: &[u8], caps: u32) -> Option<u64> {
-    if !matches!(step, Step::Done { .. }) || payload.first() != Some(&0x00) {
-        return None;
-    }
-    crate::wire::mysql::status::parse_ok(payload, caps).map(|ok| ok.last_insert_id)
-}
-
-/// Why relaying an answer stopped early.
-pub(super) enum Broken {
-    Client(MyError),
-    /// The server connection failed; `forwarded` says whether part of the answer reached the client.
-    Lost {
-        forwarded: bool,
-        err: MysqlBackendError,
-    },
-}
-
-impl From<MyError> for Broken {
-    fn from(e: MyError) -> Self {
-        Broken::Client(e)
-    }
-}
-
-pub(super) struct Answer {
-    pub(super) status: Option<u16>,
-    pub(super) saw_err: bool,
-    /// The status of the last OK/EOF seen, also when an ERR ended the answer (multi-results).
-    pub(super) last_status: Option<u16>,
-    /// `last_insert_id` of the OK packet that ended the answer, if it was one.
-    pub(super) insert_id: Option<u64>,
-}
+use crate::wire::mysql::packet::Packet;
+use crate::wire::mysql::response::{expect_for, Expect};
 
 impl Relay {
     pub(super) fn tied(&self, server: usize) -> bool {
@@ -180,144 +146,6 @@ impl Relay {
         let b = self.open(server).await?;
         self.attach(server, b, lease);
         Ok(())
-    }
-
-    /// Relay a server's answer to the client. With `prepare`, the statement id in the first packet
-    /// is replaced by a proxy id and the statement registered.
-    pub(super) async fn relay_answer(
-        &mut self,
-        server: usize,
-        expect: Expect,
-        mut prepare: Option<(Bytes, u64, Classification)>,
-    ) -> Result<Answer, Broken> {
-        let mut answer = Answer {
-            status: None,
-            saw_err: false,
-            last_status: None,
-            insert_id: None,
-        };
-        if expect == Expect::Nothing {
-            return Ok(answer);
-        }
-        let Relay {
-            backends,
-            client,
-            stmts,
-            ..
-        } = self;
-        let Some(b) = backends[server].as_mut() else {
-            return Err(Broken::Lost {
-                forwarded: false,
-                err: MysqlBackendError::Closed,
-            });
-        };
-        let caps = b.conn.capabilities;
-        let mut tracker = ResponseTracker::new(expect, caps);
-        let mut forwarded = false;
-        loop {
-            if client.queued() > 64 * 1024 {
-                client.flush().await?;
-            }
-            // The common path (no prepare answer to rewrite): every complete one-frame packet
-            // buffered is fed to the tracker where it lies, and all go to the client in one copy.
-            let mut step = None;
-            if prepare.is_none() {
-                let (buf, max) = b.conn.buffered();
-                let mut at = 0;
-                while let Some((end, payload)) = whole_frame(buf, at, max) {
-                    at = end;
-                    answer.saw_err |= is_err(payload);
-                    match tracker.feed(payload) {
-                        Step::More => {}
-                        s => {
-                            answer.insert_id = insert_id(&s, payload, caps);
-                            step = Some(s);
-                            break;
-                        }
-                    }
-                }
-                if at > 0 {
-                    client.queue_raw(&buf[..at]);
-                    b.conn.consume(at);
-                    forwarded = true;
-                }
-            }
-            if step.is_none() {
-                // Nothing complete buffered (read on), or a packet to take out whole: the first
-                // answer to a prepare (its id is rewritten), one spanning several frames, or one
-                // over the limit (refused).
-                let p: Packet = match b.conn.buffered_packet() {
-                    Ok(Some(p)) => p,
-                    Ok(None) => {
-                        if let Err(err) = b.conn.fill().await {
-                            return Err(Broken::Lost { forwarded, err });
-                        }
-                        continue;
-                    }
-                    Err(err) => return Err(Broken::Lost { forwarded, err }),
-                };
-                answer.saw_err |= is_err(&p.payload);
-                let s = tracker.feed(&p.payload);
-                answer.insert_id = insert_id(&s, &p.payload, caps);
-                match prepare.take() {
-                    Some((sql, key, class)) => match parse_prepare_ok(&p.payload) {
-                        Some(ok) if !is_err(&p.payload) => {
-                            let id = stmts.add(Stmt {
-                                sql,
-                                key,
-                                class,
-                                params: ok.params,
-                                columns: ok.columns,
-                                types: None,
-                                long_data: Vec::new(),
-                            });
-                            b.stmts.insert(key, ok.stmt_id);
-                            tracing::debug!(
-                                server,
-                                client_id = id,
-                                server_id = ok.stmt_id,
-                                "statement prepared"
-                            );
-                            let mut out = BytesMut::new();
-                            let mut body = p.payload.to_vec();
-                            body[1..5].copy_from_slice(&id.to_le_bytes());
-                            encode_into(&mut out, p.seq, &body);
-                            client.queue_raw(&out);
-                        }
-                        _ => client.queue_raw(&p.raw),
-                    },
-                    None => client.queue_raw(&p.raw),
-                }
-                forwarded = true;
-                step = Some(s);
-            }
-            match step {
-                None | Some(Step::More) => {}
-                Some(Step::LocalInfile) => {
-                    client.flush().await?;
-                    loop {
-                        let data = client.read_packet().await?;
-                        if let Err(err) = b.conn.write_raw(&data.raw).await {
-                            return Err(Broken::Lost { forwarded, err });
-                        }
-                        if data.payload.is_empty() {
-                            break;
-                        }
-                    }
-                }
-                Some(Step::Done { status }) => {
-                    answer.status = status;
-                    answer.last_status = tracker.last_status();
-                    if tracker.is_malformed() {
-                        return Err(Broken::Lost {
-                            forwarded,
-                            err: MysqlBackendError::Protocol("malformed answer".into()),
-                        });
-                    }
-                    return Ok(answer);
-                }
-            }
-        }
     }
 
     /// Route and run a command whose answer is relayed as is (COM_QUERY, INIT_DB, FIELD_LIST...).

@@ -542,6 +542,8 @@ pub(super) fn static_state(s: &str) -> &'static str {
     }
 }
 
+#[path = "answer.rs"]
+mod answer;
 #[path = "causal.rs"]
 mod causal;
 #[path = "exec.rs"]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::exec::Broken;
+use super::answer::Broken;
 use super::*;
 use crate::frontend::mysql::stmt::stmt_key;
 use crate::wire::mysql::packet::{encode_into, Packet};
