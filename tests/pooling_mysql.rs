@@ -653,3 +653,52 @@ async fn last_insert_id_is_the_sessions_own_across_pooled_connections() {
     }
     drop(proxy);
 }
+
+/// A plain BEGIN takes no server connection: it is answered by the proxy and sent with the
+/// transaction's first statement, which then runs in a real transaction on the primary.
+#[tokio::test]
+async fn a_begin_takes_no_connection_until_the_first_statement() {
+    setup("CREATE TABLE IF NOT EXISTS app.deferred_begin_t (i INT)");
+    let (yaml, ports) = config(1);
+    let yaml = yaml.replace("checkout_timeout: 30s", "checkout_timeout: 2s");
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let (mut a, mut b) = (connect(ports.listen).await, connect(ports.listen).await);
+    let count = |i: i32| {
+        format!("/* switchyard: primary */ SELECT COUNT(*) FROM deferred_begin_t WHERE i = {i}")
+    };
+    a.query_drop("BEGIN").await.unwrap();
+    // The primary's pool of one is free: another client writes there at once.
+    b.query_drop("INSERT INTO deferred_begin_t VALUES (1)")
+        .await
+        .expect("the BEGIN held the only primary connection");
+    // a's transaction is real from its first statement on.
+    let (in_txn, port): (i64, u16) = a
+        .query_first("SELECT @@in_transaction, @@port")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((in_txn, port), (1, shared_mysql().primary_port()));
+    a.query_drop("INSERT INTO deferred_begin_t VALUES (2)")
+        .await
+        .unwrap();
+    a.query_drop("ROLLBACK").await.unwrap();
+    let n: i64 = b.query_first(count(2)).await.unwrap().unwrap();
+    assert_eq!(n, 0, "the rolled back insert stayed");
+    // A transaction with nothing in it, then one that commits.
+    a.query_drop("START TRANSACTION").await.unwrap();
+    a.query_drop("COMMIT").await.unwrap();
+    a.query_drop("begin work;").await.unwrap();
+    a.exec_drop("INSERT INTO deferred_begin_t VALUES (?)", (3,))
+        .await
+        .unwrap();
+    a.query_drop("COMMIT").await.unwrap();
+    let n: i64 = b.query_first(count(3)).await.unwrap().unwrap();
+    assert_eq!(n, 1);
+    // Outside a transaction again: a's connection went back, b may take it.
+    b.query_drop("INSERT INTO deferred_begin_t VALUES (4)")
+        .await
+        .unwrap();
+    a.disconnect().await.unwrap();
+    b.disconnect().await.unwrap();
+}
