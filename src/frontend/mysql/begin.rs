@@ -5,8 +5,20 @@
 
 use super::*;
 use crate::backend::mysql::Consumed;
-use crate::frontend::plain::is_plain;
 use crate::wire::mysql::response::Expect;
+
+/// Whether `text` is exactly one of `words` lists (ASCII case-insensitive; blanks and a final `;`
+/// allowed; no comments, options or other statements).
+fn is_plain(text: &str, words: &[&[&str]]) -> bool {
+    let text = text.trim();
+    let text = text.strip_suffix(';').unwrap_or(text);
+    words.iter().any(|w| {
+        let mut got = text.split_ascii_whitespace();
+        w.iter()
+            .all(|x| got.next().is_some_and(|g| g.eq_ignore_ascii_case(x)))
+            && got.next().is_none()
+    })
+}
 
 const BEGIN: &[&[&str]] = &[&["BEGIN"], &["BEGIN", "WORK"], &["START", "TRANSACTION"]];
 const END: &[&[&str]] = &[

@@ -22,9 +22,6 @@ impl Relay {
             self.client.queue(&msg::ready_for_query(self.status));
             return Ok(());
         }
-        if self.defer_begin(&frames) {
-            return Ok(());
-        }
         if self.pause_pass.is_none() {
             self.pause_pass = Some(self.ctx.pass_pause().await);
         }
@@ -230,10 +227,6 @@ impl Relay {
         }
         let server = d.server;
         self.ready(server).await?;
-        if self.deferred_begin {
-            // Once per transaction, and its future is large: boxed, so the session task stays small.
-            Box::pin(self.begin_deferred(server)).await?;
-        }
         let Some(be) = self.backends[server].as_mut() else {
             return Err(BackendError::Closed);
         };

@@ -79,8 +79,6 @@ pub struct Relay {
     /// Transaction pooling: the backend login (user + startup parameters) hashed, for pool keys.
     login_key: u64,
     txn: Option<usize>,
-    /// The client's BEGIN was answered by the proxy and is sent with the next request.
-    deferred_begin: bool,
     status: u8,
     pinned: Option<(usize, Reason)>,
     /// Counts this session in `switchyard_pinned_sessions` while it is pinned.
@@ -156,7 +154,6 @@ impl Relay {
             pooled,
             login_key: 0,
             txn: None,
-            deferred_begin: false,
             status: b'I',
             pinned: None,
             pin_gauge: None,
@@ -531,10 +528,6 @@ impl Relay {
         if let Some((p, _)) = self.pinned {
             return Ok(fixed(p, &self.topology(), RouteReason::Pinned));
         }
-        if self.deferred_begin {
-            // The transaction's next request: the primary, where the BEGIN goes first.
-            return self.route(Want::Primary(RouteReason::InTransaction));
-        }
         let class = match info.class {
             Some(c) => c,
             None => return self.any_backend(RouteReason::Class(Reason::Empty)),
@@ -583,8 +576,6 @@ fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<Rout
     }
 }
 
-#[path = "begin.rs"]
-mod begin;
 #[path = "causal.rs"]
 mod causal;
 #[path = "dispatch.rs"]
