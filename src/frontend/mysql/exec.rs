@@ -272,9 +272,6 @@ impl Relay {
             if let Ok(s) = ready {
                 d.server = s;
                 ready = self.ensure_ready(s).await.map(|()| s);
-                if ready.is_ok() && self.deferred_begin {
-                    ready = self.begin_deferred(s).await.map(|()| s);
-                }
             }
             let server = d.server;
             if let Err(e) = ready {

@@ -73,8 +73,6 @@ pub(super) struct Relay {
     /// next answer with a status (the connections stay with the session until then).
     pub unsure: bool,
     pub txn: Option<usize>,
-    /// The client's BEGIN was answered by the proxy and is sent with the next statement.
-    pub deferred_begin: bool,
     pub autocommit: bool,
     pub status: u16,
     pub pinned: Option<(usize, Reason)>,
@@ -161,7 +159,6 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         busy: false,
         unsure: false,
         txn: None,
-        deferred_begin: false,
         autocommit: true,
         status: status::AUTOCOMMIT,
         pinned: None,
@@ -379,9 +376,6 @@ impl Relay {
                         self.local_ok();
                         continue;
                     }
-                    if self.defer_begin(&text, class) {
-                        continue;
-                    }
                     // `@@socket` names the proxy's socket (the config is loaded only when the
                     // text has an `@@` at all).
                     let rewritten = if text.contains("@@") {
@@ -422,16 +416,8 @@ impl Relay {
                 COM_STMT_SEND_LONG_DATA => self.long_data(p),
                 COM_STMT_CLOSE => self.close_stmt(p).await,
                 COM_STMT_RESET => self.reset_stmt(p).await?,
-                COM_RESET_CONNECTION => {
-                    // Ends any transaction, a deferred one too.
-                    self.deferred_begin = false;
-                    self.status &= !status::IN_TRANS;
-                    self.reset_connection(p, started).await?
-                }
-                COM_CHANGE_USER => {
-                    self.deferred_begin = false;
-                    self.change_user(p).await?
-                }
+                COM_RESET_CONNECTION => self.reset_connection(p, started).await?,
+                COM_CHANGE_USER => self.change_user(p).await?,
                 other => {
                     let e = MyError::new(
                         1047,
@@ -512,10 +498,6 @@ impl Relay {
         if let Some((p, _)) = self.pinned {
             return Ok(fixed(p, &topo, RouteReason::Pinned));
         }
-        if self.deferred_begin {
-            // The transaction's first statement: the primary, where the BEGIN goes first.
-            return self.route(Want::Primary(RouteReason::InTransaction));
-        }
         if !self.autocommit && !matches!(class.intent, Intent::SessionSet | Intent::TxnControl) {
             // autocommit=0: every statement opens or continues a transaction.
             return self.route(Want::Primary(RouteReason::InTransaction));
@@ -562,8 +544,6 @@ pub(super) fn static_state(s: &str) -> &'static str {
 
 #[path = "answer.rs"]
 mod answer;
-#[path = "begin.rs"]
-mod begin;
 #[path = "causal.rs"]
 mod causal;
 #[path = "exec.rs"]
