@@ -151,7 +151,7 @@ pub async fn checkout_first<C: Send + 'static>(pools: &[Arc<Pool<C>>]) -> (usize
 /// Wait with the places `line` holds until one is served or the first pool's deadline passes.
 async fn wait<C: Send + 'static>(mut line: InLine<'_, C>) -> (usize, Checked<C>) {
     let pools = line.pools;
-    let Some(ticket) = line.ticket.clone() else {
+    let Some(ticket) = line.ticket.as_deref() else {
         // No pools: nothing can serve.
         return (0, Err(CheckoutTimeout(Default::default(), 0)));
     };

@@ -23,9 +23,10 @@
 //! (see [`gtid`]).
 //!
 //! Connections go through the server's `socket` when it has one, else over TCP with TLS as the
-//! cluster's `server_tls` says ([`connect`], shared with the failover actions). mysql_async builds its own rustls config from the same CA and client certificate;
-//! `verify-ca` asks it to skip the host name check, which mysql_async 0.37.1 does not honour
-//! under rustls 0.23 (upstream issue #404): there the certificate must also name the host.
+//! cluster's `server_tls` says ([`connect`], shared with the failover actions). mysql_async builds
+//! its own rustls config from the same CA and client certificate; `verify-ca` asks it to skip the
+//! host name check, which mysql_async 0.37.1 does not honour under rustls 0.23 (upstream issue
+//! #404): there the certificate must also name the host.
 //!
 //! The monitor user needs `REPLICATION CLIENT` (MySQL, MariaDB < 10.5) or `SLAVE MONITOR`
 //! (MariaDB >= 10.5) to read the replica status.

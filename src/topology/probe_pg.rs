@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
+use crate::backend::stream::{dial, Endpoint};
 use crate::config::{ClusterConfig, MonitorConfig, ServerConfig, ServerTls, ServerTlsMode};
 use crate::topology::model::Role;
 use crate::topology::replay_bound::ReplayBound;
@@ -168,11 +169,12 @@ pub(crate) async fn connect_driver(
     tls: &ServerTls,
 ) -> Result<(Client, DriverConnection), String> {
     if let Some(path) = &server.socket {
-        let unix = tokio::net::UnixStream::connect(&**path)
+        // Opened as the data path opens it.
+        let (stream, _) = dial(Endpoint::Unix(path))
             .await
             .map_err(|e| format!("socket {}: {e}", path.display()))?;
         let (client, conn) = cfg
-            .connect_raw(unix, NoTls)
+            .connect_raw(stream, NoTls)
             .await
             .map_err(|e| describe(&e))?;
         return Ok((client, Box::pin(conn)));
