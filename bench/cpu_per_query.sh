@@ -21,6 +21,9 @@
 #   BALANCE=round_robin bench/cpu_per_query.sh          replica choice (default: least_connections)
 #   BACKENDS=socket bench/cpu_per_query.sh              Switchyard and PgBouncer reach the servers
 #                                                       over their Unix-domain sockets (default tcp)
+#   SERVERS=1 bench/cpu_per_query.sh                   also the database servers' CPU time and
+#                                                       voluntary context switches per transaction
+#                                                       (every `postgres` or `mariadbd` process)
 #   LOAD=sysbench bench/cpu_per_query.sh                the MySQL side instead: sysbench
 #                                                       oltp_read_only (SB_WORKLOAD) through the demo's
 #                                                       cluster `mysql`, per query (CLIENTS = threads;
@@ -41,6 +44,7 @@ DURATION="${DURATION:-5}"
 PERF="${PERF:-0}"
 PGBOUNCER="${PGBOUNCER:-0}"
 CALLGRIND="${CALLGRIND:-0}"
+SERVERS="${SERVERS:-0}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
 LOAD="${LOAD:-pgbench}"
 SB_WORKLOAD="${SB_WORKLOAD:-oltp_read_only}"
@@ -127,6 +131,18 @@ write_config() { # file port admin
 
 cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 
+# server_ticks: "user+sys ticks, voluntary context switches" summed over the database servers'
+# processes and threads (postgres is one process per connection, mariadbd one thread per one).
+server_ticks() {
+    local comm t
+    case "${LOAD}" in pgbench) comm=postgres ;; *) comm=mariadbd ;; esac
+    for t in /proc/[0-9]*/task/[0-9]*; do
+        [ "$(cat "${t}/comm" 2>/dev/null)" = "${comm}" ] || continue
+        printf '%s %s\n' "$(awk '{ print $14 + $15 }' "${t}/stat" 2>/dev/null)" \
+            "$(awk '/^voluntary_ctxt_switches/ { print $2 }' "${t}/status" 2>/dev/null)"
+    done | awk '{ c += $1; v += $2 } END { printf "%d %d\n", c, v }'
+}
+
 sb() { # port threads seconds command: sysbench SB_WORKLOAD as the demo's app user
     sysbench "${SB_WORKLOAD}" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$1" \
         --mysql-user=app --mysql-password=app-secret --mysql-db=app --tables=4 --table-size=10000 \
@@ -157,7 +173,9 @@ load() {
 # measure LABEL PORT CLIENTS PERFDATA -> "label c tps count user_us sys_us" (per UNIT)
 measure() {
     local label="$1" port="$2" c="$3" perfdata="$4" u0 s0 u1 s1 got n tps perf_pid=""
+    local sc0=0 sv0=0 sc1=0 sv1=0
     load "${port}" "${c}" 2 >/dev/null
+    [ "${SERVERS}" != 1 ] || read -r sc0 sv0 <<<"$(server_ticks)"
     read -r u0 s0 <<<"$(cpu_ticks "${PID}")"
     if [ "${CALLGRIND}" = 1 ]; then
         callgrind_control -z "${PID}" >/dev/null 2>&1 && callgrind_control -i on "${PID}" >/dev/null 2>&1
@@ -168,6 +186,7 @@ measure() {
     fi
     got="$(load "${port}" "${c}" "${DURATION}")"
     read -r u1 s1 <<<"$(cpu_ticks "${PID}")"
+    [ "${SERVERS}" != 1 ] || read -r sc1 sv1 <<<"$(server_ticks)"
     [ -z "${perf_pid}" ] || wait "${perf_pid}" || true
     local instr=0
     if [ "${CALLGRIND}" = 1 ]; then
@@ -189,8 +208,10 @@ measure() {
     fi
     awk -v l="${label}" -v c="${c}" -v t="${tps}" -v n="${n}" -v hz="${HZ}" \
         -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v i="${instr:-0}" -v cg="${CALLGRIND}" \
+        -v sc=$((sc1 - sc0)) -v sv=$((sv1 - sv0)) \
         'BEGIN { if (cg == 1) { u = i * hz / 1e6; s = 0 } # instructions in the "user" column
-                 printf "%s %d %.0f %d %.1f %.1f\n", l, c, t, n, u / hz * 1e6 / n, s / hz * 1e6 / n }'
+                 printf "%s %d %.0f %d %.1f %.1f %.1f %.2f\n", l, c, t, n, u / hz * 1e6 / n,
+                     s / hz * 1e6 / n, sc / hz * 1e6 / n, sv / n }'
 }
 
 run_switchyard() { # bin round
@@ -266,9 +287,11 @@ if [ "${CALLGRIND}" = 1 ]; then
     echo "(under valgrind: TPS is not comparable; the columns are user-space instructions per ${UNIT})"
     printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "instr" "instr" "-"
 else
-    printf '%-34s %5s %9s %10s %9s %9s\n' "" clients tps "cpu us" "user us" "sys us"
+    printf '%-34s %5s %9s %10s %9s %9s' "" clients tps "cpu us" "user us" "sys us"
+    [ "${SERVERS}" != 1 ] || printf ' %10s %9s' "server us" "srv vcsw"
+    echo
 fi
-sort -k2,2n -k1,1 "${TMP}/results" | awk '
+sort -k2,2n -k1,1 "${TMP}/results" | awk -v servers="${SERVERS}" '
     function median(a, n,    i, j, v) { # insertion sort of a[1..n] (portable awk), middle value
         for (i = 2; i <= n; i++) {
             v = a[i]
@@ -279,12 +302,14 @@ sort -k2,2n -k1,1 "${TMP}/results" | awk '
     }
     function flush() {
         if (key == "") return
-        printf "%-34s %5d %9.0f %10.1f %9.1f %9.1f\n", label, clients,
+        printf "%-34s %5d %9.0f %10.1f %9.1f %9.1f", label, clients,
             median(t, i), median(cpu, i), median(u, i), median(s, i)
-        split("", t); split("", u); split("", s); split("", cpu)
+        if (servers == 1) printf " %10.1f %9.2f", median(sc, i), median(sv, i)
+        printf "\n"
+        split("", t); split("", u); split("", s); split("", cpu); split("", sc); split("", sv)
     }
     { k = $1 " " $2; if (k != key) { flush(); key = k; label = $1; clients = $2; i = 0 }
-      i++; t[i] = $3; u[i] = $5; s[i] = $6; cpu[i] = $5 + $6 }
+      i++; t[i] = $3; u[i] = $5; s[i] = $6; cpu[i] = $5 + $6; sc[i] = $7; sv[i] = $8 }
     END { flush() }'
 
 for p in "${PERFS[@]+"${PERFS[@]}"}"; do
