@@ -44,14 +44,22 @@ async fn sigterm_lets_an_open_transaction_finish_then_exits_zero() {
     setup("drain_t");
     let (yaml, ports) = Proxy::pg_config(shared());
     let yaml = yaml.replace("clusters:", "limits: { shutdown_timeout: 20s }\nclusters:");
+    // Transaction pooling, so that a plain BEGIN is answered by the proxy (sent to the server
+    // only with the transaction's first statement): that session is in a transaction too.
+    let yaml = yaml.replace(
+        "    monitor:",
+        "    pool: { mode: transaction, size: 5 }\n    monitor:",
+    );
     let mut proxy = Proxy::start(&yaml);
     proxy.wait_topology(3);
     let busy = connect(ports.listen).await.unwrap();
     let idle = connect(ports.listen).await.unwrap();
+    let begun = connect(ports.listen).await.unwrap();
     assert_eq!(value(&idle, "SELECT 1").await, "1");
     busy.simple_query("BEGIN; INSERT INTO drain_t VALUES (1)")
         .await
         .unwrap();
+    begun.simple_query("BEGIN").await.unwrap();
 
     proxy.signal("TERM");
     let termed = Instant::now();
@@ -73,6 +81,14 @@ async fn sigterm_lets_an_open_transaction_finish_then_exits_zero() {
     busy.simple_query("COMMIT")
         .await
         .expect("COMMIT while draining");
+    begun
+        .simple_query("INSERT INTO drain_t VALUES (3)")
+        .await
+        .expect("the transaction begun before the drain goes on");
+    begun
+        .simple_query("COMMIT")
+        .await
+        .expect("COMMIT while draining");
     let status = proxy.terminate(Duration::from_secs(20));
     println!(
         "drained and exited {status} {:?} after SIGTERM",
@@ -82,7 +98,7 @@ async fn sigterm_lets_an_open_transaction_finish_then_exits_zero() {
     let c = shared();
     assert_eq!(
         c.psql(c.primary_port(), "app", "SELECT count(*) FROM drain_t"),
-        "2"
+        "3"
     );
 }
 

@@ -679,3 +679,72 @@ async fn an_abandoned_pipeline_leaves_nothing_for_the_next_client() {
     );
     drop(proxy);
 }
+
+/// A plain BEGIN (simple Query) takes no server connection: it is answered by the proxy and goes
+/// to the primary in the same write as the transaction's next request, which then runs in a real
+/// transaction there, through the simple or the extended protocol.
+#[tokio::test]
+async fn a_begin_takes_no_connection_until_the_next_request() {
+    setup("deferred_begin_t");
+    let (yaml, ports) = config(1);
+    let proxy = Proxy::start(&yaml.replace("checkout_timeout: 60s", "checkout_timeout: 2s"));
+    proxy.wait_topology(3);
+    let a = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    let b = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    let count = |i: i32| {
+        format!("/* switchyard: primary */ SELECT count(*) FROM deferred_begin_t WHERE i = {i}")
+    };
+    a.simple_query("BEGIN").await.unwrap();
+    // The primary's pool of one is free: another client writes there at once.
+    b.simple_query("INSERT INTO deferred_begin_t VALUES (0, 1)")
+        .await
+        .expect("the BEGIN held the only primary connection");
+    // a's transaction is real from its next request on: one transaction id across requests, on
+    // the primary, and a savepoint (only allowed in a transaction block) is accepted.
+    let xid = value(&a, "SELECT txid_current()").await;
+    a.simple_query("SAVEPOINT s").await.unwrap();
+    assert_eq!(value(&a, "SELECT txid_current()").await, xid);
+    let port = value(&a, "SELECT current_setting('port')").await;
+    assert_eq!(port, shared().primary_port().to_string());
+    a.simple_query("INSERT INTO deferred_begin_t VALUES (0, 2)")
+        .await
+        .unwrap();
+    a.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(
+        value(&b, &count(2)).await,
+        "0",
+        "the rolled back insert stayed"
+    );
+    // A transaction with nothing in it, then one whose first request is extended-protocol.
+    a.simple_query("START TRANSACTION").await.unwrap();
+    a.simple_query("END").await.unwrap();
+    a.simple_query("begin work;").await.unwrap();
+    a.execute("INSERT INTO deferred_begin_t VALUES ($1, 3)", &[&0i32])
+        .await
+        .unwrap();
+    let xid = value(&a, "SELECT txid_current()").await;
+    assert_eq!(value(&a, "SELECT txid_current()").await, xid);
+    a.simple_query("COMMIT").await.unwrap();
+    assert_eq!(value(&b, &count(3)).await, "1");
+    // A failing first request fails the transaction as on the server itself.
+    a.simple_query("BEGIN").await.unwrap();
+    let err = a
+        .simple_query("INSERT INTO deferred_begin_t VALUES ('x', 4)")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("invalid input syntax"),
+        "{err:?}"
+    );
+    let err = a.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        format!("{err:?}").contains("current transaction is aborted"),
+        "{err:?}"
+    );
+    a.simple_query("ROLLBACK").await.unwrap();
+    // Outside a transaction again: a's connection went back, b may take it.
+    b.simple_query("INSERT INTO deferred_begin_t VALUES (0, 5)")
+        .await
+        .unwrap();
+    assert_eq!(value(&a, "SELECT 1").await, "1");
+}

@@ -3,4 +3,5 @@
 pub mod lines;
 pub mod mysql;
 pub mod pg;
+pub mod plain;
 pub mod slots;

@@ -22,6 +22,9 @@ impl Relay {
             self.client.queue(&msg::ready_for_query(self.status));
             return Ok(());
         }
+        if self.defer_begin(&frames) {
+            return Ok(());
+        }
         if self.pause_pass.is_none() {
             self.pause_pass = Some(self.ctx.pass_pause().await);
         }
@@ -231,7 +234,8 @@ impl Relay {
             return Err(BackendError::Closed);
         };
         let inj = state::plan(info, &mut be.state, &self.prepared);
-        match (inj.frames.is_empty(), frames) {
+        let begin = self.deferred_begin;
+        match (inj.frames.is_empty() && !begin, frames) {
             // The common simple Query: the client's bytes go out as they came, uncopied.
             (true, [one]) => be.conn.write_all(&one.raw).await?,
             _ => {
@@ -240,6 +244,9 @@ impl Relay {
                 let out = &mut self.joined;
                 out.clear();
                 out.reserve(batch_len(frames) + 64);
+                if begin {
+                    out.extend_from_slice(begin::BEGIN_PREFIX);
+                }
                 for f in &inj.frames {
                     out.extend_from_slice(f);
                 }
@@ -252,6 +259,11 @@ impl Relay {
                 }
                 written?;
             }
+        }
+        if begin {
+            // From here the server has the transaction (or refuses it and skips the request).
+            self.deferred_begin = false;
+            self.txn = Some(server);
         }
         if let Some((pid, secret)) = be.conn.key {
             let mut slot = self.cancel_slot.lock();
@@ -297,6 +309,8 @@ impl Relay {
         };
         match self.inflight.back_mut() {
             Some(last) if last.syncs == 0 => {
+                // A pipelined BEGIN goes only with a session's first request: never merged.
+                debug_assert!(!begin);
                 last.syncs += info.syncs;
                 last.swallow += inj.swallow;
                 last.session_texts.extend(texts);
@@ -304,6 +318,7 @@ impl Relay {
             _ => self.inflight.push_back(InFlight {
                 syncs: info.syncs,
                 swallow: inj.swallow,
+                begin: if begin { begin::BEGIN_ANSWERS } else { 0 },
                 saw_error: false,
                 session_texts: texts,
                 route: d.route,
@@ -420,7 +435,8 @@ impl Relay {
             // Rows, their description and command tags need nothing from the session but the
             // bytes: copied in one run, no frame made. Anything else, one frame at a time.
             let client = &mut self.client;
-            if be.conn.forward_run(PASS_THROUGH, |run| client.queue(run)) > 0 {
+            let beginning = self.inflight.front().is_some_and(|f| f.begin > 0);
+            if !beginning && be.conn.forward_run(PASS_THROUGH, |run| client.queue(run)) > 0 {
                 if let Some(frames) = self.inflight.front_mut().and_then(|f| f.retry.take()) {
                     recycle(&mut self.batch, frames);
                 }
@@ -430,6 +446,7 @@ impl Relay {
                 continue;
             }
             match be.conn.buffered_frame() {
+                Ok(Some(f)) if beginning => self.begin_answer(b, f)?,
                 Ok(Some(f)) => self.on_backend_frame(b, f),
                 Ok(None) => return Ok(()),
                 Err(e) => return self.backend_failed(b, e).await,
@@ -443,7 +460,7 @@ impl Relay {
         }
     }
 
-    fn on_backend_frame(&mut self, b: usize, f: Frame) {
+    pub(super) fn on_backend_frame(&mut self, b: usize, f: Frame) {
         let Some(front) = self.inflight.front_mut() else {
             // Asynchronous message while nothing is in flight (notice, notification, status).
             self.client.queue(&f.raw);

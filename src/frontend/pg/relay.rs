@@ -44,6 +44,8 @@ pub struct Backend {
 struct InFlight {
     syncs: usize,
     swallow: usize,
+    /// Answers to a pipelined BEGIN still to come (and to be swallowed) before the batch's own.
+    begin: u8,
     saw_error: bool,
     session_texts: Vec<String>,
     route: Route,
@@ -79,6 +81,8 @@ pub struct Relay {
     /// Transaction pooling: the backend login (user + startup parameters) hashed, for pool keys.
     login_key: u64,
     txn: Option<usize>,
+    /// The client's BEGIN was answered by the proxy and goes with the next request.
+    deferred_begin: bool,
     status: u8,
     pinned: Option<(usize, Reason)>,
     /// Counts this session in `switchyard_pinned_sessions` while it is pinned.
@@ -154,6 +158,7 @@ impl Relay {
             pooled,
             login_key: 0,
             txn: None,
+            deferred_begin: false,
             status: b'I',
             pinned: None,
             pin_gauge: None,
@@ -353,7 +358,9 @@ impl Relay {
 
     /// Nothing in flight, no transaction, nothing buffered: the session may end or be paused.
     fn idle(&self) -> bool {
+        // A session whose BEGIN the proxy answered is in a transaction as its client sees it.
         self.txn.is_none()
+            && !self.deferred_begin
             && self.inflight.is_empty()
             && !self.unsynced
             && !self.copy_in
@@ -496,7 +503,7 @@ impl Relay {
                     Intent::Write | Intent::Pin | Intent::Begin { read_only: false }
                 )
             });
-            if !(strong || self.txn.is_some() || self.bound.is_some()) {
+            if !(strong || self.txn.is_some() || self.deferred_begin || self.bound.is_some()) {
                 return Ok(());
             }
         }
@@ -527,6 +534,10 @@ impl Relay {
         }
         if let Some((p, _)) = self.pinned {
             return Ok(fixed(p, &self.topology(), RouteReason::Pinned));
+        }
+        if self.deferred_begin {
+            // The transaction's first request: the primary, with the BEGIN before it.
+            return self.route(Want::Primary(RouteReason::InTransaction));
         }
         let class = match info.class {
             Some(c) => c,
@@ -576,6 +587,8 @@ fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<Rout
     }
 }
 
+#[path = "begin.rs"]
+mod begin;
 #[path = "causal.rs"]
 mod causal;
 #[path = "dispatch.rs"]
