@@ -24,6 +24,7 @@
 #   SERVERS=1 bench/cpu_per_query.sh                   also the database servers' CPU time and
 #                                                       voluntary context switches per transaction
 #                                                       (every `postgres` or `mariadbd` process)
+#   SCRIPT=/tmp/txn.sql bench/cpu_per_query.sh        pgbench runs that script instead of -S
 #   LOAD=sysbench bench/cpu_per_query.sh                the MySQL side instead: sysbench
 #                                                       oltp_read_only (SB_WORKLOAD) through the demo's
 #                                                       cluster `mysql`, per query (CLIENTS = threads;
@@ -45,6 +46,9 @@ PERF="${PERF:-0}"
 PGBOUNCER="${PGBOUNCER:-0}"
 CALLGRIND="${CALLGRIND:-0}"
 SERVERS="${SERVERS:-0}"
+# pgbench's load: -S, or the script SCRIPT names.
+PGB_LOAD=(-S)
+[ -z "${SCRIPT:-}" ] || PGB_LOAD=(-f "${SCRIPT}")
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
 LOAD="${LOAD:-pgbench}"
 SB_WORKLOAD="${SB_WORKLOAD:-oltp_read_only}"
@@ -159,7 +163,7 @@ load() {
         tps="$(sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\).*/\1/p' <<<"${out}")"
     else
         local j=$(($2 < 2 ? $2 : 2))
-        out="$(pgbench -n -S -M "${MODE}" -c "$2" -j "${j}" -T "$3" -p "$1" 2>&1)" || true
+        out="$(pgbench -n "${PGB_LOAD[@]}" -M "${MODE}" -c "$2" -j "${j}" -T "$3" -p "$1" 2>&1)" || true
         n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"${out}")"
         tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"${out}" | head -1)"
     fi
@@ -272,7 +276,7 @@ if [ "${LOAD}" = sysbench ]; then
     sb "${MYSQL_PRIMARY_PORT}" 1 1 cleanup >/dev/null 2>&1 || true
     sb "${MYSQL_PRIMARY_PORT}" 4 1 prepare >/dev/null || die "sysbench prepare failed"
 else
-    WHAT="pgbench -S -M ${MODE}"
+    WHAT="pgbench ${PGB_LOAD[*]} -M ${MODE}"
 fi
 log "${ROUNDS} rounds of ${WHAT}, ${DURATION} s, clients: ${CLIENTS}"
 for round in $(seq 1 "${ROUNDS}"); do

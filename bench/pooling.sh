@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Transaction-pooling benchmark, in one run:
-#   1. pgbench -S (-M simple/extended/prepared) at 1/16/64/256 clients and tpcb-like at 16 clients
+#   1. pgbench -S (-M simple/extended/prepared) at 1/16/64/256 clients, and at 16 clients tpcb-like
+#      and read-only transactions (BEGIN; two point selects; END: every target runs them on the primary)
 #      against the primary directly, Switchyard (transaction pools of 20 on the primary and 10 on
 #      each of 2 replicas, reads split), PgBouncer 1.18 (transaction mode, primary only), Pgpool-II
 #      4.3 (load balancing over the 3 servers), and PgCat / PgDog when PGCAT_BIN / PGDOG_BIN name their binaries;
@@ -337,13 +338,23 @@ replica_exits() {
 declare -A R=()         # "target|workload|clients" -> tps | fails | n/a (the median over ROUNDS)
 declare -A RR=()        # the same key -> every round's result, space-separated
 declare -A NOTE=()      # target -> why it was skipped
-WORKLOADS=("select-simple:-S:simple" "select-extended:-S:extended" "select-prepared:-S:prepared" "tpcb-like::simple")
+# name:pgbench flag:mode; a workload with no flag (tpcb-like) or a script (-f) runs at TPCB_CLIENTS only.
+WORKLOADS=("select-simple:-S:simple" "select-extended:-S:extended" "select-prepared:-S:prepared"
+    "tpcb-like::simple" "read-txn:-f${TMP}/read-txn.sql:simple")
+cat >"${TMP}/read-txn.sql" <<'SQL'
+\set aid random(1, 100000 * :scale)
+BEGIN;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid % (100000 * :scale) + 1;
+END;
+SQL
 
 # pgb LABEL PORT MODE CLIENTS EXTRA... -> tps on stdout, or "fails" (first error line to stderr)
 pgb() {
     local label="$1" port="$2" mode="$3" c="$4" out rc=0
     shift 4
-    local j=$((c < 2 ? c : 2)) logf="${TMP}/pgbench-${label}-${mode}-${c}${1:-}.log"
+    local extra="${1:-}"
+    local j=$((c < 2 ? c : 2)) logf="${TMP}/pgbench-${label}-${mode}-${c}${extra##*/}.log"
     pgbench -n -h 127.0.0.1 -p "${port}" -M "${mode}" -c "${c}" -j "${j}" -T "${DURATION}" "$@" app \
         >"${logf}" 2>&1 || rc=$?
     local tps
@@ -369,12 +380,12 @@ bench_target() {
         log "  ${target} warm-up failed: $(grep -m1 -E 'error:|ERROR|FATAL' "${TMP}/pgbench-${target}-warmup.log" || true)"
     for spec in "${WORKLOADS[@]}"; do
         IFS=: read -r name flag mode <<<"${spec}"
-        if [ -n "${flag}" ]; then
+        if [ -n "${flag}" ] && [ "${flag#-f}" = "${flag}" ]; then
             for c in ${CLIENTS}; do
                 record "${target}|${name}|${c}" "$(pgb "${target}" "${port}" "${mode}" "${c}" "${flag}")"
             done
         else
-            record "${target}|${name}|${TPCB_CLIENTS}" "$(pgb "${target}" "${port}" "${mode}" "${TPCB_CLIENTS}")"
+            record "${target}|${name}|${TPCB_CLIENTS}" "$(pgb "${target}" "${port}" "${mode}" "${TPCB_CLIENTS}" ${flag:+"${flag}"})"
             wait_pg_replicas
         fi
     done
@@ -694,6 +705,7 @@ part_pgbench() {
     print_table select-extended "select-only -M extended" "${CLIENTS}"
     print_table select-prepared "select-only -M prepared" "${CLIENTS}"
     print_table tpcb-like "tpcb-like -M simple" "${TPCB_CLIENTS}"
+    print_table read-txn "read-only transactions (BEGIN; 2 selects; END) -M simple" "${TPCB_CLIENTS}"
     echo
     echo "direct = the primary alone; switchyard (balance: ${BALANCE}), pgcat and pgdog split reads over the"
     echo "2 replicas; pgbouncer is in front of the primary only; pgpool balances over all 3. \"fails\" ="
