@@ -587,6 +587,8 @@ fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<Rout
     }
 }
 
+#[path = "answers.rs"]
+mod answers;
 #[path = "begin.rs"]
 mod begin;
 #[path = "causal.rs"]

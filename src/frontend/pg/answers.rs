@@ -1,0 +1,206 @@
+//! A server's answers: forwarded to the client as they come, the end of a request or transaction
+//! (the connection goes back to its pool), asynchronous messages, and a lost server connection.
+
+use super::dispatch::recycle;
+use super::*;
+
+impl Relay {
+    /// Forward everything buffered from the bound server.
+    pub(super) async fn drain_backend(&mut self, b: usize) -> Result<(), ClientError> {
+        loop {
+            let Some(be) = self.backends[b].as_mut() else {
+                return Ok(());
+            };
+            // Rows, their description and command tags need nothing from the session but the
+            // bytes: copied in one run, no frame made. Anything else, one frame at a time.
+            let client = &mut self.client;
+            let beginning = self.inflight.front().is_some_and(|f| f.begin > 0);
+            if !beginning && be.conn.forward_run(PASS_THROUGH, |run| client.queue(run)) > 0 {
+                if let Some(frames) = self.inflight.front_mut().and_then(|f| f.retry.take()) {
+                    recycle(&mut self.batch, frames);
+                }
+                if self.client.queued() > CLIENT_FLUSH_BYTES {
+                    self.client.flush().await?;
+                }
+                continue;
+            }
+            match be.conn.buffered_frame() {
+                Ok(Some(f)) if beginning => self.begin_answer(b, f)?,
+                Ok(Some(f)) => self.on_backend_frame(b, f),
+                Ok(None) => return Ok(()),
+                Err(e) => return self.backend_failed(b, e).await,
+            }
+            if self.client.queued() > CLIENT_FLUSH_BYTES {
+                self.client.flush().await?;
+            }
+            if self.bound != Some(b) {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(super) fn on_backend_frame(&mut self, b: usize, f: Frame) {
+        let Some(front) = self.inflight.front_mut() else {
+            // Asynchronous message while nothing is in flight (notice, notification, status).
+            self.client.queue(&f.raw);
+            return;
+        };
+        if let Some(frames) = front.retry.take() {
+            recycle(&mut self.batch, frames);
+        }
+        match f.tag {
+            b'1' | b'3' if front.swallow > 0 => {
+                front.swallow -= 1;
+                return;
+            }
+            b'E' => {
+                front.saw_error = true;
+                front.swallow = 0;
+            }
+            b'G' => self.copy_in = true,
+            b'Z' => {
+                self.client.queue(&f.raw);
+                self.on_ready(b, f.body().first().copied().unwrap_or(b'I'));
+                return;
+            }
+            _ => {}
+        }
+        self.client.queue(&f.raw);
+    }
+
+    fn on_ready(&mut self, b: usize, status: u8) {
+        self.copy_in = false;
+        self.status = status;
+        self.txn = if status == b'I' { None } else { Some(b) };
+        let done = match self.inflight.front_mut() {
+            Some(front) => {
+                front.syncs = front.syncs.saturating_sub(1);
+                front.syncs == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(fl) = self.inflight.pop_front() {
+                self.observe(fl.route, fl.started.elapsed().as_secs_f64());
+                if !fl.saw_error && !fl.session_texts.is_empty() {
+                    let drops = fl.session_texts.iter().any(|t| state::drops_statements(t));
+                    for t in fl.session_texts {
+                        let prev = self.history_hashes.last().copied().unwrap_or(0);
+                        self.history_hashes.push(state::chain(prev, &t));
+                        self.history.push(t);
+                    }
+                    if let Some(be) = self.backends[b].as_mut() {
+                        be.state.applied = self.history.len();
+                        be.state.applied_hash = self.history_hashes.last().copied().unwrap_or(0);
+                        if drops {
+                            be.state.statements.clear();
+                        }
+                    }
+                }
+            }
+        }
+        if self.inflight.is_empty() && !self.unsynced && self.txn.is_none() {
+            self.bound = None;
+            self.gate_pass = None;
+            self.pause_pass = None;
+            *self.cancel_slot.lock() = None;
+            self.release_idle();
+        }
+    }
+
+    /// Forward asynchronous messages an idle (not bound) server sent, e.g. LISTEN notifications.
+    pub(super) async fn drain_idle(&mut self, b: usize) -> Result<(), ClientError> {
+        loop {
+            let next = match self.backends[b].as_mut() {
+                Some(be) => be.conn.buffered_frame(),
+                None => return Ok(()),
+            };
+            match next {
+                Ok(Some(f)) if f.tag == b'E' => {
+                    let fields = msg::error_fields(f.body());
+                    tracing::info!(cluster = %self.ctx.name, code = %fields.code, "idle server connection ended: {}", fields.message);
+                    return self
+                        .backend_failed(b, BackendError::Server(fields, f.raw))
+                        .await;
+                }
+                Ok(Some(f)) => self.client.queue(&f.raw),
+                Ok(None) => return Ok(()),
+                Err(e) => return self.backend_failed(b, e).await,
+            }
+        }
+    }
+
+    /// A server connection broke. Retry a read that got no answer yet; otherwise tell the client.
+    pub(super) async fn backend_failed(
+        &mut self,
+        b: usize,
+        e: BackendError,
+    ) -> Result<(), ClientError> {
+        let name = self.ctx.config().servers[b].name.clone();
+        self.ctx
+            .metrics
+            .error(&self.ctx.name, ErrorKind::BackendLost);
+        let was_bound = self.bound == Some(b);
+        let tied = self.txn == Some(b) || self.pinned.map(|p| p.0) == Some(b);
+        self.drop_backend(b);
+        if !was_bound {
+            if tied {
+                return Err(ClientError::fatal(
+                    "08006",
+                    format!(
+                        "server connection holding this session's state was lost ({name}): {e}"
+                    ),
+                    ErrorKind::BackendLost,
+                ));
+            }
+            tracing::info!(cluster = %self.ctx.name, server = %name, error = %e, "idle server connection dropped");
+            return Ok(());
+        }
+        let retry = match (self.inflight.len(), self.inflight.front_mut()) {
+            (1, Some(front)) => front.retry.take(),
+            _ => None,
+        };
+        // The server usually says why before it goes (57P01 admin shutdown...): that was forwarded.
+        let told = self.inflight.front().is_some_and(|f| f.saw_error);
+        self.inflight.clear();
+        self.unsynced = false;
+        self.copy_in = false;
+        *self.cancel_slot.lock() = None;
+        if let (Some(frames), false) = (retry, tied) {
+            tracing::warn!(cluster = %self.ctx.name, server = %name, error = %e, "replica lost before answering; retrying the read elsewhere");
+            self.excluded.push(b);
+            let mut again = frames;
+            again.append(&mut self.batch);
+            self.batch = again;
+            self.batch_ready = true;
+            return Ok(());
+        }
+        if tied {
+            return Err(ClientError::fatal(
+                "08006",
+                format!("server connection lost during a transaction ({name}): {e}"),
+                ErrorKind::BackendLost,
+            ));
+        }
+        tracing::warn!(cluster = %self.ctx.name, server = %name, error = %e, "server connection lost mid-request");
+        let err = ClientError::error(
+            "08006",
+            format!("server connection lost while running the request ({name}): {e}"),
+            ErrorKind::BackendLost,
+        );
+        if !told {
+            self.client.queue(&err.to_message());
+        }
+        self.client.queue(&msg::ready_for_query(b'I'));
+        self.status = b'I';
+        self.txn = None;
+        self.gate_pass = None;
+        self.pause_pass = None;
+        Ok(())
+    }
+}
+
+/// Server messages [`Relay::drain_backend`] forwards as they are: DataRow, RowDescription,
+/// CommandComplete, BindComplete, NoData, ParameterDescription, PortalSuspended
+/// ([`Relay::on_backend_frame`] does nothing else with them).
+const PASS_THROUGH: &[u8] = b"DTC2nts";
