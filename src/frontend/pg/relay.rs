@@ -287,20 +287,6 @@ impl Relay {
         ))
     }
 
-    /// With transaction pooling a read prefers a replica whose pool can serve it now.
-    fn route(&self, want: Want) -> Result<Decision, RouteError> {
-        let topo = self.topology();
-        let pooling = self.pooling();
-        decide_ready(
-            want,
-            &topo,
-            &self.ctx.config().routing,
-            &self.ctx.balancer,
-            &self.excluded,
-            |i| !pooling || self.pool_ready(i),
-        )
-    }
-
     /// Whether the session's pool for server `i` would serve a checkout now (a hint).
     fn pool_ready(&self, i: usize) -> bool {
         self.pools
@@ -523,68 +509,6 @@ impl Relay {
         self.batch_ready = false;
         self.dispatch(frames, info, target).await
     }
-
-    /// Decide where a batch goes.
-    fn target_for(&self, info: &BatchInfo) -> Result<Decision, RouteError> {
-        if let Some(b) = self.bound.filter(|&b| self.unsynced || self.txn == Some(b)) {
-            return Ok(fixed(b, &self.topology(), RouteReason::InTransaction));
-        }
-        if let Some(t) = self.txn {
-            return Ok(fixed(t, &self.topology(), RouteReason::InTransaction));
-        }
-        if let Some((p, _)) = self.pinned {
-            return Ok(fixed(p, &self.topology(), RouteReason::Pinned));
-        }
-        if self.deferred_begin {
-            // The transaction's first request: the primary, with the BEGIN before it.
-            return self.route(Want::Primary(RouteReason::InTransaction));
-        }
-        let class = match info.class {
-            Some(c) => c,
-            None => return self.any_backend(RouteReason::Class(Reason::Empty)),
-        };
-        match choose(class, self.route_override) {
-            Choice::Want(want) => self.route(want),
-            Choice::Anywhere(reason) => self.any_backend(reason),
-        }
-    }
-
-    /// Statements that may run anywhere: reuse the last server if it is still connected.
-    fn any_backend(&self, reason: RouteReason) -> Result<Decision, RouteError> {
-        let topo = self.topology();
-        let usable =
-            |l: usize| self.backends[l].is_some() && topo.servers.get(l).is_some_and(|s| !s.fenced);
-        if let Some(l) = self.last_used.filter(|&l| usable(l)) {
-            return Ok(fixed(l, &topo, reason));
-        }
-        self.route(Want::Replica(reason))
-    }
-}
-
-/// A decision for a server the session is already tied to.
-fn fixed(server: usize, topo: &Topology, reason: RouteReason) -> Decision {
-    let route = match topo.servers.get(server).map(|s| s.role) {
-        Some(crate::topology::Role::Replica) => Route::Replica,
-        _ => Route::Primary,
-    };
-    Decision {
-        server,
-        route,
-        reason,
-    }
-}
-
-fn local_answer(class: &Option<Classification>, frames: &[Frame]) -> Option<RouteOverride> {
-    match (class, frames) {
-        (
-            Some(Classification {
-                intent: Intent::ProxyRoute(o),
-                ..
-            }),
-            [f],
-        ) if f.tag == b'Q' => Some(*o),
-        _ => None,
-    }
 }
 
 #[path = "answers.rs"]
@@ -597,80 +521,11 @@ mod causal;
 mod dispatch;
 #[path = "pooled.rs"]
 pub mod pooled;
+#[path = "route.rs"]
+mod route;
 
-/// A `switchyard.consistency` setting inside a SET text or a startup `options` string
-/// (`-c switchyard.consistency=strong`).
-pub fn consistency_setting(text: &str) -> Option<Consistency> {
-    match proxy_setting(text, "consistency")?.as_str() {
-        "eventual" => Some(Consistency::Eventual),
-        "read_your_writes" => Some(Consistency::ReadYourWrites),
-        "global" => Some(Consistency::Global),
-        "strong" => Some(Consistency::Strong),
-        _ => None,
-    }
-}
-
-/// `SET switchyard.debug = on|off` (also `-c switchyard.debug=on`, MySQL `SET @switchyard_debug =
-/// 1`): log (and, on PostgreSQL, tell the client in a NOTICE) where each statement goes and why.
-pub fn debug_setting(text: &str) -> Option<bool> {
-    match proxy_setting(text, "debug")?.as_str() {
-        "on" | "true" | "1" | "yes" => Some(true),
-        "off" | "false" | "0" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-/// The value word of `switchyard.<name>` / `switchyard_<name>` assigned in `text`, lower case.
-fn proxy_setting(text: &str, name: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    let dotted = format!("switchyard.{name}");
-    let at = lower
-        .find(&dotted)
-        .or_else(|| lower.find(&format!("switchyard_{name}")))?
-        + dotted.len();
-    let rest = lower[at..].trim_start();
-    let rest = rest
-        .strip_prefix('=')
-        .or_else(|| rest.strip_prefix("to "))
-        .unwrap_or(rest)
-        .trim_start();
-    Some(
-        rest.trim_start_matches(['\'', '"'])
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect(),
-    )
-}
-
-#[cfg(test)]
-mod consistency_tests {
-    use super::*;
-
-    #[test]
-    fn consistency_settings_are_read() {
-        assert_eq!(
-            consistency_setting("SET switchyard.consistency = strong"),
-            Some(Consistency::Strong)
-        );
-        assert_eq!(
-            consistency_setting("set switchyard.consistency to 'global';"),
-            Some(Consistency::Global)
-        );
-        assert_eq!(
-            consistency_setting("-c switchyard.consistency=eventual"),
-            Some(Consistency::Eventual)
-        );
-        assert_eq!(
-            consistency_setting("SET @switchyard_consistency = 'strong'"),
-            Some(Consistency::Strong)
-        );
-        assert_eq!(consistency_setting("SET search_path = x"), None);
-        assert_eq!(
-            consistency_setting("SET switchyard.consistency = bogus"),
-            None
-        );
-    }
-}
+pub use route::{consistency_setting, debug_setting};
+use route::{fixed, local_answer};
 
 #[cfg(test)]
 mod task_size_tests {
