@@ -138,12 +138,13 @@ cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 # server_ticks: "user+sys ticks, voluntary context switches" summed over the database servers'
 # processes and threads (postgres is one process per connection, mariadbd one thread per one).
 server_ticks() {
-    local comm t
+    local comm t name
     case "${LOAD}" in pgbench) comm=postgres ;; *) comm=mariadbd ;; esac
     for t in /proc/[0-9]*/task/[0-9]*; do
-        [ "$(cat "${t}/comm" 2>/dev/null)" = "${comm}" ] || continue
-        printf '%s %s\n' "$(awk '{ print $14 + $15 }' "${t}/stat" 2>/dev/null)" \
-            "$(awk '/^voluntary_ctxt_switches/ { print $2 }' "${t}/status" 2>/dev/null)"
+        read -r name <"${t}/comm" 2>/dev/null && [ "${name}" = "${comm}" ] || continue
+        # One awk per thread: its ticks from stat (line 1), its switches from status.
+        awk 'FNR == NR { c = $14 + $15; next } /^voluntary_ctxt_switches/ { print c, $2 }' \
+            "${t}/stat" "${t}/status" 2>/dev/null
     done | awk '{ c += $1; v += $2 } END { printf "%d %d\n", c, v }'
 }
 

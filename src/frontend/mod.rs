@@ -3,5 +3,4 @@
 pub mod lines;
 pub mod mysql;
 pub mod pg;
-pub mod plain;
 pub mod slots;

@@ -8,7 +8,19 @@
 //! nothing of the transaction can run outside it; the session then ends with the server's error.
 
 use super::*;
-use crate::frontend::plain::is_plain;
+
+/// Whether `text` is exactly one of the `words` lists: ASCII case-insensitive, blanks and one final
+/// `;` allowed, nothing else (no comments, options or further statements).
+fn is_plain(text: &str, words: &[&[&str]]) -> bool {
+    let text = text.trim();
+    let text = text.strip_suffix(';').unwrap_or(text);
+    words.iter().any(|w| {
+        let mut got = text.split_ascii_whitespace();
+        w.iter()
+            .all(|x| got.next().is_some_and(|g| g.eq_ignore_ascii_case(x)))
+            && got.next().is_none()
+    })
+}
 
 const BEGIN: &[&[&str]] = &[
     &["BEGIN"],
@@ -56,10 +68,17 @@ pub(super) const BEGIN_ANSWERS: u8 = 3;
 impl Relay {
     /// Answer `frames` locally when they are one simple Query with a BEGIN that can wait for the
     /// transaction's next request, or the end of such a transaction before any request ran.
-    /// `true`: answered.
-    pub(super) fn defer_begin(&mut self, frames: &[Frame]) -> bool {
+    /// `class` is the batch's classification: only a BEGIN or a transaction end has its words
+    /// looked at. `true`: answered.
+    pub(super) fn defer_begin(&mut self, frames: &[Frame], class: Option<Classification>) -> bool {
+        let wanted = if self.deferred_begin {
+            Intent::TxnControl
+        } else {
+            Intent::Begin { read_only: false }
+        };
         let [f] = frames else { return false };
-        let idle = f.tag == b'Q'
+        let idle = class.is_some_and(|c| c.intent == wanted)
+            && f.tag == b'Q'
             && self.pooling()
             && self.txn.is_none()
             && self.pinned.is_none()
@@ -129,6 +148,32 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_exact_words_match() {
+        let begin: &[&[&str]] = &[&["BEGIN"], &["START", "TRANSACTION"]];
+        for t in [
+            "BEGIN",
+            "begin;",
+            "  Begin ; ",
+            "start  transaction;",
+            "\tBEGIN\n",
+        ] {
+            assert!(is_plain(t, begin), "{t:?}");
+        }
+        for t in [
+            "",
+            ";",
+            "BEGIN;;",
+            "BEGIN; SELECT 1",
+            "BEGIN WORK",
+            "START TRANSACTION READ ONLY",
+            "/* c */ BEGIN",
+            "BEGIN -- c",
+        ] {
+            assert!(!is_plain(t, begin), "{t:?}");
+        }
+    }
 
     #[test]
     fn postgres_begins_and_ends_by_their_words() {

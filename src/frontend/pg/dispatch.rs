@@ -22,7 +22,7 @@ impl Relay {
             self.client.queue(&msg::ready_for_query(self.status));
             return Ok(());
         }
-        if self.defer_begin(&frames) {
+        if self.defer_begin(&frames, info.class) {
             return Ok(());
         }
         if self.pause_pass.is_none() {
