@@ -54,6 +54,29 @@ impl Relay {
             .unwrap_or(d))
     }
 
+    /// Whether `causal_route` would have to check the replica of `d` before this read (so the
+    /// read must not go out while the session has a request in flight).
+    pub(super) fn needs_causal_check(&self, d: &Decision, info: &BatchInfo) -> bool {
+        let is_read = info.prepare_only
+            || info.class.is_some_and(|c| {
+                matches!(c.intent, Intent::Read | Intent::Begin { read_only: true })
+            });
+        if d.route != Route::Replica || !is_read {
+            return false;
+        }
+        match (self.consistency(), self.causal_lsn) {
+            (Consistency::Eventual | Consistency::Strong, _) => false,
+            (Consistency::ReadYourWrites, None) => self.wrote,
+            (Consistency::ReadYourWrites, Some(lsn)) => {
+                self.wrote
+                    || self.backends[d.server]
+                        .as_ref()
+                        .is_none_or(|b| b.replayed < lsn)
+            }
+            (Consistency::Global, _) => true,
+        }
+    }
+
     /// Whether the primary serves this session without a wait in line: no pooling, a primary
     /// connection in hand, or one free in the primary's pool (a hint, as for routing).
     fn primary_at_hand(&self) -> bool {

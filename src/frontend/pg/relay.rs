@@ -498,7 +498,15 @@ impl Relay {
         let info = analyse(&frames, &self.ctx.classifier.load(), &self.prepared);
         let target = self.target_for(&info);
         if let Some(b) = self.bound {
-            if target.as_ref().map(|t| t.server) != Ok(b) && !self.unsynced && self.txn != Some(b) {
+            let switching = target.as_ref().map(|t| t.server) != Ok(b);
+            // A read that must first be checked against its replica (read-your-writes, global)
+            // waits too, even for the busy server itself: no check runs while a request is in
+            // flight on the session (`causal_route`), and whatever is in flight (a Close, say)
+            // was never checked against the session's last write.
+            let unchecked = target
+                .as_ref()
+                .is_ok_and(|t| self.needs_causal_check(t, &info));
+            if (switching || unchecked) && !self.unsynced && self.txn != Some(b) {
                 // Wait for the busy server to finish before switching.
                 self.batch = frames;
                 self.batch_ready = true;
