@@ -189,6 +189,22 @@ async fn postgres_consistency_levels_with_delayed_replicas() {
         let row = c.query_one(&sql, &[]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 1, "{t}");
     }
+    // The driver closes the statement of each execute() right after its answer (Close + Sync).
+    // With the primary's connection already back in its pool, that Close may go to a replica,
+    // and the read-back that follows to the same one: it must still be checked against the
+    // write, not sent behind the Close unchecked.
+    let read = c
+        .prepare("SELECT count(*) FROM notes WHERE note = $1")
+        .await
+        .unwrap();
+    for i in 0..40 {
+        let note = format!("pooled-{i}");
+        c.execute("INSERT INTO notes (note) VALUES ($1)", &[&note])
+            .await
+            .unwrap();
+        let n: i64 = c.query_one(&read, &[&note]).await.unwrap().get(0);
+        assert_eq!(n, 1, "{note}: the read-back missed the session's own write");
+    }
     drop(pooled);
 
     // strong: always the primary.
