@@ -27,6 +27,8 @@
 # pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
 # SWITCHYARD_BIN (another build, e.g. for before/after runs; implies no build of its own),
 # SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1": one thread, single-threaded scheduler),
+# BUSY_POLL (200us; with "--threads 1" in SWITCHYARD_ARGS the latency part also runs a second
+# Switchyard with --busy-poll BUSY_POLL, reported on its own row; 0: not),
 # POOL_SIZE (20; PgBouncer's one pool, Pgpool-II's, PgCat's and PgDog's per server, Switchyard's on
 # the primary), REPLICA_POOL_SIZE (POOL_SIZE / 2: Switchyard's pool on each of the 2 replicas, so its
 # reads run over as many server connections in all as PgBouncer's reads on the primary),
@@ -76,6 +78,7 @@ DEMO_CONFIG="${ROOT}/.demo/switchyard.yaml"
 BIN="${SWITCHYARD_BIN:-${ROOT}/target/release/switchyard}"
 [ -z "${SWITCHYARD_BIN:-}" ] || SKIP_BUILD=1
 read -r -a SY_ARGS <<<"${SWITCHYARD_ARGS:-}"
+BUSY_POLL="${BUSY_POLL:-200us}"
 CLIENT_BIN="${ROOT}/target/release/examples/pool_clients"
 SB_TABLES=4 SB_TABLE_SIZE=10000
 export PGPASSWORD=app-secret PGUSER=app PGHOST=127.0.0.1 PGDATABASE=app
@@ -815,6 +818,7 @@ part_sysbench() {
 # ---- 3. latency ----
 
 LAT_ADDED=""
+LAT_ADDED_BP=""
 # lat_run LABEL PORT [HOST] -> "median_us p99_us count" (HOST: 127.0.0.1, or a socket directory)
 lat_run() {
     local prefix="${TMP}/lat-$1" rc=0
@@ -865,6 +869,16 @@ part_latency() {
     rm -f "${TMP}"/lat.*
     alloc_port sy_port
     start_switchyard latency main "${sy_port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}" || sy_port=""
+    local sy_pid="${SY_PID}" sy_sockdir="${SY_SOCKDIR}" bp_port="" bp_pid="" bp_sockdir=""
+    # The same proxy with busy polling (it needs the one-thread runtime).
+    if [ -n "${BUSY_POLL}" ] && [ "${BUSY_POLL}" != 0 ] && [[ " ${SWITCHYARD_ARGS:-} " == *" --threads 1 "* ]]; then
+        alloc_port bp_port
+        local args=("${SY_ARGS[@]}")
+        SY_ARGS+=(--busy-poll "${BUSY_POLL}")
+        start_switchyard latency-bp main "${bp_port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}" || bp_port=""
+        SY_ARGS=("${args[@]}")
+        bp_pid="${SY_PID}" bp_sockdir="${SY_SOCKDIR}"
+    fi
     # PgBouncer as the reference for what one loopback hop through a pooler costs on this host
     # (one client keeps its server connection, so -M prepared works through it here).
     if has "${TARGETS}" pgbouncer; then
@@ -878,7 +892,11 @@ part_latency() {
         if [ -n "${sy_port}" ]; then
             lat_round switchyard "${sy_port}"
             # A client on the proxy's host may use its Unix-domain socket instead.
-            lat_round switchyard-unix "${sy_port}" "${SY_SOCKDIR}"
+            lat_round switchyard-unix "${sy_port}" "${sy_sockdir}"
+        fi
+        if [ -n "${bp_port}" ]; then
+            lat_round switchyard-bp "${bp_port}"
+            lat_round switchyard-bp-unix "${bp_port}" "${bp_sockdir}"
         fi
         if [ -n "${pgb_port}" ]; then
             lat_round pgbouncer "${pgb_port}"
@@ -886,17 +904,20 @@ part_latency() {
         fi
         log "  latency round ${r} done"
     done
-    stop_bg "${SY_PID}"
+    stop_bg "${sy_pid}"
+    [ -z "${bp_pid}" ] || stop_bg "${bp_pid}"
     [ -z "${pgb_port}" ] || stop_bg "${PGB_PID}"
     echo
     echo "== 3. latency (pgbench -c 1 -S -M prepared, ${LAT_DURATION} s, per query; medians of ${LAT_ROUNDS} rounds) =="
     printf '%-28s %12s %12s %12s %12s %12s\n' "" "median us" "p99 us" "queries" "added med" "added p99"
-    for label in direct switchyard switchyard-unix pgbouncer pgbouncer-unix; do
+    for label in direct switchyard switchyard-unix switchyard-bp switchyard-bp-unix pgbouncer pgbouncer-unix; do
         [ -f "${TMP}/lat.${label}" ] || continue
         local name="${label}"
         case "${label}" in
         direct) name="direct (primary)" ;;
         switchyard) name="switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" ;;
+        switchyard-bp) name="  ... --busy-poll ${BUSY_POLL}" ;;
+        switchyard-bp-unix) name="  ... --busy-poll, socket" ;;
         pgbouncer) name="pgbouncer 1.18 txn/${POOL_SIZE}" ;;
         *-unix) name="  ... through its socket" ;;
         esac
@@ -909,6 +930,12 @@ part_latency() {
             awk '$1 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ { printf "%s%d", (n++ ? " / " : ""), $4 - $1 }')"
         LAT_ADDED="$(lat_added switchyard 1)"
         [[ "${LAT_ADDED}" =~ ^-?[0-9]+$ ]] || LAT_ADDED=""
+    fi
+    if [ -f "${TMP}/lat.switchyard-bp" ]; then
+        echo "added with --busy-poll ${BUSY_POLL}, round by round (median us): $(paste -d ' ' "${TMP}/lat.direct" "${TMP}/lat.switchyard-bp" |
+            awk '$1 ~ /^[0-9]+$/ && $4 ~ /^[0-9]+$/ { printf "%s%d", (n++ ? " / " : ""), $4 - $1 }')"
+        LAT_ADDED_BP="$(lat_added switchyard-bp 1)"
+        [[ "${LAT_ADDED_BP}" =~ ^-?[0-9]+$ ]] || LAT_ADDED_BP=""
     fi
 }
 
@@ -1023,6 +1050,11 @@ part_targets() {
             verdict="NOT met"
             [ "${LAT_ADDED}" -le 30 ] && verdict=met
             printf '%-62s %s\n' "median added latency <= 30 us at 1 client" "${verdict} (${LAT_ADDED} us)"
+            if [ -n "${LAT_ADDED_BP}" ]; then
+                verdict="NOT met"
+                [ "${LAT_ADDED_BP}" -le 30 ] && verdict=met
+                printf '%-62s %s\n' "  ... with --busy-poll ${BUSY_POLL} (a core polls at low load)" "${verdict} (${LAT_ADDED_BP} us)"
+            fi
         else
             printf '%-62s %s\n' "median added latency <= 30 us at 1 client" "not measured"
         fi

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
+use crate::busy_poll::BusyPoll;
 use crate::classify::{Classifier, ClassifierSettings, Dialect};
 use crate::config::{Config, Protocol};
 use crate::failover::WriteGate;
@@ -30,8 +31,10 @@ pub async fn run(
     config: Config,
     source: Option<PathBuf>,
     shutdown: CancellationToken,
+    busy_poll: Option<Duration>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    let busy_poll = busy_poll.map(BusyPoll::new);
     let tracker = TaskTracker::new();
     let users = build_users(&config.users);
     let client_slots = Arc::new(Semaphore::new(config.limits.max_client_connections));
@@ -94,6 +97,7 @@ pub async fn run(
             draining: Default::default(),
             pg_pools: Default::default(),
             my_pools: Default::default(),
+            busy_poll: busy_poll.clone(),
         });
         {
             // SIGTERM: idle sessions close (see `ClusterCtx::drain_wait`).
@@ -125,6 +129,16 @@ pub async fn run(
                 tracker.clone(),
             ));
         }
+    }
+    if let Some(poller) = busy_poll {
+        tracing::info!(window = ?poller.window(), "busy polling after client requests at low load");
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = poller.run() => {}
+                _ = stop.cancelled() => {}
+            }
+        });
     }
     let admin_token = Arc::new(ArcSwap::from_pointee(config.admin.token.clone()));
     let reloader = Arc::new(Reloader::new(

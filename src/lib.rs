@@ -11,11 +11,13 @@
 //! - [`admin`]: HTTP `/metrics`, `/health`, `/ready`, `/api/clusters`.
 //! - [`metrics`]: the typed Prometheus registry.
 //! - [`drain`]: the SIGTERM drain as idle sessions wait for it.
+//! - [`busy_poll`]: `--busy-poll`, polling instead of sleeping after a request at low load.
 //! - [`app`]: builds the shared state, spawns listeners, monitor and admin, owns shutdown.
 
 pub mod admin;
 pub mod app;
 pub mod backend;
+pub mod busy_poll;
 pub mod classify;
 pub mod config;
 pub mod drain;

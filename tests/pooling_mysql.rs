@@ -653,3 +653,47 @@ async fn last_insert_id_is_the_sessions_own_across_pooled_connections() {
     }
     drop(proxy);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_serves_clients_and_sleeps_when_idle() {
+    setup(
+        "DROP TABLE IF EXISTS app.busy_poll_t; \
+         CREATE TABLE app.busy_poll_t (i INT PRIMARY KEY) ENGINE=InnoDB",
+    );
+    let (yaml, ports) = config(4);
+    let proxy = Proxy::start_args(&yaml, &["--threads", "1", "--busy-poll", "300us"]);
+    proxy.wait_topology(3);
+    let mut c = connect(ports.listen).await;
+    let ins = c.prep("INSERT INTO busy_poll_t VALUES (?)").await.unwrap();
+    for i in 0..200i64 {
+        c.exec_drop(&ins, (i,)).await.unwrap();
+        // Binary and text protocol; a transaction reads its own writes on the primary.
+        let sum: Option<i64> = c.exec_first("SELECT ? + 1", (i,)).await.unwrap();
+        assert_eq!(sum, Some(i + 1));
+        let mut t = c
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .unwrap();
+        let n: Option<i64> = t
+            .query_first("SELECT count(*) FROM busy_poll_t")
+            .await
+            .unwrap();
+        assert_eq!(n, Some(i + 1));
+        t.commit().await.unwrap();
+    }
+    // Idle: polling stops once the window after the last request has passed.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = proxy.cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = proxy.cpu_ticks() - before;
+    assert!(
+        idle < 40,
+        "the idle proxy used {idle} ticks in 2 s: it polls while idle"
+    );
+    let n: Option<i64> = c
+        .query_first("SELECT count(*) FROM busy_poll_t")
+        .await
+        .unwrap();
+    assert!(n.is_some());
+    c.disconnect().await.unwrap();
+}

@@ -748,3 +748,84 @@ async fn a_begin_takes_no_connection_until_the_next_request() {
         .unwrap();
     assert_eq!(value(&a, "SELECT 1").await, "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_serves_clients_and_sleeps_when_idle() {
+    setup("busy_poll_t");
+    let (yaml, ports) = config(4);
+    let proxy = Proxy::start_args(&yaml, &["--threads", "1", "--busy-poll", "300us"]);
+    proxy.wait_topology(3);
+    assert!(proxy.log().contains("busy polling"), "{}", proxy.log());
+    let mut c = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    let read = c
+        .prepare("SELECT count(*), inet_server_port() FROM busy_poll_t WHERE client = $1")
+        .await
+        .unwrap();
+    for i in 0..200 {
+        c.execute("INSERT INTO busy_poll_t VALUES (1, $1)", &[&i])
+            .await
+            .unwrap();
+        // Read back (read_your_writes) through the extended and the simple protocol.
+        let row = c.query_one(&read, &[&1i32]).await.unwrap();
+        let n: i64 = row.get(0);
+        let port: i32 = row.get(1);
+        assert_eq!(
+            n,
+            i64::from(i) + 1,
+            "read {i} (from port {port}) missed its own write"
+        );
+        let t = c.transaction().await.unwrap();
+        assert_eq!(
+            value_t(&t, "SELECT count(*) FROM busy_poll_t").await,
+            (i + 1).to_string()
+        );
+        t.commit().await.unwrap();
+    }
+    // Another client at the same time: two sessions waiting for servers at once.
+    let d = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    let (x, y) = tokio::join!(
+        value(&c, "SELECT count(*) FROM busy_poll_t"),
+        value(&d, "SELECT sum(i) FROM busy_poll_t")
+    );
+    assert_eq!((x.as_str(), y.as_str()), ("200", "19900"));
+    // Idle: the proxy polls only for the window after a request, then sleeps (its monitor's
+    // probes are no client requests). A second of polling would cost about 100 ticks.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = proxy.cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = proxy.cpu_ticks() - before;
+    assert!(
+        idle < 40,
+        "the idle proxy used {idle} ticks in 2 s: it polls while idle"
+    );
+    // And polls again (serves) once a request comes.
+    assert_eq!(value(&d, "SELECT count(*) FROM busy_poll_t").await, "200");
+}
+
+#[test]
+fn busy_polling_needs_one_thread_and_a_short_window() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["--config", "/nonexistent/switchyard.yaml"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--busy-poll", "200us"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--busy-poll needs --threads 1"), "{err}");
+    let (code, err) = run(&["--busy-poll", "50ms", "--threads", "1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("longer than"), "{err}");
+    let (code, err) = run(&["--busy-poll", "soon", "--threads", "1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--busy-poll"), "{err}");
+    // Zero is off: the run goes on to the (missing) config file.
+    let (code, err) = run(&["--busy-poll", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("--busy-poll"), "{err}");
+}

@@ -267,6 +267,28 @@ users:
         &self.listeners
     }
 
+    /// The proxy's CPU time so far (user + system), in clock ticks (Linux).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // After the command name (which may hold spaces): utime is the 12th field, stime the 13th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+
+    /// `--busy-poll`: once the window after the last request has passed, the idle proxy sleeps
+    /// (a second of polling would cost about 100 clock ticks). Blocks for about 2 s.
+    pub fn assert_sleeps_when_idle(&self) {
+        std::thread::sleep(Duration::from_millis(200));
+        let before = self.cpu_ticks();
+        std::thread::sleep(Duration::from_secs(2));
+        let idle = self.cpu_ticks() - before;
+        assert!(
+            idle < 40,
+            "the idle proxy used {idle} ticks in 2 s: it polls while idle"
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

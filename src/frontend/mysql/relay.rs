@@ -358,6 +358,11 @@ impl Relay {
                     return Ok(());
                 }
             };
+            // `--busy-poll`: a request came, and the session is busy until it is answered.
+            let _busy = self.ctx.busy_poll.as_ref().map(|bp| {
+                bp.kick();
+                bp.busy()
+            });
             let Some(&cmd) = p.payload.first() else {
                 return Err(MyError::protocol("empty command packet"));
             };

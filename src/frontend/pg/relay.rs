@@ -120,6 +120,8 @@ pub struct Relay {
     debug: bool,
     /// Waits for the cluster's drain ([`ClusterCtx::drain_wait`]).
     drain: super::session::DrainWait,
+    /// `--busy-poll`: counts the session while it waits for a server's answer.
+    busy: Option<crate::busy_poll::Busy>,
 }
 
 impl Relay {
@@ -185,6 +187,7 @@ impl Relay {
             pause_pass: None,
             debug,
             drain,
+            busy: None,
         };
         relay.login_key = login_key;
         relay
@@ -374,6 +377,7 @@ impl Relay {
                 continue;
             }
             self.client.flush().await?;
+            self.count_busy();
             match self.wait().await {
                 Event::Client(r) => r?,
                 Event::Backend(b, Ok(())) => {
@@ -395,6 +399,17 @@ impl Relay {
                     let _ = self.client.flush().await;
                     return Ok(());
                 }
+            }
+        }
+    }
+
+    /// `--busy-poll`: the session counts as busy while it waits for a server's answer.
+    fn count_busy(&mut self) {
+        if let Some(bp) = &self.ctx.busy_poll {
+            match (self.inflight.is_empty(), self.busy.is_some()) {
+                (false, false) => self.busy = Some(bp.busy()),
+                (true, true) => self.busy = None,
+                _ => {}
             }
         }
     }
@@ -443,6 +458,9 @@ impl Relay {
 
     /// Handle one client frame. Returns false when the client said Terminate.
     async fn on_client_frame(&mut self, f: Frame) -> Result<bool, ClientError> {
+        if let Some(bp) = &self.ctx.busy_poll {
+            bp.kick();
+        }
         if self.copy_in && matches!(f.tag, b'd' | b'c' | b'f' | b'S' | b'H') {
             if f.tag == b'S' {
                 if let Some(fl) = self.inflight.back_mut() {

@@ -59,6 +59,8 @@ pub struct ClusterCtx {
     pub pg_pools: Pools<PgPoolKey, Backend>,
     /// Transaction pooling: MySQL server connection pools.
     pub my_pools: Pools<crate::frontend::mysql::relay::pooled::MyPoolKey, MyBackend>,
+    /// `--busy-poll`: told of each client request.
+    pub busy_poll: Option<Arc<crate::busy_poll::BusyPoll>>,
 }
 
 impl ClusterCtx {
