@@ -14,11 +14,8 @@ impl Relay {
         d: Decision,
         info: &BatchInfo,
     ) -> Result<Decision, BackendError> {
-        let is_read = info.prepare_only
-            || info.class.is_some_and(|c| {
-                matches!(c.intent, Intent::Read | Intent::Begin { read_only: true })
-            });
-        if d.route != Route::Replica || !is_read || self.txn.is_some() || self.bound.is_some() {
+        if d.route != Route::Replica || !is_read(info) || self.txn.is_some() || self.bound.is_some()
+        {
             return Ok(d);
         }
         if info.prepare_only && !self.primary_at_hand() {
@@ -35,18 +32,7 @@ impl Relay {
         }
         // Most reads need no causal query (eventual, or read_your_writes before any write):
         // settled here, so the query path is boxed and stays out of every session's task.
-        let known_ok = match (consistency, self.causal_lsn) {
-            (Consistency::Eventual, _) => true,
-            (Consistency::ReadYourWrites, None) => !self.wrote,
-            (Consistency::ReadYourWrites, Some(lsn)) => {
-                !self.wrote
-                    && self.backends[d.server]
-                        .as_ref()
-                        .is_some_and(|b| b.replayed >= lsn)
-            }
-            _ => false,
-        };
-        if known_ok || Box::pin(self.causal_ok(d.server)).await? {
+        if self.known_ok(d.server) || Box::pin(self.causal_ok(d.server)).await? {
             return Ok(d);
         }
         Ok(self
@@ -57,23 +43,25 @@ impl Relay {
     /// Whether `causal_route` would have to check the replica of `d` before this read (so the
     /// read must not go out while the session has a request in flight).
     pub(super) fn needs_causal_check(&self, d: &Decision, info: &BatchInfo) -> bool {
-        let is_read = info.prepare_only
-            || info.class.is_some_and(|c| {
-                matches!(c.intent, Intent::Read | Intent::Begin { read_only: true })
-            });
-        if d.route != Route::Replica || !is_read {
-            return false;
-        }
+        d.route == Route::Replica
+            && is_read(info)
+            && self.consistency() != Consistency::Strong
+            && !self.known_ok(d.server)
+    }
+
+    /// A read may run on replica `server` with no causal query: eventual consistency, or
+    /// read_your_writes with no write since the last position, which `server` has replayed.
+    fn known_ok(&self, server: usize) -> bool {
         match (self.consistency(), self.causal_lsn) {
-            (Consistency::Eventual | Consistency::Strong, _) => false,
-            (Consistency::ReadYourWrites, None) => self.wrote,
+            (Consistency::Eventual, _) => true,
+            (Consistency::ReadYourWrites, None) => !self.wrote,
             (Consistency::ReadYourWrites, Some(lsn)) => {
-                self.wrote
-                    || self.backends[d.server]
+                !self.wrote
+                    && self.backends[server]
                         .as_ref()
-                        .is_none_or(|b| b.replayed < lsn)
+                        .is_some_and(|b| b.replayed >= lsn)
             }
-            (Consistency::Global, _) => true,
+            _ => false,
         }
     }
 
@@ -146,4 +134,12 @@ impl Relay {
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }
+}
+
+/// A read (or a prepare) that a replica may serve under the session's read consistency.
+fn is_read(info: &BatchInfo) -> bool {
+    info.prepare_only
+        || info
+            .class
+            .is_some_and(|c| matches!(c.intent, Intent::Read | Intent::Begin { read_only: true }))
 }
