@@ -338,6 +338,53 @@ async fn mariadb_consistency_levels_with_delayed_replicas() {
         }
     }
 
+    // Transaction pooling and the binary protocol: a table the session just created, not yet on
+    // the delayed replicas, is written and read back through prepared statements at once; then
+    // 40 prepared writes each read back by a prepared read. A statement cache of one makes the
+    // driver close (COM_STMT_CLOSE) the other statement before every prepare, so each read
+    // follows a close that, with the primary's connection back in its pool, may go anywhere.
+    let (pooled_yaml, pooled_ports) = Proxy::mysql_config(&cluster);
+    let pooled_yaml = with_short_causal_timeout(&pooled_yaml).replacen(
+        "    monitor: {",
+        "    pool: { mode: transaction, size: 2 }\n    monitor: {",
+        1,
+    );
+    let pooled = Proxy::start(&pooled_yaml);
+    pooled.wait_topology(3);
+    let opts = mysql_async::OptsBuilder::from_opts(my_opts(pooled_ports.listen)).stmt_cache_size(1);
+    let mut c = mysql_async::Conn::new(opts).await.unwrap();
+    for i in 0..10 {
+        let t = format!("fresh_{i}");
+        c.query_drop(format!("CREATE TABLE {t} (i INT)"))
+            .await
+            .unwrap();
+        c.exec_drop(format!("INSERT INTO {t} VALUES (?)"), (i,))
+            .await
+            .unwrap();
+        let n: Option<u64> = c
+            .exec_first(format!("SELECT COUNT(*) FROM {t} WHERE i = ?"), (i,))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(1), "{t}");
+    }
+    for i in 0..40 {
+        let note = format!("pooled-{i}");
+        c.exec_drop("INSERT INTO notes (note) VALUES (?)", (&note,))
+            .await
+            .unwrap();
+        let n: Option<u64> = c
+            .exec_first("SELECT COUNT(*) FROM notes WHERE note = ?", (&note,))
+            .await
+            .unwrap();
+        assert_eq!(
+            n,
+            Some(1),
+            "{note}: the read-back missed the session's own write"
+        );
+    }
+    c.disconnect().await.unwrap();
+    drop(pooled);
+
     let mut writer = my_conn(port, None).await;
     for (level, expect_stale, n) in [("global", false, ITERATIONS), ("eventual", true, 100)] {
         let started = Instant::now();
