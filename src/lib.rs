@@ -1,13 +1,18 @@
-//! Switchyard: a read/write-splitting proxy for PostgreSQL (and, next, MySQL/MariaDB).
+//! Switchyard: a read/write-splitting proxy for PostgreSQL and MySQL/MariaDB.
 //!
 //! Map of the modules:
 //! - [`config`]: YAML -> validated typed [`config::Config`]; every error names its YAML path.
-//! - [`wire`]: pure protocol codecs (PostgreSQL v3 frames, startup, auth bodies).
+//! - [`wire`]: pure protocol codecs (PostgreSQL v3 and MySQL packets, handshakes, auth bodies).
 //! - [`classify`]: SQL text -> [`classify::Classification`], failing closed, with a decision cache.
 //! - [`router`]: classification x session state x topology snapshot -> target server.
 //! - [`topology`]: snapshot model, probes and the monitor that publishes snapshots.
 //! - [`backend`]: connect and authenticate to a server, relay responses to their end.
-//! - [`frontend`]: one task per client connection (PostgreSQL), the session state machine.
+//! - [`frontend`]: one task per client connection (PostgreSQL, MySQL), the session state machines.
+//! - [`pool`]: bounded, fair server connection pools for transaction pooling.
+//! - [`failover`]: detect a dead primary, promote a replica, repoint the others, fence the old one.
+//! - [`reload`]: re-read, validate and apply the config file while serving.
+//! - [`listener`], [`maybe_tls`], [`tls`], [`tls_binding`]: client listeners (TCP, Unix socket),
+//!   the streams before and after TLS, rustls setup and SCRAM channel binding.
 //! - [`admin`]: HTTP `/metrics`, `/health`, `/ready`, `/api/clusters`.
 //! - [`metrics`]: the typed Prometheus registry.
 //! - [`drain`]: the SIGTERM drain as idle sessions wait for it.
