@@ -9,7 +9,8 @@
 # hints, the decision cache), config (YAML, `${ENV}` references, validation). The corpus grows in
 # fuzz/corpus/<target> (seeded from fuzz/seeds/<target>); a crash leaves its input in
 # fuzz/artifacts/<target> and fails the script.
-# Installs the nightly toolchain and cargo-fuzz when missing. Not part of scripts/test.sh.
+# Installs the nightly toolchain and cargo-fuzz when missing. scripts/test.sh only checks that the
+# targets compile (stable, cargo check).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

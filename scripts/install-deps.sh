@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests, the demo and the benchmarks need on Debian: PostgreSQL 15
 # server + client (pgbench included), MariaDB server + client, sysbench, prometheus (+ promtool),
-# docker-compose (only to validate docker/compose.yaml), gcc, pkg-config, and the
+# docker-compose (only to validate docker/compose.yaml), gcc, g++ (libFuzzer, for the fuzz
+# targets' compile check), pkg-config, and the
 # `postgres` and `mysql` OS users. Idempotent: installs only what is missing and runs
 # `apt-get update` at most once. Works as root (CI) or with sudo.
 set -euo pipefail
@@ -34,6 +35,7 @@ missing=()
 command -v psql >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}")
 command -v pgbench >/dev/null 2>&1 || missing+=("postgresql-client-${PG_MAJOR}" postgresql-contrib)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 [ -x /usr/sbin/mariadbd ] && [ -x /usr/bin/mariadb-install-db ] || missing+=(mariadb-server)
@@ -62,7 +64,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         [ "$p" = mariadb-server ] && installed_mariadb=1
     done
 else
-    log "all packages present (PostgreSQL ${PG_MAJOR}, psql, pgbench, MariaDB, sysbench, gcc, pkg-config)"
+    log "all packages present (PostgreSQL ${PG_MAJOR}, psql, pgbench, MariaDB, sysbench, gcc, g++, pkg-config)"
 fi
 
 if ! getent passwd postgres >/dev/null 2>&1; then
@@ -111,7 +113,7 @@ done
 for tool in /usr/sbin/mariadbd /usr/bin/mariadb-install-db /usr/bin/mariadb /usr/bin/mariadb-admin; do
     [ -x "$tool" ] || { log "still missing: $tool"; exit 1; }
 done
-for tool in psql pgbench sysbench gcc pkg-config runuser; do
+for tool in psql pgbench sysbench gcc g++ pkg-config runuser; do
     command -v "$tool" >/dev/null 2>&1 || { log "still missing: $tool"; exit 1; }
 done
 log "ok"

@@ -11,6 +11,9 @@ echo "== install dependencies"
 echo "== cargo build --all-targets"
 cargo build --all-targets
 
+echo "== the fuzz targets compile (fuzzing itself: scripts/fuzz.sh, nightly)"
+cargo check --manifest-path fuzz/Cargo.toml --bins
+
 echo "== cargo test --all-targets"
 # 4 test threads keep the 2-core CI machine busy without starting too many clusters at once.
 # The bound keeps a hung test from blocking CI forever (whole run is well under 15 minutes).
