@@ -205,6 +205,29 @@ async fn postgres_consistency_levels_with_delayed_replicas() {
         let n: i64 = c.query_one(&read, &[&note]).await.unwrap().get(0);
         assert_eq!(n, 1, "{note}: the read-back missed the session's own write");
     }
+    // strong under transaction pooling: the same Close may go to a replica, and a read sent
+    // behind it must still be moved to the primary.
+    let strong = pg(
+        pooled_ports.listen,
+        APP_USER,
+        APP_PASSWORD,
+        Some("-c switchyard.consistency=strong"),
+    )
+    .await;
+    let read = strong
+        .prepare("SELECT (SELECT count(*) FROM notes WHERE note = $1), pg_is_in_recovery()")
+        .await
+        .unwrap();
+    for i in 0..40 {
+        let note = format!("strong-pooled-{i}");
+        strong
+            .execute("INSERT INTO notes (note) VALUES ($1)", &[&note])
+            .await
+            .unwrap();
+        let row = strong.query_one(&read, &[&note]).await.unwrap();
+        let (n, on_replica): (i64, bool) = (row.get(0), row.get(1));
+        assert!(!on_replica, "{note}: strong read on a replica ({n} rows)");
+    }
     drop(pooled);
 
     // strong: always the primary.

@@ -40,13 +40,11 @@ impl Relay {
             .unwrap_or(d))
     }
 
-    /// Whether `causal_route` would have to check the replica of `d` before this read (so the
-    /// read must not go out while the session has a request in flight).
-    pub(super) fn needs_causal_check(&self, d: &Decision, info: &BatchInfo) -> bool {
-        d.route == Route::Replica
-            && is_read(info)
-            && self.consistency() != Consistency::Strong
-            && !self.known_ok(d.server)
+    /// Whether `causal_route` would have to check the replica of `d` before this read, or move
+    /// the read to the primary (`strong`): the read must not go out while the session has a
+    /// request in flight, for `causal_route` leaves such a read where it is.
+    pub(super) fn needs_causal_route(&self, d: &Decision, info: &BatchInfo) -> bool {
+        d.route == Route::Replica && is_read(info) && !self.known_ok(d.server)
     }
 
     /// A read may run on replica `server` with no causal query: eventual consistency, or

@@ -518,12 +518,13 @@ impl Relay {
         if let Some(b) = self.bound {
             let switching = target.as_ref().map(|t| t.server) != Ok(b);
             // A read that must first be checked against its replica (read-your-writes, global)
-            // waits too, even for the busy server itself: no check runs while a request is in
-            // flight on the session (`causal_route`), and whatever is in flight (a Close, say)
-            // was never checked against the session's last write.
+            // or moved to the primary (strong) waits too, even for the busy server itself:
+            // `causal_route` does nothing while a request is in flight on the session, and
+            // whatever is in flight (a Close, say) was never checked against the session's last
+            // write.
             let unchecked = target
                 .as_ref()
-                .is_ok_and(|t| self.needs_causal_check(t, &info));
+                .is_ok_and(|t| self.needs_causal_route(t, &info));
             if (switching || unchecked) && !self.unsynced && self.txn != Some(b) {
                 // Wait for the busy server to finish before switching.
                 self.batch = frames;
