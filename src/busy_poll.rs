@@ -120,11 +120,8 @@ impl BusyPoll {
 
     /// Whether more than [`LOW_LOAD`] sessions waited for a server since the last call.
     fn crowded(&self) -> bool {
-        let crowded = self.crowded.load(Ordering::Relaxed);
-        if crowded {
-            self.crowded.store(false, Ordering::Relaxed);
-        }
-        crowded || self.waiting.load(Ordering::Relaxed) > LOW_LOAD
+        self.crowded.swap(false, Ordering::Relaxed)
+            || self.waiting.load(Ordering::Relaxed) > LOW_LOAD
     }
 
     /// Whether the poller sleeps (until the next request).

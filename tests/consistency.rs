@@ -25,6 +25,16 @@ fn with_short_causal_timeout(yaml: &str) -> String {
     )
 }
 
+/// The cluster in transaction pooling mode, 2 server connections per pool.
+fn with_transaction_pool(yaml: &str) -> String {
+    assert!(yaml.contains("    monitor: {"), "{yaml}");
+    yaml.replacen(
+        "    monitor: {",
+        "    pool: { mode: transaction, size: 2 }\n    monitor: {",
+        1,
+    )
+}
+
 async fn pg(
     port: u16,
     user: &str,
@@ -169,11 +179,7 @@ async fn postgres_consistency_levels_with_delayed_replicas() {
     // table the session just created, not yet on the delayed replicas, can be written at once
     // and read back (the read's prepare under read-your-writes too).
     let (pooled_yaml, pooled_ports) = Proxy::pg_config(&cluster);
-    let pooled_yaml = with_short_causal_timeout(&pooled_yaml).replacen(
-        "    routing:",
-        "    pool: { mode: transaction, size: 2 }\n    routing:",
-        1,
-    );
+    let pooled_yaml = with_transaction_pool(&with_short_causal_timeout(&pooled_yaml));
     let pooled = Proxy::start(&pooled_yaml);
     pooled.wait_topology(3);
     let c = pg(pooled_ports.listen, APP_USER, APP_PASSWORD, None).await;
@@ -367,11 +373,7 @@ async fn mariadb_consistency_levels_with_delayed_replicas() {
     // driver close (COM_STMT_CLOSE) the other statement before every prepare, so each read
     // follows a close that, with the primary's connection back in its pool, may go anywhere.
     let (pooled_yaml, pooled_ports) = Proxy::mysql_config(&cluster);
-    let pooled_yaml = with_short_causal_timeout(&pooled_yaml).replacen(
-        "    monitor: {",
-        "    pool: { mode: transaction, size: 2 }\n    monitor: {",
-        1,
-    );
+    let pooled_yaml = with_transaction_pool(&with_short_causal_timeout(&pooled_yaml));
     let pooled = Proxy::start(&pooled_yaml);
     pooled.wait_topology(3);
     let opts = mysql_async::OptsBuilder::from_opts(my_opts(pooled_ports.listen)).stmt_cache_size(1);
