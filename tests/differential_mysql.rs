@@ -133,7 +133,20 @@ fn proxy_yaml(cluster: &MariaDbCluster) -> (String, Vec<u16>) {
 }
 
 /// Which known bug a difference looks like (issue 21's numbering), or NEW.
-fn hint(combo: &str, step: &Step, _d: &Outcome, _p: &Outcome) -> String {
+fn hint(combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
+    if let Outcome::Err { code, .. } = p {
+        if code.starts_with("1290/") {
+            return match d {
+                Outcome::Err { code, .. } if code.starts_with("1792/") => {
+                    "NEW: a write in START TRANSACTION READ ONLY answered by a replica: 1290 instead of 1792".into()
+                }
+                _ if step.state.contains("autocommit=false") => {
+                    "NEW: autocommit=0 session: a write ran on a read-only replica (1290)".into()
+                }
+                _ => "NEW: a write ran on a read-only replica (1290)".into(),
+            };
+        }
+    }
     let diagnostic = step.class == "diag"
         || step.sql.contains("ROW_COUNT")
         || step.sql.contains("FOUND_ROWS")
@@ -141,6 +154,9 @@ fn hint(combo: &str, step: &Step, _d: &Outcome, _p: &Outcome) -> String {
         || step.sql.contains("LAST_INSERT_ID");
     if combo.contains("/transaction_") && diagnostic {
         return "known bug 3: session diagnostics under transaction pooling".into();
+    }
+    if diagnostic {
+        return "bug 3 under session pooling: diagnostics asked on another backend (primary vs replica) than the statement they describe".into();
     }
     "NEW".into()
 }

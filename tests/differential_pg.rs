@@ -206,6 +206,11 @@ fn hint(_combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
             return "known bug 2: serializable on a replica".into();
         }
     }
+    if let (Outcome::Ok { .. }, Outcome::Err { message, .. }) = (d, p) {
+        if message.contains("during recovery") {
+            return "NEW: a statement that needs the primary ran on a replica inside a read-only transaction".into();
+        }
+    }
     if d.diff_kind(p) == "notifications" {
         return "known bug 4: NOTIFY pid".into();
     }

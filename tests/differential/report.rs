@@ -66,7 +66,8 @@ impl Report {
                 continue;
             }
             let mut why = hint(combo, step, d, p);
-            if let (Some(first), "NEW") = (&seen[s], why.as_str()) {
+            if let Some(first) = &seen[s] {
+                // The two runs may have diverged since: attribute to the first difference.
                 why = format!("after an earlier difference in the session ({first})");
             }
             self.diffs.push(Diff {
