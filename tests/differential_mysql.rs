@@ -8,32 +8,29 @@
 mod differential;
 mod support;
 
-use std::time::Instant;
-
+use differential::drive::{combos, drive, proxy_yaml, wait_clusters, Combo, Suite};
 use differential::mysql_gen::{self, BINLOG_FORMATS, SQL_MODES};
-use differential::mysql_run::{self, Target};
+use differential::mysql_run::Target;
 use differential::report::Report;
-use differential::{
-    cluster_name, cluster_yaml, proxy_clusters, schedule, Env, Level, Outcome, Pool, Rng, Step,
-    LEVELS, SESSIONS, SHORT_STATEMENTS,
-};
-use support::{free_ports, MariaDbCluster, Proxy};
+use differential::{Env, Outcome, Rng, Step, SESSIONS};
+use support::{MariaDbCluster, Proxy};
 use support::{MYSQL_APP_PASSWORD, MYSQL_APP_USER, MYSQL_MONITOR_PASSWORD, MYSQL_MONITOR_USER};
 
-struct Combo {
-    index: usize,
-    pool: Pool,
-    level: Level,
+/// Server settings of a combination, set globally on every server.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
     binlog: &'static str,
+    /// Index into [`SQL_MODES`].
     sql_mode: usize,
+    /// `false`: `init_connect = 'SET autocommit=0'`.
     autocommit: bool,
 }
 
-impl Combo {
-    fn name(&self) -> String {
-        format!(
-            "mysql/{}/binlog={},sql_mode={},autocommit={}",
-            cluster_name(self.pool, self.level),
+impl std::fmt::Display for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "binlog={},sql_mode={},autocommit={}",
             self.binlog,
             self.sql_mode,
             u8::from(self.autocommit)
@@ -43,36 +40,24 @@ impl Combo {
 
 /// Short mode: each (pool, level) once, settings rotated so every value shows up under both
 /// pooling modes. Long mode: every (pool, level, binlog_format, sql_mode, autocommit).
-fn combos(long: bool) -> Vec<Combo> {
-    let mut v = Vec::new();
-    for (pool, level) in proxy_clusters() {
-        let li = LEVELS.iter().position(|l| *l == level).unwrap();
-        let pi = usize::from(pool == Pool::Transaction);
-        let settings: Vec<(usize, usize, bool)> = if long {
-            let mut all = Vec::new();
-            for b in 0..BINLOG_FORMATS.len() {
-                for m in 0..SQL_MODES.len() {
-                    for ac in [true, false] {
-                        all.push((b, m, ac));
-                    }
-                }
+fn all_combos(long: bool) -> Vec<Combo<Settings>> {
+    let mut all = Vec::new();
+    for binlog in BINLOG_FORMATS {
+        for sql_mode in 0..SQL_MODES.len() {
+            for autocommit in [true, false] {
+                all.push(Settings {
+                    binlog,
+                    sql_mode,
+                    autocommit,
+                });
             }
-            all
-        } else {
-            vec![((li + pi) % 3, (li + 2 * pi) % 4, (li + pi) % 2 == 0)]
-        };
-        for (b, m, autocommit) in settings {
-            v.push(Combo {
-                index: v.len(),
-                pool,
-                level,
-                binlog: BINLOG_FORMATS[b],
-                sql_mode: m,
-                autocommit,
-            });
         }
     }
-    v
+    combos(long, &all, |li, pi| Settings {
+        binlog: BINLOG_FORMATS[(li + pi) % 3],
+        sql_mode: (li + 2 * pi) % 4,
+        autocommit: (li + pi) % 2 == 0,
+    })
 }
 
 fn setup_sql(db: &str) -> String {
@@ -92,7 +77,7 @@ fn setup_sql(db: &str) -> String {
 }
 
 /// The combination's server settings, as a user would put them in every server's config.
-fn apply_settings(cluster: &MariaDbCluster, c: &Combo) {
+fn apply_settings(cluster: &MariaDbCluster, c: &Settings) {
     let init = if c.autocommit { "" } else { "SET autocommit=0" };
     let global = format!(
         "SET GLOBAL sql_mode = '{}'; SET GLOBAL init_connect = '{init}';",
@@ -105,31 +90,6 @@ fn apply_settings(cluster: &MariaDbCluster, c: &Combo) {
     for port in cluster.replica_ports() {
         cluster.sql(port, &global);
     }
-}
-
-fn proxy_yaml(cluster: &MariaDbCluster) -> (String, Vec<u16>) {
-    let [admin] = free_ports::<1>();
-    let [r1, r2] = cluster.replica_ports();
-    let servers = format!(
-        "      - {{ name: primary, address: \"127.0.0.1:{}\", role: primary }}\n      - {{ name: replica1, address: \"127.0.0.1:{r1}\", role: replica }}\n      - {{ name: replica2, address: \"127.0.0.1:{r2}\", role: replica }}\n",
-        cluster.primary_port()
-    );
-    let monitor = format!(
-        "{{ interval: 1s, timeout: 5s, healthy_after: 1, unhealthy_after: 3, user: {MYSQL_MONITOR_USER}, password: \"{MYSQL_MONITOR_PASSWORD}\", database: \"\" }}"
-    );
-    let mut yaml = format!("admin: {{ listen: \"127.0.0.1:{admin}\" }}\nclusters:\n");
-    let mut ports = Vec::new();
-    for (pool, level) in proxy_clusters() {
-        let [port] = free_ports::<1>();
-        ports.push(port);
-        yaml.push_str(
-            &cluster_yaml(pool, level, port, &servers, &monitor).replace("{PROTOCOL}", "mysql"),
-        );
-    }
-    yaml.push_str(&format!(
-        "users:\n  - {{ name: {MYSQL_APP_USER}, password: \"{MYSQL_APP_PASSWORD}\", mysql_auth: mysql_native_password, backend_user: {MYSQL_APP_USER}, backend_password: \"{MYSQL_APP_PASSWORD}\" }}\n"
-    ));
-    (yaml, ports)
 }
 
 /// Which known bug a difference looks like (issue 21's numbering), or NEW.
@@ -170,83 +130,79 @@ fn target(port: u16, db: &str) -> Target {
     }
 }
 
+struct My<'a> {
+    cluster: &'a MariaDbCluster,
+}
+
+impl Suite for My<'_> {
+    const PROTOCOL: &'static str = "mysql";
+    const SHORT_STATEMENTS: usize = 480;
+    type Settings = Settings;
+    type Runner = Target;
+
+    fn scripts(&self, c: &Combo<Settings>, rng: &mut Rng, per_session: usize) -> Vec<Vec<Step>> {
+        let temp_in_tx = c.settings.binlog == "ROW";
+        mysql_gen::scripts(
+            rng,
+            c.level,
+            c.settings.autocommit,
+            temp_in_tx,
+            SESSIONS,
+            per_session,
+        )
+    }
+
+    async fn prepare(&self, c: &Combo<Settings>, index: usize, port: u16) -> (Target, Target) {
+        let (direct, proxied) = (format!("dx{index}_d"), format!("dx{index}_p"));
+        let p = self.cluster.primary_port();
+        self.cluster.sql(
+            p,
+            &format!("{} {}", setup_sql(&direct), setup_sql(&proxied)),
+        );
+        apply_settings(self.cluster, &c.settings);
+        self.cluster.wait_replicas_caught_up();
+        (target(p, &direct), target(port, &proxied))
+    }
+
+    fn hint(&self, combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
+        hint(combo, step, d, p)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_mysql() {
-    let env = Env::read();
-    let started = Instant::now();
     let cluster = MariaDbCluster::start();
     cluster.sql(
         cluster.primary_port(),
         &format!("GRANT ALL ON `dx%`.* TO '{MYSQL_APP_USER}'@'%'"),
     );
-    let (yaml, ports) = proxy_yaml(&cluster);
+    let monitor = format!(
+        "user: {MYSQL_MONITOR_USER}, password: \"{MYSQL_MONITOR_PASSWORD}\", database: \"\""
+    );
+    let users = format!(
+        "  - {{ name: {MYSQL_APP_USER}, password: \"{MYSQL_APP_PASSWORD}\", mysql_auth: mysql_native_password, backend_user: {MYSQL_APP_USER}, backend_password: \"{MYSQL_APP_PASSWORD}\" }}\n"
+    );
+    let (yaml, ports) = proxy_yaml(
+        "mysql",
+        cluster.primary_port(),
+        cluster.replica_ports(),
+        &monitor,
+        &users,
+    );
     let proxy = Proxy::start(&yaml);
-    differential::wait_clusters(&proxy, ports.len());
-    let all = combos(env.statements.is_some());
-    let per_run = env
-        .statements
-        .map(|n| (n / all.len()).max(60))
-        .unwrap_or(SHORT_STATEMENTS);
+    wait_clusters(&proxy, ports.len());
     let mut report = Report {
         protocol: "MariaDB",
         test: "differential_mysql",
         ..Report::default()
     };
-    println!(
-        "differential_mysql: seed {} ({} combinations, {per_run} statements per run; SWITCHYARD_DIFF_SEED / SWITCHYARD_DIFF_STATEMENTS / SWITCHYARD_DIFF_COMBO)",
-        env.seed,
-        all.len()
-    );
-    for combo in &all {
-        let name = combo.name();
-        if env.combo.as_ref().is_some_and(|c| *c != name) {
-            continue;
-        }
-        let seed = env.combo_seed(combo.index);
-        let mut rng = Rng::new(seed);
-        let scripts = mysql_gen::scripts(
-            &mut rng,
-            combo.level,
-            combo.autocommit,
-            SESSIONS,
-            per_run / SESSIONS,
-        );
-        let order = schedule(&mut rng, &scripts);
-        let (direct_db, proxied_db) = (
-            format!("dx{}_d", combo.index),
-            format!("dx{}_p", combo.index),
-        );
-        let p = cluster.primary_port();
-        cluster.sql(
-            p,
-            &format!("{} {}", setup_sql(&direct_db), setup_sql(&proxied_db)),
-        );
-        apply_settings(&cluster, combo);
-        cluster.wait_replicas_caught_up();
-        let i = proxy_clusters()
-            .iter()
-            .position(|(p, l)| *p == combo.pool && *l == combo.level)
-            .unwrap();
-        let direct = mysql_run::run(&target(p, &direct_db), &scripts, &order).await;
-        let proxied = mysql_run::run(&target(ports[i], &proxied_db), &scripts, &order).await;
-        let before = report.diffs.len();
-        report.compare(&name, seed, &scripts, &order, &direct, &proxied, &hint);
-        println!(
-            "  {name}: seed {seed}, {} statements, {} differences ({:.0?} so far)",
-            direct.len().min(proxied.len()),
-            report.diffs.len() - before,
-            started.elapsed()
-        );
-    }
-    let text = report.render();
-    println!("{text}");
-    assert!(
-        report.compared > 0,
-        "no combination matched SWITCHYARD_DIFF_COMBO"
-    );
-    assert!(
-        report.diffs.is_empty(),
-        "the proxy answered differently from the primary:\n{text}"
-    );
+    let suite = My { cluster: &cluster };
+    drive(
+        &suite,
+        &all_combos(Env::read().statements.is_some()),
+        &ports,
+        &mut report,
+    )
+    .await;
     drop(proxy);
 }

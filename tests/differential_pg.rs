@@ -10,75 +10,32 @@ mod support;
 
 use std::time::Instant;
 
+use differential::drive::{combos, drive, proxy_yaml, wait_clusters, Combo, Suite};
 use differential::pg_gen::{self, PgDefaults, ISOLATION, SYNC_COMMIT};
-use differential::pg_run::{self, Target};
+use differential::pg_run::Target;
 use differential::report::Report;
-use differential::{
-    cluster_name, cluster_yaml, proxy_clusters, schedule, Env, Level, Outcome, Pool, Rng, Step,
-    SESSIONS, SHORT_STATEMENTS,
-};
+use differential::{Env, Outcome, Rng, Step, SESSIONS};
 use support::pg_cluster::{APP_PASSWORD, APP_USER};
-use support::{free_ports, PgCluster, Proxy};
-
-struct Combo {
-    index: usize,
-    pool: Pool,
-    level: Level,
-    defaults: PgDefaults,
-}
-
-impl Combo {
-    fn name(&self) -> String {
-        format!(
-            "pg/{}/sc={},iso={},ro={}",
-            cluster_name(self.pool, self.level),
-            self.defaults.sc,
-            self.defaults.iso.replace(' ', "_"),
-            if self.defaults.ro { "on" } else { "off" }
-        )
-    }
-}
+use support::{PgCluster, Proxy};
 
 /// Short mode: each (pool, level) once, settings rotated so every value shows up under both
 /// pooling modes. Long mode: every (pool, level, synchronous_commit, isolation, read_only).
-fn combos(long: bool) -> Vec<Combo> {
-    let mut v = Vec::new();
-    for (pool, level) in proxy_clusters() {
-        let li = differential::LEVELS
-            .iter()
-            .position(|l| *l == level)
-            .unwrap();
-        let pi = usize::from(pool == Pool::Transaction);
-        let settings: Vec<(usize, usize, bool)> = if long {
-            let mut all = Vec::new();
-            for sc in 0..SYNC_COMMIT.len() {
-                for iso in 0..ISOLATION.len() {
-                    for ro in [false, true] {
-                        all.push((sc, iso, ro));
-                    }
-                }
+fn all_combos(long: bool) -> Vec<Combo<PgDefaults>> {
+    let mut all = Vec::new();
+    for sc in SYNC_COMMIT {
+        for iso in ISOLATION {
+            for ro in [false, true] {
+                all.push(PgDefaults { sc, iso, ro });
             }
-            all
-        } else {
-            // synchronous_commit per level (eventual, read_your_writes, global, strong): every
-            // value once per pooling mode, and read_your_writes always with `off`.
-            let sc = [[2, 0, 1, 3], [1, 0, 3, 2]][pi][li];
-            vec![(sc, (li + pi) % 3, (li + pi) % 4 == 3)]
-        };
-        for (sc, iso, ro) in settings {
-            v.push(Combo {
-                index: v.len(),
-                pool,
-                level,
-                defaults: PgDefaults {
-                    sc: SYNC_COMMIT[sc],
-                    iso: ISOLATION[iso],
-                    ro,
-                },
-            });
         }
     }
-    v
+    combos(long, &all, |li, pi| PgDefaults {
+        // synchronous_commit per level (eventual, read_your_writes, global, strong): every value
+        // once per pooling mode, and read_your_writes always with `off`.
+        sc: SYNC_COMMIT[[[2, 0, 1, 3], [1, 0, 3, 2]][pi][li]],
+        iso: ISOLATION[(li + pi) % 3],
+        ro: (li + pi) % 4 == 3,
+    })
 }
 
 fn setup_sql() -> String {
@@ -173,32 +130,6 @@ impl Admin {
     }
 }
 
-fn proxy_yaml(cluster: &PgCluster) -> (String, Vec<u16>) {
-    let [admin] = free_ports::<1>();
-    let [r1, r2] = cluster.replica_ports();
-    let servers = format!(
-        "      - {{ name: primary, address: \"127.0.0.1:{}\", role: primary }}\n      - {{ name: replica1, address: \"127.0.0.1:{r1}\", role: replica }}\n      - {{ name: replica2, address: \"127.0.0.1:{r2}\", role: replica }}\n",
-        cluster.primary_port()
-    );
-    let monitor = format!(
-        "{{ interval: 1s, timeout: 5s, healthy_after: 1, unhealthy_after: 3, user: postgres, password: \"{}\", database: postgres }}",
-        cluster.superuser_password()
-    );
-    let mut yaml = format!("admin: {{ listen: \"127.0.0.1:{admin}\" }}\nclusters:\n");
-    let mut ports = Vec::new();
-    for (pool, level) in proxy_clusters() {
-        let [port] = free_ports::<1>();
-        ports.push(port);
-        yaml.push_str(
-            &cluster_yaml(pool, level, port, &servers, &monitor).replace("{PROTOCOL}", "postgres"),
-        );
-    }
-    yaml.push_str(&format!(
-        "users:\n  - {{ name: {APP_USER}, password: \"{APP_PASSWORD}\", auth: scram-sha-256, backend_user: {APP_USER}, backend_password: \"{APP_PASSWORD}\" }}\n"
-    ));
-    (yaml, ports)
-}
-
 /// Which known bug a difference looks like (issue 21's numbering), or NEW.
 fn hint(_combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
     if let Outcome::Err { message, .. } = p {
@@ -229,89 +160,77 @@ fn target(port: u16, db: &str) -> Target {
     }
 }
 
+struct Pg<'a> {
+    cluster: &'a PgCluster,
+    admin: Admin,
+}
+
+impl Suite for Pg<'_> {
+    const PROTOCOL: &'static str = "pg";
+    const SHORT_STATEMENTS: usize = 240;
+    type Settings = PgDefaults;
+    type Runner = Target;
+
+    fn scripts(&self, c: &Combo<PgDefaults>, rng: &mut Rng, per_session: usize) -> Vec<Vec<Step>> {
+        pg_gen::scripts(rng, c.level, c.settings, SESSIONS, per_session)
+    }
+
+    async fn prepare(&self, c: &Combo<PgDefaults>, index: usize, port: u16) -> (Target, Target) {
+        let (direct, proxied) = (format!("dx{index}_d"), format!("dx{index}_p"));
+        self.admin
+            .create_db(self.cluster, &direct, c.settings)
+            .await;
+        self.admin
+            .create_db(self.cluster, &proxied, c.settings)
+            .await;
+        self.admin.caught_up().await;
+        (
+            target(self.cluster.primary_port(), &direct),
+            target(port, &proxied),
+        )
+    }
+
+    fn hint(&self, combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
+        hint(combo, step, d, p)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_pg() {
-    let env = Env::read();
-    let started = Instant::now();
     let cluster = PgCluster::start();
     // Commits wait for one standby: `on`, `local`, `remote_apply` and `off` all mean something.
     cluster.set_synchronous();
-    let admin = Admin::new(&cluster).await;
-    let (yaml, ports) = proxy_yaml(&cluster);
+    let monitor = format!(
+        "user: postgres, password: \"{}\", database: postgres",
+        cluster.superuser_password()
+    );
+    let users = format!(
+        "  - {{ name: {APP_USER}, password: \"{APP_PASSWORD}\", auth: scram-sha-256, backend_user: {APP_USER}, backend_password: \"{APP_PASSWORD}\" }}\n"
+    );
+    let (yaml, ports) = proxy_yaml(
+        "postgres",
+        cluster.primary_port(),
+        cluster.replica_ports(),
+        &monitor,
+        &users,
+    );
     let proxy = Proxy::start(&yaml);
-    differential::wait_clusters(&proxy, ports.len());
-    let all = combos(env.statements.is_some());
-    let per_run = env
-        .statements
-        .map(|n| (n / all.len()).max(60))
-        .unwrap_or(SHORT_STATEMENTS);
+    wait_clusters(&proxy, ports.len());
+    let suite = Pg {
+        cluster: &cluster,
+        admin: Admin::new(&cluster).await,
+    };
     let mut report = Report {
         protocol: "PostgreSQL",
         test: "differential_pg",
         ..Report::default()
     };
-    println!(
-        "differential_pg: seed {} ({} combinations, {per_run} statements per run; SWITCHYARD_DIFF_SEED / SWITCHYARD_DIFF_STATEMENTS / SWITCHYARD_DIFF_COMBO)",
-        env.seed,
-        all.len()
-    );
-    let proxy_ports: Vec<(Pool, Level, u16)> = proxy_clusters()
-        .into_iter()
-        .zip(ports.iter())
-        .map(|((p, l), port)| (p, l, *port))
-        .collect();
-    for combo in &all {
-        let name = combo.name();
-        if env.combo.as_ref().is_some_and(|c| *c != name) {
-            continue;
-        }
-        let seed = env.combo_seed(combo.index);
-        let mut rng = Rng::new(seed);
-        let scripts = pg_gen::scripts(
-            &mut rng,
-            combo.level,
-            combo.defaults,
-            SESSIONS,
-            per_run / SESSIONS,
-        );
-        let order = schedule(&mut rng, &scripts);
-        let (direct_db, proxied_db) = (
-            format!("dx{}_d", combo.index),
-            format!("dx{}_p", combo.index),
-        );
-        admin.create_db(&cluster, &direct_db, combo.defaults).await;
-        admin.create_db(&cluster, &proxied_db, combo.defaults).await;
-        admin.caught_up().await;
-        let port = proxy_ports
-            .iter()
-            .find(|(p, l, _)| *p == combo.pool && *l == combo.level)
-            .unwrap()
-            .2;
-        let direct = pg_run::run(
-            &target(cluster.primary_port(), &direct_db),
-            &scripts,
-            &order,
-        )
-        .await;
-        let proxied = pg_run::run(&target(port, &proxied_db), &scripts, &order).await;
-        let before = report.diffs.len();
-        report.compare(&name, seed, &scripts, &order, &direct, &proxied, &hint);
-        println!(
-            "  {name}: seed {seed}, {} statements, {} differences ({:.0?} so far)",
-            direct.len().min(proxied.len()),
-            report.diffs.len() - before,
-            started.elapsed()
-        );
-    }
-    let text = report.render();
-    println!("{text}");
-    assert!(
-        report.compared > 0,
-        "no combination matched SWITCHYARD_DIFF_COMBO"
-    );
-    assert!(
-        report.diffs.is_empty(),
-        "the proxy answered differently from the primary:\n{text}"
-    );
+    drive(
+        &suite,
+        &all_combos(Env::read().statements.is_some()),
+        &ports,
+        &mut report,
+    )
+    .await;
     drop(proxy);
 }

@@ -37,6 +37,7 @@
 //! combination of settings. `SWITCHYARD_DIFF_COMBO=<name>` runs one combination only.
 #![allow(dead_code)]
 
+pub mod drive;
 pub mod mysql_gen;
 pub mod mysql_run;
 pub mod pg_gen;
@@ -49,8 +50,6 @@ use std::fmt;
 pub const DEFAULT_SEED: u64 = 21;
 /// Sessions per combination.
 pub const SESSIONS: usize = 6;
-/// Statements per run of one combination in short mode.
-pub const SHORT_STATEMENTS: usize = 360;
 
 /// SplitMix64: small, fast, and stable across platforms and crate versions.
 #[derive(Debug, Clone)]
@@ -408,63 +407,67 @@ impl Env {
     }
 }
 
-/// The proxy's clusters for every (pool, level): `name` and the YAML fragment after `servers`.
-pub fn proxy_clusters() -> Vec<(Pool, Level)> {
-    let mut v = Vec::new();
-    for pool in [Pool::Session, Pool::Transaction] {
-        for level in LEVELS {
-            v.push((pool, level));
-        }
+/// A read of other sessions' rows (scope `All`) or of the session's own rows (`Own`), or `None`
+/// (the caller then reads static data). `ph` is the dialect's integer placeholder (`$1::int8`, `?`).
+pub fn scoped_read(rng: &mut Rng, scope: Scope, id: usize, ph: &str) -> Option<Step> {
+    let k = rng.below(20) as i64;
+    let pick = rng.below(10);
+    if scope == Scope::All && pick < 3 {
+        return Some(match pick {
+            0 => Step::text(
+                "read-cross",
+                "SELECT sid, COUNT(*), SUM(v) FROM shared GROUP BY sid ORDER BY sid",
+            ),
+            1 => Step::text(
+                "read-cross",
+                format!("SELECT COUNT(*), MAX(v) FROM own_{}", rng.below(SESSIONS)),
+            ),
+            _ => Step::prepared(
+                "read-cross-prepared",
+                format!("SELECT COUNT(*) FROM shared WHERE id > {ph}"),
+                vec![Param::Int(k)],
+            ),
+        });
     }
-    v
+    if scope >= Scope::Own && pick < 6 {
+        return Some(match pick % 3 {
+            0 => Step::text(
+                "read-own",
+                format!("SELECT id, v, t FROM own_{id} ORDER BY id"),
+            ),
+            1 => Step::text(
+                "read-own",
+                format!("SELECT id, v FROM shared WHERE sid = {id} ORDER BY id"),
+            ),
+            _ => Step::prepared(
+                "read-own-prepared",
+                format!("SELECT id, v, t FROM own_{id} WHERE id > {ph} ORDER BY id"),
+                vec![Param::Int(k)],
+            ),
+        });
+    }
+    None
 }
 
-/// Name of the proxy cluster for (pool, level), e.g. `transaction_read_your_writes`.
-pub fn cluster_name(pool: Pool, level: Level) -> String {
-    format!("{}_{}", pool.name(), level.name())
-}
-
-/// One proxy cluster block (YAML) listening on `port`, `servers` being the servers' lines.
-pub fn cluster_yaml(pool: Pool, level: Level, port: u16, servers: &str, monitor: &str) -> String {
-    format!(
-        "  - name: {name}\n    protocol: {{PROTOCOL}}\n    listen: \"127.0.0.1:{port}\"\n    servers:\n{servers}    routing: {{ balance: round_robin, max_replica_lag: 30s, fallback: primary, consistency: {level} }}\n    pool: {{ mode: {pool}, size: {size} }}\n    monitor: {monitor}\n",
-        name = cluster_name(pool, level),
-        level = level.name(),
-        pool = pool.name(),
-        size = SESSIONS + 4,
-    )
-}
-
-/// Wait (60 s max) until every one of the proxy's `clusters` clusters has 3 servers up with a
-/// known role and lag, so the first reads have replicas to go to.
-pub fn wait_clusters(proxy: &crate::support::Proxy, clusters: usize) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let (status, body) = proxy.http_get("/api/clusters");
-        let ready = status == 200
-            && serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| {
-                (0..clusters).all(|i| {
-                    v.pointer(&format!("/clusters/{i}/servers"))
-                        .and_then(|s| s.as_array())
-                        .is_some_and(|s| {
-                            s.iter()
-                                .filter(|s| {
-                                    s["health"] == "up"
-                                        && (s["role"] == "primary" || s["lag_seconds"].is_number())
-                                })
-                                .count()
-                                >= 3
-                        })
-                })
-            });
-        if ready {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "proxy clusters never all up: {body}\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+/// A read of the static table (or of no table); `ph_int`/`ph_text` are the dialect's placeholders.
+pub fn static_read(rng: &mut Rng, ph_int: &str, ph_text: &str) -> Step {
+    let k = rng.below(20) as i64;
+    match rng.below(5) {
+        0 => Step::text(
+            "read-static",
+            format!("SELECT id, v FROM fixed WHERE id <= {k} ORDER BY id"),
+        ),
+        1 => Step::prepared(
+            "read-static-prepared",
+            format!("SELECT id, v FROM fixed WHERE id > {ph_int} ORDER BY id LIMIT 3"),
+            vec![Param::Int(k)],
+        ),
+        2 => Step::prepared(
+            "read-static-prepared",
+            format!("SELECT v, {ph_text} FROM fixed WHERE id = 3"),
+            vec![Param::Text(format!("p{k}"))],
+        ),
+        3 => Step::text("read-static", format!("SELECT {k} + 1, 'x{k}'")),
+        _ => Step::text("read-static", "SELECT COUNT(*), SUM(id) FROM fixed"),
     }
 }

@@ -2,7 +2,7 @@
 //! (`ROW_COUNT()`, `FOUND_ROWS()`, `SHOW WARNINGS`, `LAST_INSERT_ID()`...), transactions,
 //! savepoints, settings, user variables, temp tables, prepared statements and errors.
 
-use super::{scope, Kind, Level, Param, Rng, Scope, Step};
+use super::{scope, scoped_read, static_read, Kind, Level, Param, Rng, Scope, Step};
 
 /// `sql_mode` values a combination sets globally (and sessions per session).
 pub const SQL_MODES: [&str; 4] = [
@@ -32,10 +32,14 @@ struct Session {
     sql_prepared: bool,
     /// The previous statement wrote: diagnostics are worth asking now.
     after_write: bool,
+    /// Temp tables may be touched inside transactions (not with statement-based binlogging: a
+    /// rolled-back `CREATE TEMPORARY TABLE` never reaches the replicas, whose SQL thread then
+    /// stops at the next statement using it, direct or proxied alike).
+    temp_in_tx: bool,
 }
 
 impl Session {
-    fn new(id: usize, level: Level, default_autocommit: bool) -> Session {
+    fn new(id: usize, level: Level, default_autocommit: bool, temp_in_tx: bool) -> Session {
         Session {
             id,
             level,
@@ -47,6 +51,7 @@ impl Session {
             wrote: false,
             sql_prepared: false,
             after_write: false,
+            temp_in_tx,
         }
     }
 
@@ -68,17 +73,18 @@ impl Session {
     }
 }
 
-/// One script per session, `per_session` statements each.
+/// One script per session, `per_session` statements each; `temp_in_tx`: see [`Session`].
 pub fn scripts(
     rng: &mut Rng,
     level: Level,
     autocommit: bool,
+    temp_in_tx: bool,
     sessions: usize,
     per_session: usize,
 ) -> Vec<Vec<Step>> {
     (0..sessions)
         .map(|id| {
-            let mut s = Session::new(id, level, autocommit);
+            let mut s = Session::new(id, level, autocommit, temp_in_tx);
             (0..per_session)
                 .map(|_| {
                     let state = s.state();
@@ -128,7 +134,8 @@ fn next(rng: &mut Rng, s: &mut Session) -> Step {
         }
         3 | 4 => tx_control(rng, s),
         5 => set(rng, s),
-        6 => temp(rng, s),
+        6 if s.temp_in_tx || (s.tx == Tx::None && s.autocommit) => temp(rng, s),
+        6 => read(rng, s),
         7 => Step::text(
             "error",
             *rng.pick(&[
@@ -152,7 +159,7 @@ fn next(rng: &mut Rng, s: &mut Session) -> Step {
         }
         9 => sql_prepare(rng, s),
         _ => {
-            *s = Session::new(id, s.level, s.default_autocommit);
+            *s = Session::new(id, s.level, s.default_autocommit, s.temp_in_tx);
             Step {
                 kind: Kind::Reconnect,
                 sql: "<reconnect>".into(),
@@ -240,71 +247,25 @@ fn diag(rng: &mut Rng) -> Step {
 }
 
 fn read(rng: &mut Rng, s: &mut Session) -> Step {
-    let id = s.id;
-    let scope = s.scope();
-    let k = rng.below(20) as i64;
     if s.temp && rng.chance(15) {
         return Step::text("read-temp", "SELECT id, v FROM tmp ORDER BY id");
     }
-    let pick = rng.below(10);
-    if scope == Scope::All && pick < 3 {
-        return match pick {
-            0 => Step::text(
-                "read-cross",
-                "SELECT sid, COUNT(*), SUM(v) FROM shared GROUP BY sid ORDER BY sid",
-            ),
-            1 => Step::text(
-                "read-cross",
-                format!(
-                    "SELECT COUNT(*), MAX(v) FROM own_{}",
-                    rng.below(super::SESSIONS)
-                ),
-            ),
-            _ => Step::prepared(
-                "read-cross-prepared",
-                "SELECT COUNT(*) FROM shared WHERE id > ?",
-                vec![Param::Int(k)],
-            ),
-        };
+    if let Some(st) = scoped_read(rng, s.scope(), s.id, "?") {
+        return st;
     }
-    if scope >= Scope::Own && pick < 6 {
-        return match pick % 3 {
-            0 => Step::text(
-                "read-own",
-                format!("SELECT id, v, t FROM own_{id} ORDER BY id"),
-            ),
-            1 => Step::text(
-                "read-own",
-                format!("SELECT id, v FROM shared WHERE sid = {id} ORDER BY id"),
-            ),
-            _ => Step::prepared(
-                "read-own-prepared",
-                format!("SELECT id, v, t FROM own_{id} WHERE id > ? ORDER BY id"),
-                vec![Param::Int(k)],
-            ),
-        };
-    }
-    match rng.below(8) {
-        0 => Step::text(
-            "read-static",
-            format!("SELECT id, v FROM fixed WHERE id <= {k} ORDER BY id"),
-        ),
-        1 => Step::prepared(
-            "read-static-prepared",
-            "SELECT id, v FROM fixed WHERE id > ? ORDER BY id LIMIT 3",
-            vec![Param::Int(k)],
-        ),
-        2 => {
+    match rng.below(6) {
+        0 => {
             s.after_write = true;
             Step::text(
                 "read-found-rows",
                 format!(
-                    "SELECT SQL_CALC_FOUND_ROWS id FROM fixed WHERE id > {k} ORDER BY id LIMIT 1"
+                    "SELECT SQL_CALC_FOUND_ROWS id FROM fixed WHERE id > {} ORDER BY id LIMIT 1",
+                    rng.below(20)
                 ),
             )
         }
-        3 => Step::text("read-static", "SELECT \"v\" FROM fixed WHERE id = 2"),
-        4 => Step::text(
+        1 => Step::text("read-static", "SELECT \"v\" FROM fixed WHERE id = 2"),
+        2 => Step::text(
             "read-setting",
             *rng.pick(&[
                 "SELECT @@session.sql_mode",
@@ -315,13 +276,7 @@ fn read(rng: &mut Rng, s: &mut Session) -> Step {
                 "SELECT @@session.character_set_client",
             ]),
         ),
-        5 => Step::prepared(
-            "read-static-prepared",
-            "SELECT v, ? FROM fixed WHERE id = 3",
-            vec![Param::Text(format!("p{k}"))],
-        ),
-        6 => Step::text("read-static", format!("SELECT {k} + 1, 'x{k}'")),
-        _ => Step::text("read-static", "SELECT COUNT(*), SUM(id) FROM fixed"),
+        _ => static_read(rng, "?", "?"),
     }
 }
 

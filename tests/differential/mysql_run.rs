@@ -1,15 +1,11 @@
 //! Runs MySQL session scripts in a fixed global order over mysql_async (COM_QUERY and
 //! COM_STMT_PREPARE/EXECUTE) and records rows, affected rows, last insert id and warning count.
 
-use std::time::Duration;
-
 use mysql_async::prelude::*;
 use mysql_async::{Conn, OptsBuilder, Params, Row, Value};
 
+use super::drive::{Runner, STEP_TIMEOUT};
 use super::{Kind, Outcome, Param, Step};
-
-/// Longest a statement (or a connect) may take before the run is declared stuck.
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Where a run connects.
 #[derive(Debug, Clone)]
@@ -75,8 +71,11 @@ fn ok(rows: Vec<Row>, affected: u64, id: Option<u64>, warnings: u16) -> Outcome 
     }
 }
 
-async fn text(conn: &mut Conn, sql: &str) -> Outcome {
-    let mut result = match conn.query_iter(sql).await {
+/// Rows, affected rows, last insert id and warning count of a query's (single) result.
+async fn outcome<P: mysql_async::prelude::Protocol>(
+    result: mysql_async::Result<mysql_async::QueryResult<'_, 'static, P>>,
+) -> Outcome {
+    let mut result = match result {
         Ok(r) => r,
         Err(e) => return error_outcome(&e),
     };
@@ -95,84 +94,34 @@ async fn text(conn: &mut Conn, sql: &str) -> Outcome {
     ok(rows, affected, id, warnings)
 }
 
-async fn prepared(conn: &mut Conn, sql: &str, params: &[Param]) -> Outcome {
-    let values: Vec<Value> = params
-        .iter()
-        .map(|p| match p {
-            Param::Int(i) => Value::Int(*i),
-            Param::Text(t) => Value::Bytes(t.clone().into_bytes()),
-        })
-        .collect();
-    let mut result = match conn.exec_iter(sql, Params::Positional(values)).await {
-        Ok(r) => r,
-        Err(e) => return error_outcome(&e),
-    };
-    let rows: Vec<Row> = match result.collect().await {
-        Ok(rows) => rows,
-        Err(e) => return error_outcome(&e),
-    };
-    let (affected, id, warnings) = (
-        result.affected_rows(),
-        result.last_insert_id(),
-        result.warnings(),
-    );
-    if let Err(e) = result.drop_result().await {
-        return error_outcome(&e);
+impl Runner for Target {
+    type Conn = Conn;
+
+    async fn connect(&self) -> Result<Conn, String> {
+        connect(self).await
     }
-    ok(rows, affected, id, warnings)
-}
 
-async fn close(conn: Conn) {
-    let _ = tokio::time::timeout(STEP_TIMEOUT, conn.disconnect()).await;
-}
-
-async fn step(slot: &mut Option<Conn>, target: &Target, st: &Step) -> Outcome {
-    if st.kind == Kind::Reconnect {
-        if let Some(c) = slot.take() {
-            close(c).await;
-        }
-        return match connect(target).await {
-            Ok(c) => {
-                *slot = Some(c);
-                Outcome::ok_rows(Vec::new(), None)
+    async fn execute(&self, conn: &mut Conn, st: &Step) -> Outcome {
+        match &st.kind {
+            Kind::Prepared(params) => {
+                let values: Vec<Value> = params
+                    .iter()
+                    .map(|p| match p {
+                        Param::Int(i) => Value::Int(*i),
+                        Param::Text(t) => Value::Bytes(t.clone().into_bytes()),
+                    })
+                    .collect();
+                outcome(
+                    conn.exec_iter(st.sql.as_str(), Params::Positional(values))
+                        .await,
+                )
+                .await
             }
-            Err(e) => Outcome::err("CONNECT", e),
-        };
-    }
-    let Some(conn) = slot.as_mut() else {
-        return Outcome::err("NO-CONNECTION", "the session has no connection");
-    };
-    match &st.kind {
-        Kind::Prepared(params) => prepared(conn, &st.sql, params).await,
-        _ => text(conn, &st.sql).await,
-    }
-}
-
-/// Run `scripts` against `target` in `order`; one outcome per position. Stops early (fewer
-/// outcomes) when a statement does not finish within [`STEP_TIMEOUT`].
-pub async fn run(target: &Target, scripts: &[Vec<Step>], order: &[usize]) -> Vec<Outcome> {
-    let mut conns: Vec<Option<Conn>> = Vec::new();
-    for _ in scripts {
-        conns.push(connect(target).await.ok());
-    }
-    let mut next = vec![0usize; scripts.len()];
-    let mut out = Vec::with_capacity(order.len());
-    for &s in order {
-        let st = &scripts[s][next[s]];
-        next[s] += 1;
-        match tokio::time::timeout(STEP_TIMEOUT, step(&mut conns[s], target, st)).await {
-            Ok(o) => out.push(o),
-            Err(_) => {
-                eprintln!(
-                    "differential: statement stuck for {STEP_TIMEOUT:?}: session {s}: {}",
-                    st.sql
-                );
-                break;
-            }
+            _ => outcome(conn.query_iter(st.sql.as_str()).await).await,
         }
     }
-    for c in conns.into_iter().flatten() {
-        close(c).await;
+
+    async fn close(&self, conn: Conn) {
+        let _ = conn.disconnect().await;
     }
-    out
 }

@@ -1,7 +1,7 @@
 //! PostgreSQL workload generator: per-session scripts of reads, writes, transactions, savepoints,
 //! cursors, settings, temp tables, notices, notifications and errors, honouring the read scope.
 
-use super::{scope, Level, Param, Rng, Scope, Step};
+use super::{scope, scoped_read, static_read, Level, Param, Rng, Scope, Step};
 
 /// Database-level defaults of a combination (`ALTER DATABASE ... SET`).
 #[derive(Debug, Clone, Copy)]
@@ -9,6 +9,14 @@ pub struct PgDefaults {
     pub sc: &'static str,
     pub iso: &'static str,
     pub ro: bool,
+}
+
+impl std::fmt::Display for PgDefaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ro = if self.ro { "on" } else { "off" };
+        let iso = self.iso.replace(' ', "_");
+        write!(f, "sc={},iso={iso},ro={ro}", self.sc)
+    }
 }
 
 pub const SYNC_COMMIT: [&str; 4] = ["off", "local", "on", "remote_apply"];
@@ -334,66 +342,18 @@ fn write_shared(rng: &mut Rng, s: &mut Session) -> Step {
 
 /// A read within the session's scope.
 fn read(rng: &mut Rng, s: &mut Session) -> Step {
-    let id = s.id;
-    let scope = s.scope();
-    let k = rng.below(20) as i64;
     if s.temp && rng.chance(15) {
         return Step::text("read-temp", "SELECT id, v FROM tmp ORDER BY id");
     }
-    let pick = rng.below(10);
-    if scope == Scope::All && pick < 3 {
-        return match pick {
-            0 => Step::text(
-                "read-cross",
-                "SELECT sid, count(*), sum(v) FROM shared GROUP BY sid ORDER BY sid",
-            ),
-            1 => Step::text(
-                "read-cross",
-                format!(
-                    "SELECT count(*), max(v) FROM own_{}",
-                    rng.below(super::SESSIONS)
-                ),
-            ),
-            _ => Step::prepared(
-                "read-cross-prepared",
-                "SELECT count(*) FROM shared WHERE id > $1::int8",
-                vec![Param::Int(k)],
-            ),
-        };
-    }
-    if scope >= Scope::Own && pick < 6 {
-        return match pick % 3 {
-            0 => Step::text(
-                "read-own",
-                format!("SELECT id, v, t FROM own_{id} ORDER BY id"),
-            ),
-            1 => Step::text(
-                "read-own",
-                format!("SELECT id, v FROM shared WHERE sid = {id} ORDER BY id"),
-            ),
-            _ => Step::prepared(
-                "read-own-prepared",
-                format!("SELECT id, v, t FROM own_{id} WHERE id > $1::int8 ORDER BY id"),
-                vec![Param::Int(k)],
-            ),
-        };
+    if let Some(st) = scoped_read(rng, s.scope(), s.id, "$1::int8") {
+        return st;
     }
     match rng.below(8) {
         0 => Step::text(
-            "read-static",
-            format!("SELECT id, v FROM fixed WHERE id <= {k} ORDER BY id"),
-        ),
-        1 => Step::prepared(
-            "read-static-prepared",
-            "SELECT id, v FROM fixed WHERE id > $1::int8 ORDER BY id LIMIT 3",
-            vec![Param::Int(k)],
-        ),
-        2 => Step::text("read-static", format!("SELECT {k} + 1, 'x{k}'")),
-        3 => Step::text(
             "read-setting",
             "SELECT '2024-06-01 12:00:00+00'::timestamptz::text",
         ),
-        4 => Step::text(
+        1 => Step::text(
             "read-setting",
             *rng.pick(&[
                 "SHOW TimeZone",
@@ -405,13 +365,8 @@ fn read(rng: &mut Rng, s: &mut Session) -> Step {
                 "SHOW default_transaction_isolation",
             ]),
         ),
-        5 => Step::prepared(
-            "read-static-prepared",
-            "SELECT v, $1::text FROM fixed WHERE id = 3",
-            vec![Param::Text(format!("p{k}"))],
-        ),
-        6 => Step::text("read-static", "SELECT count(*), sum(id) FROM fixed"),
-        _ => Step::text("read-static", "VALUES (1, 'a'), (2, 'b')"),
+        2 => Step::text("read-static", "VALUES (1, 'a'), (2, 'b')"),
+        _ => static_read(rng, "$1::int8", "$1::text"),
     }
 }
 

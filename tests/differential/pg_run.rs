@@ -2,16 +2,13 @@
 //! protocol) and records each statement's outcome, with the notices and notifications it produced.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Client, NoTls, SimpleQueryMessage, Statement};
 
+use super::drive::{Runner, STEP_TIMEOUT};
 use super::{Kind, Outcome, Param, Step};
-
-/// Longest a statement (or a connect) may take before the run is declared stuck.
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
 enum Msg {
     /// SQLSTATE of a notice.
@@ -23,7 +20,7 @@ enum Msg {
     },
 }
 
-struct Conn {
+pub struct Conn {
     client: Client,
     msgs: UnboundedReceiver<Msg>,
     prepared: HashMap<String, Statement>,
@@ -193,51 +190,24 @@ fn drain(conn: &mut Conn, mut out: Outcome) -> Outcome {
     out
 }
 
-async fn step(slot: &mut Option<Conn>, target: &Target, st: &Step) -> Outcome {
-    if st.kind == Kind::Reconnect {
-        *slot = None;
-        return match connect(target).await {
-            Ok(c) => {
-                *slot = Some(c);
-                Outcome::ok_rows(Vec::new(), None)
-            }
-            Err(e) => Outcome::err("CONNECT", e),
-        };
-    }
-    let Some(conn) = slot.as_mut() else {
-        return Outcome::err("NO-CONNECTION", "the session has no connection");
-    };
-    let out = match &st.kind {
-        Kind::Prepared(params) => prepared(conn, &st.sql, params).await,
-        _ => text(conn, &st.sql).await,
-    };
-    // Notifications to self follow the command's completion closely; give them a moment.
-    tokio::task::yield_now().await;
-    drain(conn, out)
-}
+impl Runner for Target {
+    type Conn = Conn;
 
-/// Run `scripts` against `target` in `order`; one outcome per position. Stops early (fewer
-/// outcomes) when a statement does not finish within [`STEP_TIMEOUT`].
-pub async fn run(target: &Target, scripts: &[Vec<Step>], order: &[usize]) -> Vec<Outcome> {
-    let mut conns: Vec<Option<Conn>> = Vec::new();
-    for _ in scripts {
-        conns.push(connect(target).await.ok());
+    async fn connect(&self) -> Result<Conn, String> {
+        connect(self).await
     }
-    let mut next = vec![0usize; scripts.len()];
-    let mut out = Vec::with_capacity(order.len());
-    for &s in order {
-        let st = &scripts[s][next[s]];
-        next[s] += 1;
-        match tokio::time::timeout(STEP_TIMEOUT, step(&mut conns[s], target, st)).await {
-            Ok(o) => out.push(o),
-            Err(_) => {
-                eprintln!(
-                    "differential: statement stuck for {STEP_TIMEOUT:?}: session {s}: {}",
-                    st.sql
-                );
-                break;
-            }
-        }
+
+    async fn execute(&self, conn: &mut Conn, st: &Step) -> Outcome {
+        let out = match &st.kind {
+            Kind::Prepared(params) => prepared(conn, &st.sql, params).await,
+            _ => text(conn, &st.sql).await,
+        };
+        // Notifications to self arrive with the command's completion; let the reader task run.
+        tokio::task::yield_now().await;
+        drain(conn, out)
     }
-    out
+
+    async fn close(&self, conn: Conn) {
+        drop(conn);
+    }
 }
