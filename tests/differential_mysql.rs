@@ -164,6 +164,10 @@ impl Suite for My<'_> {
         (target(p, &direct), target(port, &proxied))
     }
 
+    fn primary_port(&self) -> u16 {
+        self.cluster.primary_port()
+    }
+
     fn hint(&self, combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
         hint(combo, step, d, p)
     }

@@ -190,6 +190,10 @@ impl Suite for Pg<'_> {
         )
     }
 
+    fn primary_port(&self) -> u16 {
+        self.cluster.primary_port()
+    }
+
     fn hint(&self, combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
         hint(combo, step, d, p)
     }

@@ -129,6 +129,8 @@ pub trait Suite {
         index: usize,
         port: u16,
     ) -> impl Future<Output = (Self::Runner, Self::Runner)>;
+    /// The primary's port (where the direct run goes).
+    fn primary_port(&self) -> u16;
     /// Which known bug a difference looks like, or `NEW`.
     fn hint(&self, combo: &str, step: &Step, direct: &Outcome, proxied: &Outcome) -> String;
 }
@@ -148,10 +150,11 @@ pub async fn drive<S: Suite>(
         .map(|n| (n / combos.len()).max(60))
         .unwrap_or(S::SHORT_STATEMENTS);
     println!(
-        "{}: seed {} ({} combinations, {per_run} statements per run; SWITCHYARD_DIFF_SEED / SWITCHYARD_DIFF_STATEMENTS / SWITCHYARD_DIFF_COMBO)",
+        "{}: seed {} ({} combinations, {per_run} statements per run{}; SWITCHYARD_DIFF_SEED / SWITCHYARD_DIFF_STATEMENTS / SWITCHYARD_DIFF_COMBO / SWITCHYARD_DIFF_SELFCHECK)",
         report.test,
         env.seed,
-        combos.len()
+        combos.len(),
+        if env.selfcheck { ", SELFCHECK: both runs on the primary" } else { "" }
     );
     for (index, combo) in combos.iter().enumerate() {
         let name = combo.name(S::PROTOCOL);
@@ -166,7 +169,12 @@ pub async fn drive<S: Suite>(
             .iter()
             .position(|(p, l)| *p == combo.pool && *l == combo.level)
             .expect("every (pool, level) has a proxy cluster");
-        let (direct, proxied) = suite.prepare(combo, index, ports[at]).await;
+        let port = if env.selfcheck {
+            suite.primary_port()
+        } else {
+            ports[at]
+        };
+        let (direct, proxied) = suite.prepare(combo, index, port).await;
         let direct = run(&direct, &scripts, &order).await;
         let proxied = run(&proxied, &scripts, &order).await;
         let before = report.diffs.len();

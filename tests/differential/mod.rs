@@ -35,6 +35,8 @@
 //! settings rotated so each value appears in both pooling modes. Long mode:
 //! `SWITCHYARD_DIFF_STATEMENTS=100000` spreads that many compared statements over every
 //! combination of settings. `SWITCHYARD_DIFF_COMBO=<name>` runs one combination only.
+//! `SWITCHYARD_DIFF_SELFCHECK=1` sends the second run to the primary as well (expect 0
+//! differences: the harness's own determinism).
 #![allow(dead_code)]
 
 pub mod drive;
@@ -383,6 +385,9 @@ pub struct Env {
     pub statements: Option<usize>,
     /// Only this combination.
     pub combo: Option<String>,
+    /// `SWITCHYARD_DIFF_SELFCHECK=1`: the second run goes to the primary too (a third database),
+    /// which must give 0 differences: proof that the harness itself is deterministic.
+    pub selfcheck: bool,
 }
 
 impl Env {
@@ -398,6 +403,7 @@ impl Env {
             combo: std::env::var("SWITCHYARD_DIFF_COMBO")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            selfcheck: num("SWITCHYARD_DIFF_SELFCHECK").is_some_and(|n| n > 0),
         }
     }
 
