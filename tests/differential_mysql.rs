@@ -141,12 +141,12 @@ impl Suite for My<'_> {
     type Runner = Target;
 
     fn scripts(&self, c: &Combo<Settings>, rng: &mut Rng, per_session: usize) -> Vec<Vec<Step>> {
-        let temp_in_tx = c.settings.binlog == "ROW";
+        let temp_tables = c.settings.binlog == "ROW";
         mysql_gen::scripts(
             rng,
             c.level,
             c.settings.autocommit,
-            temp_in_tx,
+            temp_tables,
             SESSIONS,
             per_session,
         )

@@ -32,14 +32,14 @@ struct Session {
     sql_prepared: bool,
     /// The previous statement wrote: diagnostics are worth asking now.
     after_write: bool,
-    /// Temp tables may be touched inside transactions (not with statement-based binlogging: a
-    /// rolled-back `CREATE TEMPORARY TABLE` never reaches the replicas, whose SQL thread then
-    /// stops at the next statement using it, direct or proxied alike).
-    temp_in_tx: bool,
+    /// Temp tables are used (only with row-based binlogging: under STATEMENT and MIXED, runs
+    /// straight against the primary stopped the replicas' SQL thread with "Table 'tmp' doesn't
+    /// exist" on an `INSERT INTO tmp`, proxy or not, which ends every later combination).
+    temp_tables: bool,
 }
 
 impl Session {
-    fn new(id: usize, level: Level, default_autocommit: bool, temp_in_tx: bool) -> Session {
+    fn new(id: usize, level: Level, default_autocommit: bool, temp_tables: bool) -> Session {
         Session {
             id,
             level,
@@ -51,7 +51,7 @@ impl Session {
             wrote: false,
             sql_prepared: false,
             after_write: false,
-            temp_in_tx,
+            temp_tables,
         }
     }
 
@@ -73,18 +73,18 @@ impl Session {
     }
 }
 
-/// One script per session, `per_session` statements each; `temp_in_tx`: see [`Session`].
+/// One script per session, `per_session` statements each; `temp_tables`: see [`Session`].
 pub fn scripts(
     rng: &mut Rng,
     level: Level,
     autocommit: bool,
-    temp_in_tx: bool,
+    temp_tables: bool,
     sessions: usize,
     per_session: usize,
 ) -> Vec<Vec<Step>> {
     (0..sessions)
         .map(|id| {
-            let mut s = Session::new(id, level, autocommit, temp_in_tx);
+            let mut s = Session::new(id, level, autocommit, temp_tables);
             (0..per_session)
                 .map(|_| {
                     let state = s.state();
@@ -134,7 +134,7 @@ fn next(rng: &mut Rng, s: &mut Session) -> Step {
         }
         3 | 4 => tx_control(rng, s),
         5 => set(rng, s),
-        6 if s.temp_in_tx || (s.tx == Tx::None && s.autocommit) => temp(rng, s),
+        6 if s.temp_tables => temp(rng, s),
         6 => read(rng, s),
         7 => Step::text(
             "error",
@@ -159,7 +159,7 @@ fn next(rng: &mut Rng, s: &mut Session) -> Step {
         }
         9 => sql_prepare(rng, s),
         _ => {
-            *s = Session::new(id, s.level, s.default_autocommit, s.temp_in_tx);
+            *s = Session::new(id, s.level, s.default_autocommit, s.temp_tables);
             Step {
                 kind: Kind::Reconnect,
                 sql: "<reconnect>".into(),
