@@ -6,6 +6,9 @@ use std::fmt::Write as _;
 
 use super::{Outcome, Step};
 
+/// How many of a session's previous statements a first difference shows.
+const CONTEXT: usize = 10;
+
 /// One statement whose answers differ.
 #[derive(Debug, Clone)]
 pub struct Diff {
@@ -25,6 +28,8 @@ pub struct Diff {
     pub first_in_session: bool,
     /// Which known bug this looks like, or `NEW`.
     pub hint: String,
+    /// For a session's first difference: its previous statements (oldest first).
+    pub context: Vec<String>,
 }
 
 /// Everything compared by one test binary.
@@ -83,6 +88,15 @@ impl Report {
                 proxied: p.clone(),
                 first_in_session: seen[s].is_none(),
                 hint: why.clone(),
+                context: if seen[s].is_none() {
+                    let from = step_index.saturating_sub(CONTEXT);
+                    scripts[s][from..step_index]
+                        .iter()
+                        .map(|st| st.sql.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             });
             if seen[s].is_none() {
                 seen[s] = Some(why);
@@ -106,6 +120,7 @@ impl Report {
                 direct: Outcome::err("-", format!("{} statements", direct.len())),
                 proxied: Outcome::err("-", format!("{} statements", proxied.len())),
                 first_in_session: true,
+                context: Vec::new(),
                 hint: format!(
                     "NEW: the {short} run stopped at position {len} (timeout or lost connection)"
                 ),
@@ -169,6 +184,13 @@ impl Report {
                 ex.proxied,
                 self.rerun(&ex.combo, ex.seed)
             );
+            if !ex.context.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    the session's previous statements: {}",
+                    ex.context.join(" ; ")
+                );
+            }
         }
         out
     }
