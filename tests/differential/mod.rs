@@ -30,6 +30,16 @@
 //! Session-scoped things (temp tables, settings, `LAST_INSERT_ID()`, `ROW_COUNT()`, notices,
 //! warnings, cursors, notifications to self) are compared at every level.
 //!
+//! # What is compared
+//! Rows (as text; every query orders its rows), SQLSTATE (PostgreSQL) or `errno/SQLSTATE` (MySQL)
+//! of errors (messages are shown, not compared), the command-complete count or affected rows, the
+//! last insert id, the notices' SQLSTATEs or the warning count, and the notifications a session
+//! receives from itself (channel, payload, and whether the sender pid equals the
+//! `pg_backend_pid()` the session saw right after connecting). Not covered: MySQL server-side
+//! cursors (mysql_async has no COM_STMT_FETCH), notifications between sessions (their arrival
+//! time is not part of the answer). Temp tables run on MariaDB only under row-based binlogging
+//! (see `mysql_gen`).
+//!
 //! # Modes
 //! Short mode (default, in `cargo test`): every pooling mode x consistency level once, server
 //! settings rotated so each value appears in both pooling modes. Long mode:
