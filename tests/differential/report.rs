@@ -60,6 +60,8 @@ impl Report {
         let mut next = vec![0usize; scripts.len()];
         // The first difference's hint of each session: later ones may be its consequences.
         let mut seen: Vec<Option<String>> = vec![None; scripts.len()];
+        // The combination's first difference: shared ids and cross-session reads carry it over.
+        let mut combo_first: Option<String> = None;
         let n = order.len().min(direct.len()).min(proxied.len());
         for (position, &s) in order.iter().enumerate().take(n) {
             let step_index = next[s];
@@ -74,6 +76,11 @@ impl Report {
             if let Some(first) = &seen[s] {
                 // The two runs may have diverged since: attribute to the first difference.
                 why = format!("after an earlier difference in the session ({first})");
+            } else if let (Some(first), "NEW") = (&combo_first, why.as_str()) {
+                why = format!("after an earlier difference in another session ({first})");
+            }
+            if combo_first.is_none() {
+                combo_first = Some(why.clone());
             }
             self.diffs.push(Diff {
                 combo: combo.to_string(),
@@ -128,11 +135,17 @@ impl Report {
         }
     }
 
-    /// Rerun command for one combination.
-    pub fn rerun(&self, combo: &str, seed: u64) -> String {
+    /// Rerun command for one combination (the base seed and, in long mode, the statement count
+    /// decide its scripts; `_seed`, the combination's own, is shown in the report).
+    pub fn rerun(&self, combo: &str, _seed: u64) -> String {
+        let env = super::Env::read();
+        let long = env
+            .statements
+            .map(|n| format!("SWITCHYARD_DIFF_STATEMENTS={n} "))
+            .unwrap_or_default();
         format!(
-            "SWITCHYARD_DIFF_SEED={seed} SWITCHYARD_DIFF_COMBO='{combo}' cargo test --test {} -- --nocapture",
-            self.test
+            "SWITCHYARD_DIFF_SEED={} {long}SWITCHYARD_DIFF_COMBO='{combo}' cargo test --test {} -- --nocapture",
+            env.seed, self.test
         )
     }
 
