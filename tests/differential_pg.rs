@@ -167,7 +167,7 @@ struct Pg<'a> {
 
 impl Suite for Pg<'_> {
     const PROTOCOL: &'static str = "pg";
-    const SHORT_STATEMENTS: usize = 240;
+    const SHORT_STATEMENTS: usize = 204;
     type Settings = PgDefaults;
     type Runner = Target;
 

@@ -44,6 +44,9 @@ struct Session {
     sc: &'static str,
     iso: &'static str,
     ro: bool,
+    /// The previous statement was an autocommit write: reading it back now is what
+    /// read-your-writes is for.
+    after_write: bool,
 }
 
 impl Session {
@@ -63,6 +66,7 @@ impl Session {
             sc: defaults.sc,
             iso: defaults.iso,
             ro: defaults.ro,
+            after_write: false,
         }
     }
 
@@ -119,7 +123,12 @@ pub fn scripts(
             }
             while script.len() < per_session {
                 let state = s.state();
-                let mut st = next(rng, &mut s);
+                let after_write = std::mem::take(&mut s.after_write);
+                let mut st = if after_write && rng.chance(50) {
+                    read(rng, &mut s)
+                } else {
+                    next(rng, &mut s)
+                };
                 st.state = state;
                 script.push(st);
             }
@@ -284,6 +293,7 @@ fn write_own(rng: &mut Rng, s: &mut Session) -> Step {
     if !s.ro || s.tx == Tx::Rw {
         s.wrote = true;
     }
+    s.after_write = s.tx == Tx::None;
     let v = rng.below(1000) as i64;
     let t = format!("t{}", rng.below(100));
     match rng.below(6) {
@@ -323,6 +333,7 @@ fn write_shared(rng: &mut Rng, s: &mut Session) -> Step {
     if !s.ro || s.tx == Tx::Rw {
         s.wrote = true;
     }
+    s.after_write = s.tx == Tx::None;
     match rng.below(5) {
         0 | 1 => Step::text(
             "write-shared",
