@@ -118,6 +118,14 @@ fn hint(combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
     if diagnostic {
         return "bug 3 under session pooling: diagnostics asked on another backend (primary vs replica) than the statement they describe".into();
     }
+    if let (Outcome::Err { code, .. }, _) | (_, Outcome::Err { code, .. }) = (d, p) {
+        if code.starts_with("1792/") && (d.diff_kind(p) != "error code") {
+            return "NEW: inside or outside a READ ONLY transaction in one run only".into();
+        }
+    }
+    if combo.ends_with("autocommit=0") && step.state.contains("autocommit=false") {
+        return "NEW: autocommit=0 by default (init_connect): one implicit transaction's statements on different connections".into();
+    }
     "NEW".into()
 }
 
