@@ -142,6 +142,15 @@ fn hint(_combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
             return "NEW: a statement that needs the primary ran on a replica inside a read-only transaction".into();
         }
     }
+    if let (Outcome::Err { code: a, .. }, Outcome::Err { code: b, .. }) = (d, p) {
+        if a == "25P02" && b == "26000" {
+            return "NEW: a prepared statement re-prepared inside an aborted transaction: 26000 instead of 25P02".into();
+        }
+    }
+    if step.sql.contains("transaction_read_only") && d.diff_kind(p) == "rows" {
+        return "NEW: SHOW transaction_read_only answered by a standby (on) outside a transaction"
+            .into();
+    }
     if d.diff_kind(p) == "notifications" {
         return "known bug 4: NOTIFY pid".into();
     }
