@@ -14,6 +14,7 @@ mod mysql_query;
 mod mysql_tests;
 pub mod pg;
 mod pg_functions;
+pub mod pg_isolation;
 mod pg_query;
 #[cfg(test)]
 mod tests;

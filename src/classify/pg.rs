@@ -190,7 +190,8 @@ fn unknown(toks: &[Token]) -> Classification {
     }
 }
 
-/// `BEGIN [WORK|TRANSACTION] [modes]` / `START TRANSACTION [modes]`.
+/// `BEGIN [WORK|TRANSACTION] [modes]` / `START TRANSACTION [modes]`; `read_only` (a replica may
+/// run it) for `READ ONLY` without `ISOLATION LEVEL SERIALIZABLE`.
 fn begin(toks: &[Token]) -> Classification {
     let bad = cls(Intent::Write, Reason::ParseError);
     let mut i = 1;
@@ -209,6 +210,8 @@ fn begin(toks: &[Token]) -> Classification {
             i += 1;
         } else if at(0, "ISOLATION") && at(1, "LEVEL") {
             if at(2, "SERIALIZABLE") {
+                // A hot standby refuses serializable transactions: the primary, even READ ONLY.
+                read_write = true;
                 i += 3;
             } else if (at(2, "REPEATABLE") && at(3, "READ"))
                 || (at(2, "READ") && (at(3, "COMMITTED") || at(3, "UNCOMMITTED")))

@@ -426,6 +426,21 @@ pub fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
 }
 
 /// tokio-postgres key/value connection string for 127.0.0.1:`port` (values quoted).
+/// The first column of the first row of a simple query (empty when there is none); panics with
+/// the error when it fails.
+pub async fn simple_value(c: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 pub fn pg_conn_str(port: u16, user: &str, password: &str, db: &str) -> String {
     format!(
         "host=127.0.0.1 port={port} user={} password={} dbname={} connect_timeout=10",

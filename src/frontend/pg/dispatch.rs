@@ -303,6 +303,9 @@ impl Relay {
             && self.inflight.is_empty()
             && !self.unsynced;
         let texts = if self.txn.is_none() {
+            for t in &info.session_texts {
+                self.isolation.apply(t);
+            }
             info.session_texts.clone()
         } else {
             Vec::new()
@@ -324,6 +327,7 @@ impl Relay {
                 route: d.route,
                 started: Instant::now(),
                 retry: None,
+                rerun: false,
             }),
         }
         if d.route == Route::Primary

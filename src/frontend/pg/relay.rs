@@ -52,6 +52,9 @@ struct InFlight {
     started: Instant,
     /// Kept while no answer arrived, so a read can be retried on another replica.
     retry: Option<Vec<Frame>>,
+    /// A replica refused the batch's serializable mode: its answers are dropped and the batch
+    /// runs again (see `isolation.rs`).
+    rerun: bool,
 }
 
 enum Event {
@@ -122,6 +125,8 @@ pub struct Relay {
     drain: super::session::DrainWait,
     /// `--busy-poll`: counts the session while it waits for a server's answer.
     busy: Option<crate::busy_poll::Busy>,
+    /// Whether the session's transactions are serializable (then its reads need the primary).
+    isolation: isolation::Isolation,
 }
 
 impl Relay {
@@ -146,6 +151,7 @@ impl Relay {
             params.push(("database".into(), user.config.name.clone()));
         }
         let login_key = pooled::login_hash(&user.config.backend_user, &params);
+        let isolation = isolation::Isolation::new(&params);
         let mut relay = Relay {
             ctx,
             client,
@@ -188,6 +194,7 @@ impl Relay {
             debug,
             drain,
             busy: None,
+            isolation,
         };
         relay.login_key = login_key;
         relay
@@ -546,6 +553,8 @@ mod begin;
 mod causal;
 #[path = "dispatch.rs"]
 mod dispatch;
+#[path = "isolation.rs"]
+mod isolation;
 #[path = "pooled.rs"]
 pub mod pooled;
 #[path = "route.rs"]
