@@ -100,6 +100,7 @@ pub async fn run(
             pg_pools: Default::default(),
             my_pools: Default::default(),
             busy_poll: busy_poll.clone(),
+            positions: spawned.positions,
         });
         {
             // SIGTERM: idle sessions close (see `ClusterCtx::drain_wait`).

@@ -220,6 +220,8 @@ pub struct RawRouting {
     /// Missing = 500ms.
     #[serde(default)]
     pub causal_timeout: Scalar,
+    /// Missing = false.
+    pub causal_wait: Option<bool>,
 }
 
 /// Read consistency level.

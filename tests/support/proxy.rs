@@ -450,6 +450,18 @@ pub fn pg_conn_str(port: u16, user: &str, password: &str, db: &str) -> String {
     )
 }
 
+/// mysql_async options for the `app` user and database at 127.0.0.1:`port` (TCP, no socket).
+pub fn my_app_opts(port: u16) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some(super::MYSQL_APP_USER))
+        .pass(Some(super::MYSQL_APP_PASSWORD))
+        .db_name(Some("app"))
+        .prefer_socket(false)
+        .into()
+}
+
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }

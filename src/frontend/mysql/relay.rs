@@ -95,6 +95,9 @@ pub(super) struct Relay {
     pub wrote: bool,
     /// The primary GTID position the session's reads must see (read_your_writes).
     pub causal_gtid: Option<String>,
+    /// Read_your_writes after a write whose position is not learned yet: when the session's
+    /// first read after it arrived. See `causal.rs`.
+    pub causal_since: Option<std::time::Instant>,
     pub stats: SessionMetrics,
     /// Held while the session has work on the primary (until it is outside a transaction
     /// again); a switchover waits for every pass to come back.
@@ -173,6 +176,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         consistency: None,
         wrote: false,
         causal_gtid: None,
+        causal_since: None,
         stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
         gate_pass: None,
         pause_pass: None,
@@ -486,6 +490,7 @@ impl Relay {
         self.consistency = None;
         self.wrote = false;
         self.causal_gtid = None;
+        self.causal_since = None;
         self.last_used = None;
         self.start().await
     }

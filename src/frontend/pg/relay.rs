@@ -114,6 +114,9 @@ pub struct Relay {
     wrote: bool,
     /// The primary WAL position the session's reads must see (read_your_writes).
     causal_lsn: Option<u64>,
+    /// Read_your_writes after a write whose position is not learned yet: when the session's
+    /// first read after it arrived (every write was answered by then). See `causal.rs`.
+    causal_since: Option<std::time::Instant>,
     /// Held from the first request on the primary until the session is idle again outside a
     /// transaction; a switchover waits for every pass to come back.
     gate_pass: Option<Pass>,
@@ -189,6 +192,7 @@ impl Relay {
             consistency,
             wrote: false,
             causal_lsn: None,
+            causal_since: None,
             gate_pass: None,
             pause_pass: None,
             debug,
