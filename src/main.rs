@@ -144,7 +144,7 @@ fn main() -> ExitCode {
 /// After the drain deadline, how long the sessions closed by force get to end.
 const KILL_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 /// After that, how long the runtime gets to stop before the process exits regardless.
-const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(400);
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(700);
 
 /// Start the thread that turns SIGTERM / SIGINT into `shutdown` and then, `grace` later, ends
 /// the process if it is still running (a drain must end by its deadline whatever the sessions
