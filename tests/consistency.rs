@@ -12,7 +12,7 @@ use mysql_async::prelude::*;
 use support::mysql_cluster::MariaDbCluster;
 use support::pg_cluster::{APP_PASSWORD, APP_USER, MD5_USER};
 use support::{pg_conn_str, PgCluster, Proxy};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::NoTls;
 
 const ITERATIONS: usize = 1000;
 
@@ -53,20 +53,12 @@ async fn pg(
 
 /// (rows with this note, read on a replica?)
 async fn pg_read(c: &tokio_postgres::Client, note: &str) -> (i64, bool) {
-    let rows = c
-        .simple_query(&format!(
-            "SELECT count(*), pg_is_in_recovery() FROM notes WHERE note = '{note}'"
-        ))
-        .await
-        .unwrap();
-    let r = rows
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
-    (r.get(0).unwrap().parse().unwrap(), r.get(1) == Some("t"))
+    let sql = format!("SELECT count(*), pg_is_in_recovery() FROM notes WHERE note = '{note}'");
+    let r = support::simple_first_row(c, &sql).await;
+    (
+        r[0].as_deref().unwrap().parse().unwrap(),
+        r[1].as_deref() == Some("t"),
+    )
 }
 
 fn set_apply_delay(cluster: &PgCluster, delay: Option<&str>) {

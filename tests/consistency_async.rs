@@ -17,7 +17,7 @@ use mysql_async::prelude::*;
 use support::mysql_cluster::MariaDbCluster;
 use support::pg_cluster::{APP_PASSWORD, APP_USER};
 use support::{pg_conn_str, PgCluster, Proxy};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls};
 
 const PAIRS: usize = 200;
 
@@ -70,16 +70,11 @@ async fn pg_read(c: &Client, note: &str, extended: bool) -> (i64, bool) {
         let row = c.query_one(sql, &[&note]).await.unwrap();
         return (row.get(0), row.get(1));
     }
-    let sql = sql.replace("$1", &format!("'{note}'"));
-    let rows = c.simple_query(&sql).await.unwrap();
-    let r = rows
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
-    (r.get(0).unwrap().parse().unwrap(), r.get(1) == Some("t"))
+    let r = support::simple_first_row(c, &sql.replace("$1", &format!("'{note}'"))).await;
+    (
+        r[0].as_deref().unwrap().parse().unwrap(),
+        r[1].as_deref() == Some("t"),
+    )
 }
 
 async fn pg_insert(c: &Client, note: &str, extended: bool) {
@@ -230,12 +225,8 @@ async fn postgres_read_your_writes_under_asynchronous_commit() {
                 let set = format!("-c synchronous_commit={level}");
                 let c = pg(ports.listen, Some(&set)).await;
                 let tag = format!("session {level}, wait={wait}, {}", mode(pooled));
-                let show = c.simple_query("SHOW synchronous_commit").await.unwrap();
-                let shown = show.iter().find_map(|m| match m {
-                    SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                    _ => None,
-                });
-                assert_eq!(shown.as_deref(), Some(level), "{tag}");
+                let shown = support::simple_first_row(&c, "SHOW synchronous_commit").await;
+                assert_eq!(shown[0].as_deref(), Some(level), "{tag}");
                 for extended in [false, true] {
                     let t = pg_pairs(&c, &c, &format!("{tag} extended={extended}"), extended).await;
                     assert_eq!(t.stale, 0, "{tag} extended={extended}: {t:?}");

@@ -18,4 +18,4 @@ pub use mysql_cluster::{
     MYSQL_MONITOR_USER, MYSQL_ROOT_PASSWORD,
 };
 pub use pg_cluster::{free_port, free_ports, shared, PgCluster};
-pub use proxy::{my_app_opts, pg_conn_str, simple_value, Proxy, ProxyPorts};
+pub use proxy::{my_app_opts, pg_conn_str, simple_first_row, simple_value, Proxy, ProxyPorts};

@@ -450,6 +450,21 @@ pub fn pg_conn_str(port: u16, user: &str, password: &str, db: &str) -> String {
     )
 }
 
+/// The text columns of the first row `sql` returns (simple protocol); panics without a row.
+pub async fn simple_first_row(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+    let msgs = c.simple_query(sql).await.unwrap();
+    let row = msgs
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no row from {sql}"));
+    (0..row.len())
+        .map(|i| row.get(i).map(str::to_owned))
+        .collect()
+}
+
 /// mysql_async options for the `app` user and database at 127.0.0.1:`port` (TCP, no socket).
 pub fn my_app_opts(port: u16) -> mysql_async::Opts {
     mysql_async::OptsBuilder::default()

@@ -10,11 +10,43 @@
 use std::time::Instant;
 
 use super::*;
-use crate::router::read_candidates;
+use crate::frontend::causal::{first_step, replica_at, CausalSession, Next};
 use crate::topology::positions::{gtid_text, Pos};
 
+impl CausalSession for Relay {
+    fn consistency(&self) -> Consistency {
+        Relay::consistency(self)
+    }
+    fn causal_wait(&self) -> bool {
+        self.ctx.config().routing.causal_wait
+    }
+    fn causal_fields(&mut self) -> (&mut bool, &mut Option<Instant>, bool) {
+        let known = self.causal_gtid.is_some();
+        (&mut self.wrote, &mut self.causal_since, known)
+    }
+    fn forget_position(&mut self) {
+        self.causal_gtid = None;
+    }
+    fn known_replica(&mut self, d: Decision) -> Option<Decision> {
+        if self.causal_gtid.is_none() {
+            let since = self.causal_since?;
+            let Some(Pos::Gtid(list)) = self.ctx.positions.primary_since(since) else {
+                return None;
+            };
+            self.causal_gtid = Some(gtid_text(&list));
+            self.causal_since = None;
+        }
+        let target = Pos::gtid(self.causal_gtid.as_deref()?)?;
+        self.replica_at(d, &target)
+    }
+    fn to_primary(&self, d: Decision, reason: RouteReason) -> Decision {
+        self.route(Want::Primary(reason)).unwrap_or(d)
+    }
+}
+
 impl Relay {
-    /// Apply the session's read consistency to a replica decision.
+    /// Apply the session's read consistency to a replica decision (one command at a time: the
+    /// session's writes are answered when it runs).
     pub(super) async fn causal_route(
         &mut self,
         d: Decision,
@@ -27,50 +59,13 @@ impl Relay {
         if d.route != Route::Replica || !is_read || self.txn.is_some() {
             return Ok(d);
         }
-        let fallback = |me: &Self, reason| me.route(Want::Primary(reason)).unwrap_or(d);
-        match self.consistency() {
-            Consistency::Eventual => return Ok(d),
-            Consistency::Strong => return Ok(fallback(self, RouteReason::Consistency)),
-            Consistency::ReadYourWrites => {
-                // One command at a time: the session's writes are answered, so a primary
-                // position read from now on has their GTIDs.
-                if self.wrote {
-                    self.wrote = false;
-                    self.causal_gtid = None;
-                    self.causal_since = Some(Instant::now());
-                }
-                if let Some(k) = self.known_replica(d) {
-                    return Ok(k);
-                }
-                if !self.ctx.config().routing.causal_wait {
-                    return Ok(fallback(self, RouteReason::CausalFallback));
-                }
-            }
-            Consistency::Global => {}
+        match first_step(self, d) {
+            Next::Go(k) => Ok(k),
+            Next::Query => match Box::pin(self.causal_query(d)).await? {
+                Some(k) => Ok(k),
+                None => Ok(self.to_primary(d, RouteReason::CausalFallback)),
+            },
         }
-        match Box::pin(self.causal_query(d)).await? {
-            Some(k) => Ok(k),
-            None => Ok(fallback(self, RouteReason::CausalFallback)),
-        }
-    }
-
-    /// Read-your-writes without a query: `d` itself, or another read candidate, when it is known
-    /// to have the session's position (first learned, after a write, from a primary reading
-    /// started after the write was answered). `None`: no replica is known to have it.
-    fn known_replica(&mut self, d: Decision) -> Option<Decision> {
-        if self.causal_gtid.is_none() {
-            let Some(since) = self.causal_since else {
-                // No write yet: any replica.
-                return Some(d);
-            };
-            let Some(Pos::Gtid(list)) = self.ctx.positions.primary_since(since) else {
-                return None;
-            };
-            self.causal_gtid = Some(gtid_text(&list));
-            self.causal_since = None;
-        }
-        let target = Pos::gtid(self.causal_gtid.as_deref()?)?;
-        self.replica_at(d, &target)
     }
 
     /// Whether replica `server` is known to have `target` (this session's connection to it, or
@@ -86,15 +81,14 @@ impl Relay {
 
     /// `d`, or another read candidate, if one is known to have `target`.
     fn replica_at(&self, d: Decision, target: &Pos) -> Option<Decision> {
-        let nothing = matches!(target, Pos::Gtid(list) if list.is_empty());
-        if nothing || self.has_replayed(d.server, target) {
+        if matches!(target, Pos::Gtid(list) if list.is_empty()) {
             return Some(d);
         }
         let topo = self.topology();
-        read_candidates(&topo, &self.ctx.config().routing, &self.excluded)
-            .into_iter()
-            .find(|&(i, _)| self.has_replayed(i, target))
-            .map(|(server, _)| Decision { server, ..d })
+        let routing = &self.ctx.config().routing;
+        replica_at(d, &topo, routing, &self.excluded, |i| {
+            self.has_replayed(i, target)
+        })
     }
 
     /// The primary's GTID position now (shared with the cluster's other sessions).
@@ -152,7 +146,7 @@ impl Relay {
         if let Some(k) = self.replica_at(d, &pos) {
             return Ok(Some(k));
         }
-        if !self.ctx.config().routing.causal_wait {
+        if !CausalSession::causal_wait(self) {
             return Ok(None);
         }
         let ok = self.wait_gtid(d.server, &pos).await?;

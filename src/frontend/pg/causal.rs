@@ -14,12 +14,42 @@ use std::time::Instant;
 
 use super::*;
 use crate::config::Consistency;
-use crate::router::read_candidates;
+use crate::frontend::causal::{first_step, replica_at, CausalSession, Next};
 use crate::topology::positions::{lsn_covers, Pos};
 use crate::topology::probe_pg::parse_lsn;
 
 /// The primary's position, covering commits not yet written out of WAL buffers.
 const POSITION_SQL: &str = "SELECT pg_current_wal_insert_lsn()";
+
+impl CausalSession for Relay {
+    fn consistency(&self) -> Consistency {
+        Relay::consistency(self)
+    }
+    fn causal_wait(&self) -> bool {
+        self.ctx.config().routing.causal_wait
+    }
+    fn causal_fields(&mut self) -> (&mut bool, &mut Option<Instant>, bool) {
+        let known = self.causal_lsn.is_some();
+        (&mut self.wrote, &mut self.causal_since, known)
+    }
+    fn forget_position(&mut self) {
+        self.causal_lsn = None;
+    }
+    fn known_replica(&mut self, d: Decision) -> Option<Decision> {
+        if self.causal_lsn.is_none() {
+            let since = self.causal_since?;
+            let Some(Pos::Lsn(lsn)) = self.ctx.positions.primary_since(since) else {
+                return None;
+            };
+            self.causal_lsn = Some(lsn);
+            self.causal_since = None;
+        }
+        self.replica_at(d, self.causal_lsn?)
+    }
+    fn to_primary(&self, d: Decision, reason: RouteReason) -> Decision {
+        self.route(Want::Primary(reason)).unwrap_or(d)
+    }
+}
 
 impl Relay {
     /// Apply the session's read consistency to a replica decision.
@@ -38,31 +68,13 @@ impl Relay {
             // transactions (pgbench -j 1) would wait for itself.
             return Ok(d);
         }
-        let fallback = |me: &Self, reason| me.route(Want::Primary(reason)).unwrap_or(d);
-        match self.consistency() {
-            Consistency::Eventual => return Ok(d),
-            Consistency::Strong => return Ok(fallback(self, RouteReason::Consistency)),
-            Consistency::ReadYourWrites => {
-                // Nothing is in flight: the session's writes are answered, so a primary position
-                // read from now on covers them.
-                if self.wrote {
-                    self.wrote = false;
-                    self.causal_lsn = None;
-                    self.causal_since = Some(Instant::now());
-                }
-                if let Some(k) = self.known_replica(d) {
-                    return Ok(k);
-                }
-                if !self.ctx.config().routing.causal_wait {
-                    return Ok(fallback(self, RouteReason::CausalFallback));
-                }
-            }
-            Consistency::Global => {}
-        }
-        // Boxed: the query path stays out of every session's task.
-        match Box::pin(self.causal_query(d)).await? {
-            Some(k) => Ok(k),
-            None => Ok(fallback(self, RouteReason::CausalFallback)),
+        match first_step(self, d) {
+            Next::Go(k) => Ok(k),
+            // Boxed: the query path stays out of every session's task.
+            Next::Query => match Box::pin(self.causal_query(d)).await? {
+                Some(k) => Ok(k),
+                None => Ok(self.to_primary(d, RouteReason::CausalFallback)),
+            },
         }
     }
 
@@ -95,35 +107,13 @@ impl Relay {
             || self.ctx.positions.replayed(server, &Pos::Lsn(lsn))
     }
 
-    /// Read-your-writes without a query: `d` itself, or another read candidate, when it is known
-    /// to have replayed the session's position (first learned, after a write, from a primary
-    /// reading started after the write was answered). `None`: no replica is known to be there.
-    fn known_replica(&mut self, d: Decision) -> Option<Decision> {
-        if self.causal_lsn.is_none() {
-            let Some(since) = self.causal_since else {
-                // No write yet: any replica.
-                return Some(d);
-            };
-            let Some(Pos::Lsn(lsn)) = self.ctx.positions.primary_since(since) else {
-                return None;
-            };
-            self.causal_lsn = Some(lsn);
-            self.causal_since = None;
-        }
-        let lsn = self.causal_lsn?;
-        self.replica_at(d, lsn)
-    }
-
     /// `d`, or another read candidate, if one is known to have replayed `lsn`.
     fn replica_at(&self, d: Decision, lsn: u64) -> Option<Decision> {
-        if self.has_replayed(d.server, lsn) {
-            return Some(d);
-        }
         let topo = self.topology();
-        read_candidates(&topo, &self.ctx.config().routing, &self.excluded)
-            .into_iter()
-            .find(|&(i, _)| self.has_replayed(i, lsn))
-            .map(|(server, _)| Decision { server, ..d })
+        let routing = &self.ctx.config().routing;
+        replica_at(d, &topo, routing, &self.excluded, |i| {
+            self.has_replayed(i, lsn)
+        })
     }
 
     /// The primary's position now (shared with the cluster's other sessions).
@@ -165,7 +155,7 @@ impl Relay {
         if let Some(k) = self.replica_at(d, target) {
             return Ok(Some(k));
         }
-        if !self.ctx.config().routing.causal_wait {
+        if !CausalSession::causal_wait(self) {
             return Ok(None);
         }
         let ok = self.wait_replayed(d.server, target).await?;
