@@ -258,8 +258,9 @@ async fn a_role_default_is_learned_from_the_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serializable_transactions_run_on_the_primary() {
     setup();
-    let forms: [&[&str]; 5] = [
+    let forms: [&[&str]; 6] = [
         &["BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"],
+        &["BEGIN READ ONLY; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
         &["START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE"],
         &["BEGIN READ ONLY ISOLATION LEVEL SERIALIZABLE"],
         &["BEGIN", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
@@ -340,6 +341,20 @@ async fn read_only_and_deferrable_settings_do_not_break() {
             .await
             .unwrap();
         assert_on_replicas(&c, &format!("{what}: repeatable read")).await;
+        // The transaction's own mode outside a transaction: a no-op (or a warning) on the
+        // primary, refused by a standby ("cannot set transaction read-write mode during
+        // recovery", serializable): never session state to replay.
+        for sql in [
+            "SET transaction_read_only = off",
+            "SET TRANSACTION READ WRITE",
+            "SET transaction_isolation = 'serializable'",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        ] {
+            c.simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {sql}: {e:?}"));
+        }
+        where_reads(&c, &format!("{what}: after SET transaction_*")).await;
         c.simple_query("BEGIN").await.unwrap();
         c.simple_query("SET TRANSACTION READ ONLY").await.unwrap();
         assert_eq!(value(&c, "SHOW transaction_read_only").await, "on");
