@@ -129,6 +129,7 @@ fn setup_once() {
         &format!(
             "DROP TABLE IF EXISTS fid_t; CREATE TABLE fid_t (v text); \
              INSERT INTO fid_t VALUES ('primary data'); GRANT SELECT ON fid_t TO PUBLIC; \
+             DROP TABLE IF EXISTS fid_w; CREATE TABLE fid_w (i int); GRANT INSERT ON fid_w TO PUBLIC; \
              DO $$ BEGIN CREATE ROLE {SERIAL_ROLE} LOGIN PASSWORD '{SERIAL_PASSWORD}'; \
              EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
              ALTER ROLE {SERIAL_ROLE} SET default_transaction_isolation = 'serializable'"
@@ -225,7 +226,7 @@ async fn startup_options_make_a_serializable_session() {
 async fn a_role_default_is_learned_from_the_replica() {
     setup();
     for pooled in [false, true] {
-        let (_proxy, ports) = proxy(pooled);
+        let (proxy, ports) = proxy(pooled);
         for round in 0..3 {
             let what = format!("{}: ALTER ROLE, client {round}", mode(pooled));
             let c = connect_str(&pg_conn_str(
@@ -235,8 +236,21 @@ async fn a_role_default_is_learned_from_the_replica() {
                 "app",
             ))
             .await;
+            if round == 1 {
+                // A write first: the read's causal check on a replica is what gets refused. (Back
+                // on the replicas, read-your-writes may still send a read to the primary.)
+                c.simple_query("INSERT INTO fid_w VALUES (1)")
+                    .await
+                    .unwrap();
+                assert_on_primary(&c, &format!("{what}, after a write")).await;
+                continue;
+            }
             serializable_by_default(&c, &what).await;
         }
+        // The write's session learned from its first refused check, then read on the primary.
+        let log = proxy.log();
+        let failed = log.matches("causal check failed").count();
+        assert_eq!(failed, 1, "{}: refused causal checks", mode(pooled));
     }
 }
 
@@ -244,8 +258,9 @@ async fn a_role_default_is_learned_from_the_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serializable_transactions_run_on_the_primary() {
     setup();
-    let forms: [&[&str]; 5] = [
+    let forms: [&[&str]; 6] = [
         &["BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"],
+        &["BEGIN READ ONLY; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
         &["START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE"],
         &["BEGIN READ ONLY ISOLATION LEVEL SERIALIZABLE"],
         &["BEGIN", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
@@ -312,10 +327,6 @@ async fn read_only_and_deferrable_settings_do_not_break() {
             .await
             .unwrap();
         assert_on_replicas(&c, &format!("{what}: deferrable, read only")).await;
-        c.simple_query("BEGIN").await.unwrap();
-        c.simple_query("SET TRANSACTION READ ONLY").await.unwrap();
-        assert_eq!(value(&c, "SHOW transaction_read_only").await, "on");
-        c.simple_query("COMMIT").await.unwrap();
         c.simple_query("SET default_transaction_isolation = serializable")
             .await
             .unwrap();
@@ -330,6 +341,24 @@ async fn read_only_and_deferrable_settings_do_not_break() {
             .await
             .unwrap();
         assert_on_replicas(&c, &format!("{what}: repeatable read")).await;
+        // The transaction's own mode outside a transaction: a no-op (or a warning) on the
+        // primary, refused by a standby ("cannot set transaction read-write mode during
+        // recovery", serializable): never session state to replay.
+        for sql in [
+            "SET transaction_read_only = off",
+            "SET TRANSACTION READ WRITE",
+            "SET transaction_isolation = 'serializable'",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        ] {
+            c.simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {sql}: {e:?}"));
+        }
+        where_reads(&c, &format!("{what}: after SET transaction_*")).await;
+        c.simple_query("BEGIN").await.unwrap();
+        c.simple_query("SET TRANSACTION READ ONLY").await.unwrap();
+        assert_eq!(value(&c, "SHOW transaction_read_only").await, "on");
+        c.simple_query("COMMIT").await.unwrap();
     }
 }
 

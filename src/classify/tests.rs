@@ -325,8 +325,15 @@ pub(super) const CORPUS: &[(&str, Want)] = &[
     ("PREPARE TRANSACTION 'gx'", TXN),
     ("COMMIT PREPARED 'gx'", w(Reason::Transaction)),
     ("ROLLBACK PREPARED 'gx'", w(Reason::Transaction)),
-    ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", TXN),
-    ("SET TRANSACTION READ ONLY", TXN),
+    // The transaction's own mode: with the transaction, else the primary (a standby refuses
+    // read-write and serializable modes even outside a transaction block).
+    ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", w(Reason::Transaction)),
+    ("SET TRANSACTION READ ONLY", w(Reason::Transaction)),
+    ("SET transaction_read_only = off", w(Reason::Transaction)),
+    ("SET SESSION transaction_isolation TO 'serializable'", w(Reason::Transaction)),
+    ("SET LOCAL transaction_deferrable = on", w(Reason::Transaction)),
+    ("BEGIN READ ONLY; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", w(Reason::Transaction)),
+    ("SET CONSTRAINTS ALL DEFERRED", TXN),
     ("SET LOCAL statement_timeout = '5s'", TXN),
     ("SET LOCAL search_path TO a", TXN),
     ("SET CONSTRAINTS ALL DEFERRED", TXN),

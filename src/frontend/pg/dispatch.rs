@@ -56,6 +56,7 @@ impl Relay {
             let d = match self.causal_route(d, &info).await {
                 Ok(d) => d,
                 Err(e) => {
+                    self.note_refusal(&e);
                     tracing::warn!(cluster = %self.ctx.name, error = %e, "causal check failed; using the primary");
                     match self.route(Want::Primary(RouteReason::CausalFallback)) {
                         Ok(p) => p,
@@ -415,6 +416,8 @@ impl Relay {
         .await
         .map_err(|_| BackendError::Timeout(deadline))?;
         if let Err(e) = r {
+            // A replica refusing serializable mode refuses even DISCARD ALL.
+            self.note_refusal(&e);
             tracing::warn!(cluster = %self.ctx.name, error = %e, "could not replay session settings");
             return Err(BackendError::Protocol(format!(
                 "session settings could not be replayed: {e}"

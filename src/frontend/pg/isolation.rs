@@ -54,11 +54,25 @@ impl Isolation {
 /// Whether an ErrorResponse body is a hot standby's refusal of serializable mode (SQLSTATE
 /// 0A000 naming serializable; the message is English unless the server's lc_messages says not).
 pub(super) fn refuses_serializable(body: &[u8]) -> bool {
-    let e = msg::error_fields(body);
+    is_refusal(&msg::error_fields(body))
+}
+
+fn is_refusal(e: &msg::ErrorFields) -> bool {
     e.code == "0A000" && e.message.to_ascii_lowercase().contains("serializable")
 }
 
 impl Relay {
+    /// A query of the proxy's own on a replica (a read's causal check, a session replay) failed:
+    /// if it was refused serializable mode, the session now reads on the primary.
+    pub(super) fn note_refusal(&mut self, e: &BackendError) {
+        if let BackendError::Server(f, _) = e {
+            if is_refusal(f) {
+                self.isolation.refused();
+                tracing::info!(cluster = %self.ctx.name, "a replica refused serializable mode: the session reads on the primary");
+            }
+        }
+    }
+
     /// The first answer of a read kept for a retry is the refusal: discard this batch's answers
     /// and run it again on the primary once the replica is done with it. `true`: taken.
     pub(super) fn start_rerun(&mut self, f: &Frame) -> bool {
