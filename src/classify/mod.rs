@@ -7,6 +7,7 @@ pub mod cache;
 pub mod fast;
 pub mod hint;
 pub mod mysql;
+pub mod mysql_diag;
 mod mysql_functions;
 mod mysql_query;
 #[cfg(test)]

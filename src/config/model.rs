@@ -102,6 +102,10 @@ pub struct PoolConfig {
     pub max_lifetime: Option<Duration>,
     /// A connection holding more prepared statements than this is closed instead of pooled.
     pub max_prepared_statements: usize,
+    /// MySQL transaction pooling: how long a connection whose last answer left diagnostics
+    /// (affected rows, an insert id, warnings, an error) stays with its session for a next
+    /// command that reads them (zero: never).
+    pub diagnostics_hold: Duration,
 }
 
 impl Default for PoolConfig {
@@ -114,6 +118,7 @@ impl Default for PoolConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(3600)),
             max_prepared_statements: 1000,
+            diagnostics_hold: Duration::from_millis(100),
         }
     }
 }
