@@ -21,8 +21,9 @@ use support::{MariaDbCluster, PgCluster, Proxy};
 /// The account both suites run as, directly and through the proxies (same name on both sides).
 const PEER_USER: &str = "peer";
 const PEER_PASSWORD: &str = "peer-secret";
-/// Bound on one run of a suite (psycopg2 takes about a minute, PyMySQL well under one).
-const RUN_TIMEOUT_S: u32 = 300;
+/// Bound on one run of a suite. psycopg2 direct takes 1.5 min on the loaded 2-core machine,
+/// through a proxy up to 5; PyMySQL under half a minute.
+const RUN_TIMEOUT_S: u32 = 420;
 /// The pooling modes a suite runs through, after the direct run.
 const MODES: [&str; 2] = ["session", "transaction"];
 
@@ -84,6 +85,7 @@ fn compare(
     dir: &Path,
     targets: &[(String, serde_json::Value)],
     proxies: &[(&str, &Proxy)],
+    parallel: bool,
 ) {
     let out = tempfile::Builder::new()
         .prefix(&format!("switchyard-peer-{suite}-"))
@@ -101,6 +103,9 @@ fn compare(
         .arg("--expected")
         .arg(root().join("tests/peer/expected-differences.txt"))
         .args(["--timeout", &RUN_TIMEOUT_S.to_string()]);
+    if parallel {
+        cmd.arg("--parallel");
+    }
     for (name, params) in targets {
         cmd.arg("--target").arg(format!("{name}={params}"));
     }
@@ -135,12 +140,13 @@ fn compare(
     }
 }
 
-#[test]
-fn psycopg2_suite_direct_and_through_both_pooling_modes() {
-    let dir = prepare();
+/// A PostgreSQL cluster for one psycopg2 run, with what the suite needs: prepared transactions
+/// on, the superuser `peer` (the suite's superuser-only tests run instead of skipping), database
+/// `psycopg2_test` with hstore. One cluster per run, so the runs go side by side: prepared
+/// transaction ids are cluster-wide and the suite uses fixed ones.
+fn psycopg2_cluster() -> PgCluster {
     let cluster = PgCluster::start();
-    // The two-phase-commit tests need max_prepared_transactions > 0 (a restart); hot standbys
-    // need at least the primary's value, so every server gets it.
+    // max_prepared_transactions needs a restart; hot standbys need at least the primary's value.
     for name in ["primary", "replica1", "replica2"] {
         let conf = cluster.data_dir(name).join("postgresql.conf");
         let mut f = OpenOptions::new()
@@ -156,44 +162,60 @@ fn psycopg2_suite_direct_and_through_both_pooling_modes() {
     cluster.start_replica(0);
     cluster.start_replica(1);
     let p = cluster.primary_port();
-    // Superuser: the suite's superuser-only tests run instead of skipping.
     cluster.psql(
         p,
         "postgres",
         &format!("CREATE ROLE {PEER_USER} SUPERUSER LOGIN PASSWORD '{PEER_PASSWORD}'"),
     );
+    cluster.psql(
+        p,
+        "postgres",
+        &format!("CREATE DATABASE psycopg2_test OWNER {PEER_USER}"),
+    );
+    cluster.psql(p, "psycopg2_test", "CREATE EXTENSION hstore");
+    cluster.wait_replicas_caught_up();
+    cluster
+}
+
+#[test]
+fn psycopg2_suite_direct_and_through_both_pooling_modes() {
+    let dir = prepare();
+    let modes = ["direct", MODES[0], MODES[1]];
+    let clusters: Vec<PgCluster> = std::thread::scope(|s| {
+        let started: Vec<_> = modes.iter().map(|_| s.spawn(psycopg2_cluster)).collect();
+        started
+            .into_iter()
+            .map(|h| h.join().expect("start a cluster"))
+            .collect()
+    });
     let mut targets = Vec::new();
     let mut proxies = Vec::new();
-    for mode in ["direct", MODES[0], MODES[1]] {
-        let db = format!("psycopg2_{mode}");
-        cluster.psql(
-            p,
-            "postgres",
-            &format!("CREATE DATABASE {db} OWNER {PEER_USER}"),
-        );
-        cluster.psql(p, &db, "CREATE EXTENSION hstore");
-        let port = if mode == "direct" {
-            p
+    for (mode, cluster) in modes.iter().zip(&clusters) {
+        let primary = cluster.primary_port();
+        let port = if *mode == "direct" {
+            primary
         } else {
-            let (yaml, ports) = Proxy::pg_config(&cluster);
+            let (yaml, ports) = Proxy::pg_config(cluster);
             let user = format!(
                 "{{ name: {PEER_USER}, password: \"{PEER_PASSWORD}\", auth: scram-sha-256, backend_user: {PEER_USER}, backend_password: \"{PEER_PASSWORD}\" }}"
             );
             proxies.push(Proxy::start(&proxy_yaml(yaml, mode, &[user])));
             ports.listen
         };
-        targets.push((
-            mode.to_string(),
+        let login = |port: u16| {
             serde_json::json!({"host": "127.0.0.1", "port": port, "user": PEER_USER,
-                               "password": PEER_PASSWORD, "dbname": db}),
-        ));
+                               "password": PEER_PASSWORD, "dbname": "psycopg2_test"})
+        };
+        let mut target = login(port);
+        // Where the runner cleans up between runs and looks when a run hangs.
+        target["primary"] = login(primary);
+        targets.push((mode.to_string(), target));
     }
-    cluster.wait_replicas_caught_up();
     for proxy in &proxies {
         proxy.wait_topology(3);
     }
     let named: Vec<(&str, &Proxy)> = MODES.iter().copied().zip(proxies.iter()).collect();
-    compare("psycopg2", &dir, &targets, &named);
+    compare("psycopg2", &dir, &targets, &named, true);
 }
 
 #[test]
@@ -247,5 +269,5 @@ fn pymysql_suite_direct_and_through_both_pooling_modes() {
         proxy.wait_topology(3);
     }
     let named: Vec<(&str, &Proxy)> = MODES.iter().copied().zip(proxies.iter()).collect();
-    compare("pymysql", &dir, &targets, &named);
+    compare("pymysql", &dir, &targets, &named, false);
 }

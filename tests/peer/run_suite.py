@@ -9,6 +9,10 @@ Used by tests/peer_suites.rs (which starts the servers and proxies); see scripts
 
 The first target is the reference (directly against the primary). Every test that passes there
 must pass on each other target, unless tests/peer/expected-differences.txt lists it with a reason.
+Other changes (skipped directly, failing through the proxy) are printed but not counted. With
+--parallel the targets run side by side (each needs servers of its own); a target's "primary"
+(connection parameters, default: the target itself) is where psycopg2 runs are cleaned up before
+they start (leftover prepared transactions) and examined when they time out.
 Prints one summary line per run ("psycopg2 session: N passed, N failed, extra: [...]") and exits 1
 when an unexpected extra failure appears, 2 on a usage or setup error.
 
@@ -20,6 +24,7 @@ pytest's verbose report lines.
 """
 
 import argparse
+import concurrent.futures
 import fnmatch
 import json
 import os
@@ -330,13 +335,20 @@ def compare(args):
         targets.append((name, json.loads(js)))
     entries = load_expected(args.expected, args.suite)
     os.makedirs(args.out, exist_ok=True)
-    results = []
-    for name, params in targets:
+
+    def one(target):
+        name, params = target
         outcomes, seconds, note = run_target(args.suite, args.dir, name, params, args.out,
-                                             args.timeout, targets[0][1])
-        results.append((name, outcomes, seconds, note))
+                                             args.timeout, params.get("primary", params))
         print(f"{args.suite} {name}: finished in {seconds:.0f}s ({note}), log "
               f"{os.path.join(args.out, args.suite + '-' + name + '.log')}", flush=True)
+        return (name, outcomes, seconds, note)
+
+    if args.parallel:  # each target on servers of its own
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            results = list(pool.map(one, targets))
+    else:
+        results = [one(t) for t in targets]
 
     ref_name, ref, _, _ = results[0]
     unexpected_total = 0
@@ -360,9 +372,13 @@ def compare(args):
                 extra.append((tid, got, detail))
             else:
                 inherent.append((tid, got, reason))
-        for tid, (outcome, _) in sorted(outcomes.items()):
-            if outcome == PASS and ref.get(tid, (NOT_RUN,))[0] in FAILED:
+        other = []  # not counted: the test did not pass directly
+        for tid, (outcome, detail) in sorted(outcomes.items()):
+            before = ref.get(tid, (NOT_RUN,))[0]
+            if outcome == PASS and before in FAILED:
                 fixed.append(tid)
+            elif before not in (PASS, outcome) and not (before in FAILED and outcome in FAILED):
+                other.append((tid, before, outcome, detail))
         unexpected_total += len(extra)
         summary.append(f"{args.suite} {name}: {passed} passed, {failed} failed, {skipped} "
                        f"skipped, {seconds:.0f}s; extra: {[t for t, _, _ in extra]}")
@@ -372,6 +388,9 @@ def compare(args):
             summary.append(f"    expected {got}: {tid}: {reason}")
         for tid in fixed:
             summary.append(f"    passes here but not directly: {tid}")
+        for tid, before, outcome, detail in other:
+            summary.append(f"    differs, not counted (directly {before}, here {outcome}): {tid}: "
+                           f"{detail}")
         if note.startswith("killed"):
             summary.append(f"    run {note}")
     print("\n".join(summary), flush=True)
@@ -393,6 +412,8 @@ def main():
     c.add_argument("--out", required=True, help="directory for logs and records")
     c.add_argument("--expected", required=True)
     c.add_argument("--timeout", type=int, default=600, help="seconds per run")
+    c.add_argument("--parallel", action="store_true",
+                   help="run the targets side by side (each must have servers of its own)")
     c.add_argument("--target", action="append", required=True,
                    help="NAME=JSON, the first is the reference: directly against the primary")
     k = sub.add_parser("child-psycopg2")
