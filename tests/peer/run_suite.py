@@ -40,7 +40,7 @@ PYMYSQL_SRC = "PyMySQL-0.10.1"
 # pytest-timeout's per-test limit (PyMySQL is pure Python, so SIGALRM interrupts a blocked read).
 PER_TEST_TIMEOUT_S = 60
 
-PASS, FAIL, ERROR, SKIP, HUNG, NOT_RUN = "pass", "fail", "error", "skip", "hung", "not run"
+PASS, FAIL, ERROR, SKIP, HUNG, NOT_RUN = "pass", "fail", "error", "skip", "unfinished", "not run"
 FAILED = (FAIL, ERROR, HUNG)
 # The worse outcome wins when one test reports twice (e.g. failed, then errored in teardown).
 RANK = {PASS: 0, SKIP: 1, FAIL: 2, ERROR: 3, HUNG: 4, NOT_RUN: 5}
@@ -141,7 +141,7 @@ def read_psycopg2_record(record):
     # A test started but never finished: the run was killed while it ran.
     for tid, (outcome, _) in list(outcomes.items()):
         if outcome == NOT_RUN:
-            outcomes[tid] = (HUNG, "still running when the run was stopped")
+            outcomes[tid] = (HUNG, "still running when the run hit its time limit")
     return outcomes
 
 
@@ -288,7 +288,7 @@ def read_pytest_log(log_path):
             if m and m.group(2) in outcomes:
                 outcomes[m.group(2)] = (outcomes[m.group(2)][0], m.group(3)[:300])
     if last_started is not None and last_started not in outcomes:
-        outcomes[last_started] = (HUNG, "still running when the run was stopped")
+        outcomes[last_started] = (HUNG, "still running when the run hit its time limit")
     return outcomes
 
 
