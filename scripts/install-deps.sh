@@ -2,7 +2,8 @@
 # Installs what the build, the tests, the demo and the benchmarks need on Debian: PostgreSQL 15
 # server + client (pgbench included), MariaDB server + client, sysbench, prometheus (+ promtool),
 # docker-compose (only to validate docker/compose.yaml), gcc, g++ (libFuzzer, for the fuzz
-# targets' compile check), pkg-config, and the
+# targets' compile check), pkg-config, libpq-dev, the Python headers and venv (the peer suites
+# build psycopg2 from its sdist: scripts/peer-suites.sh), and the
 # `postgres` and `mysql` OS users. Idempotent: installs only what is missing and runs
 # `apt-get update` at most once. Works as root (CI) or with sudo.
 set -euo pipefail
@@ -45,6 +46,15 @@ command -v sysbench >/dev/null 2>&1 || missing+=(sysbench)
 # validates docker/compose.yaml with `docker-compose config` (no Docker engine needed).
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing+=(prometheus)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# scripts/peer-suites.sh builds psycopg2 from source: pg_config and libpq's headers, plus the
+# headers and venv module of the python3 on PATH (a pyenv or other non-Debian Python brings its
+# own; Debian's needs python3-dev and python3-venv).
+command -v pg_config >/dev/null 2>&1 && [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if ! python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+    missing+=(python3-dev)
+fi
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 
 installed_pg=0
 installed_mariadb=0
@@ -64,7 +74,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
         [ "$p" = mariadb-server ] && installed_mariadb=1
     done
 else
-    log "all packages present (PostgreSQL ${PG_MAJOR}, psql, pgbench, MariaDB, sysbench, gcc, g++, pkg-config)"
+    log "all packages present (PostgreSQL ${PG_MAJOR}, psql, pgbench, MariaDB, sysbench, gcc, g++, pkg-config, libpq-dev, Python headers and venv)"
 fi
 
 if ! getent passwd postgres >/dev/null 2>&1; then
@@ -113,7 +123,7 @@ done
 for tool in /usr/sbin/mariadbd /usr/bin/mariadb-install-db /usr/bin/mariadb /usr/bin/mariadb-admin; do
     [ -x "$tool" ] || { log "still missing: $tool"; exit 1; }
 done
-for tool in psql pgbench sysbench gcc g++ pkg-config runuser; do
+for tool in psql pgbench sysbench gcc g++ pkg-config runuser pg_config python3; do
     command -v "$tool" >/dev/null 2>&1 || { log "still missing: $tool"; exit 1; }
 done
 log "ok"

@@ -14,6 +14,12 @@ cargo build --all-targets
 echo "== the fuzz targets compile (fuzzing itself: scripts/fuzz.sh, nightly)"
 cargo check --manifest-path fuzz/Cargo.toml --bins
 
+echo "== peer test suites: virtualenv, psycopg2 built from its sdist, PyMySQL's sdist"
+# tests/peer_suites.rs (part of cargo test below) runs psycopg2's and PyMySQL's own suites
+# directly and through switchyard and compares them; it would prepare this itself, but a download
+# or build problem is clearer here. Rerun alone: scripts/peer-suites.sh
+./scripts/peer-suites.sh prepare
+
 echo "== cargo test --all-targets"
 # 4 test threads keep the 2-core CI machine busy without starting too many clusters at once.
 # The bound keeps a hung test from blocking CI forever (whole run is well under 15 minutes).

@@ -26,12 +26,14 @@ use crate::router::Balancer;
 use crate::topology::monitor;
 
 /// Run the proxy until `shutdown` is cancelled. `source` is the file SIGHUP and
-/// `POST /api/reload` re-read (`None`: reloads are refused).
+/// `POST /api/reload` re-read (`None`: reloads are refused). After SIGTERM, sessions get
+/// `limits.shutdown_timeout` to end on their own, then are closed and get `kill_grace` to go.
 pub async fn run(
     config: Config,
     source: Option<PathBuf>,
     shutdown: CancellationToken,
     busy_poll: Option<Duration>,
+    kill_grace: Duration,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let busy_poll = busy_poll.map(BusyPoll::new);
@@ -98,6 +100,7 @@ pub async fn run(
             pg_pools: Default::default(),
             my_pools: Default::default(),
             busy_poll: busy_poll.clone(),
+            positions: spawned.positions,
         });
         {
             // SIGTERM: idle sessions close (see `ClusterCtx::drain_wait`).
@@ -193,7 +196,7 @@ pub async fn run(
             "drain deadline passed: closing the remaining sessions"
         );
         kill.fire();
-        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        let _ = tokio::time::timeout(kill_grace, tracker.wait()).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -116,15 +116,22 @@ fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    let result = runtime.block_on(async {
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            stop.cancel();
-        });
-        switchyard::app::run(config, Some(path), shutdown, busy_poll).await
-    });
+    // Signals are watched from a thread of their own, so a drain ends by its deadline even if
+    // the proxy's runtime could not (see `watch_signals`).
+    let grace = config.limits.shutdown_timeout + KILL_GRACE + EXIT_GRACE;
+    if let Err(e) = spawn_signal_watch(shutdown.clone(), grace) {
+        eprintln!("switchyard: cannot watch for signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = runtime.block_on(switchyard::app::run(
+        config,
+        Some(path),
+        shutdown,
+        busy_poll,
+        KILL_GRACE,
+    ));
+    // Tasks still running (a server's goodbye, a blocking config read) are not waited for.
+    runtime.shutdown_timeout(EXIT_GRACE / 2);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -134,17 +141,47 @@ fn main() -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
+/// After the drain deadline, how long the sessions closed by force get to end.
+const KILL_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// After that, how long the runtime gets to stop before the process exits regardless.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(700);
+
+/// Start the thread that turns SIGTERM / SIGINT into `shutdown` and then, `grace` later, ends
+/// the process if it is still running (a drain must end by its deadline whatever the sessions
+/// are doing, even a task that never yields its worker thread).
+fn spawn_signal_watch(
+    shutdown: CancellationToken,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    // Registered before the thread starts: a signal from now on is ours, not the default exit.
+    let (mut term, mut int) = {
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+            tracing::info!("shutting down");
+            shutdown.cancel();
+            std::thread::sleep(grace);
+            tracing::error!(
+                ?grace,
+                "the drain did not end in time after its deadline: exiting now"
+            );
+            std::process::exit(1);
+        })?;
+    Ok(())
 }

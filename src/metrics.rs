@@ -40,6 +40,8 @@ pub enum RouteReason {
     CausalFallback,
     /// The session's consistency is `strong`.
     Consistency,
+    /// The session's transactions are serializable, which a hot standby refuses.
+    Serializable,
 }
 
 impl RouteReason {
@@ -53,6 +55,7 @@ impl RouteReason {
             RouteReason::Replay => "session_replay",
             RouteReason::CausalFallback => "causal_fallback",
             RouteReason::Consistency => "consistency",
+            RouteReason::Serializable => "serializable",
         }
     }
 }

@@ -333,6 +333,7 @@ mod tests {
             classifier_cache_size: 0,
             consistency: crate::config::Consistency::ReadYourWrites,
             causal_timeout: std::time::Duration::from_millis(500),
+            causal_wait: false,
         }
     }
 

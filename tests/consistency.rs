@@ -12,16 +12,17 @@ use mysql_async::prelude::*;
 use support::mysql_cluster::MariaDbCluster;
 use support::pg_cluster::{APP_PASSWORD, APP_USER, MD5_USER};
 use support::{pg_conn_str, PgCluster, Proxy};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::NoTls;
 
 const ITERATIONS: usize = 1000;
 
-/// Short causal timeout so 1,000 fallbacks to the primary take seconds, not minutes.
+/// Reads wait for a replica to catch up (`causal_wait`), with a short causal timeout so 1,000
+/// fallbacks to the primary take seconds, not minutes.
 fn with_short_causal_timeout(yaml: &str) -> String {
     assert!(yaml.contains("fallback: primary }"), "{yaml}");
     yaml.replace(
         "fallback: primary }",
-        "fallback: primary, causal_timeout: 20ms }",
+        "fallback: primary, causal_wait: true, causal_timeout: 20ms }",
     )
 }
 
@@ -52,20 +53,12 @@ async fn pg(
 
 /// (rows with this note, read on a replica?)
 async fn pg_read(c: &tokio_postgres::Client, note: &str) -> (i64, bool) {
-    let rows = c
-        .simple_query(&format!(
-            "SELECT count(*), pg_is_in_recovery() FROM notes WHERE note = '{note}'"
-        ))
-        .await
-        .unwrap();
-    let r = rows
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
-    (r.get(0).unwrap().parse().unwrap(), r.get(1) == Some("t"))
+    let sql = format!("SELECT count(*), pg_is_in_recovery() FROM notes WHERE note = '{note}'");
+    let r = support::simple_first_row(c, &sql).await;
+    (
+        r[0].as_deref().unwrap().parse().unwrap(),
+        r[1].as_deref() == Some("t"),
+    )
 }
 
 fn set_apply_delay(cluster: &PgCluster, delay: Option<&str>) {
@@ -283,19 +276,10 @@ async fn postgres_consistency_levels_with_delayed_replicas() {
     assert!(m.contains("reason=\"causal_fallback\""), "{m}");
 }
 
-fn my_opts(port: u16) -> mysql_async::Opts {
-    mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("app"))
-        .pass(Some("app-secret"))
-        .db_name(Some("app"))
-        .prefer_socket(false)
-        .into()
-}
-
 async fn my_conn(port: u16, level: Option<&str>) -> mysql_async::Conn {
-    let mut c = mysql_async::Conn::new(my_opts(port)).await.unwrap();
+    let mut c = mysql_async::Conn::new(support::my_app_opts(port))
+        .await
+        .unwrap();
     if let Some(l) = level {
         c.query_drop(format!("SET @switchyard_consistency = '{l}'"))
             .await
@@ -376,7 +360,8 @@ async fn mariadb_consistency_levels_with_delayed_replicas() {
     let pooled_yaml = with_transaction_pool(&with_short_causal_timeout(&pooled_yaml));
     let pooled = Proxy::start(&pooled_yaml);
     pooled.wait_topology(3);
-    let opts = mysql_async::OptsBuilder::from_opts(my_opts(pooled_ports.listen)).stmt_cache_size(1);
+    let opts = mysql_async::OptsBuilder::from_opts(support::my_app_opts(pooled_ports.listen))
+        .stmt_cache_size(1);
     let mut c = mysql_async::Conn::new(opts).await.unwrap();
     for i in 0..10 {
         let t = format!("fresh_{i}");

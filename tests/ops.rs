@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::pg_cluster::{APP_PASSWORD, APP_USER};
 use support::{http_request, pg_conn_str, shared, Proxy};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls};
 
 async fn connect(port: u16) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) =
@@ -17,18 +17,7 @@ async fn connect(port: u16) -> Result<Client, tokio_postgres::Error> {
     Ok(client)
 }
 
-async fn value(c: &Client, sql: &str) -> String {
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
+use support::simple_value as value;
 
 fn setup(table: &str) {
     let c = shared();

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use support::pg_cluster::{MD5_USER, PG_BIN};
 use support::{pg_conn_str, shared, Proxy, ProxyPorts};
-use switchyard::wire::pg::auth::md5_response;
 use switchyard::wire::pg::msg;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
@@ -43,18 +42,7 @@ async fn connect(port: u16, user: &str, password: &str) -> Client {
     client
 }
 
-async fn value(c: &Client, sql: &str) -> String {
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
+use support::simple_value as value;
 
 fn setup(table: &str) {
     let c = shared();
@@ -578,48 +566,16 @@ fn raw_login(port: u16) -> TcpStream {
 
 /// [`raw_login`], also returning the names of the ParameterStatus messages of the greeting.
 fn raw_login_params(port: u16) -> (TcpStream, Vec<String>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut body = Vec::new();
-    body.extend_from_slice(&196608i32.to_be_bytes());
-    for (k, v) in [("user", "mdapp"), ("database", "app")] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut start = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    start.extend_from_slice(&body);
-    s.write_all(&start).unwrap();
-    let (tag, body) = read_msg(&mut s);
-    assert_eq!(tag, b'R');
-    let salt: [u8; 4] = body[4..8].try_into().unwrap();
-    let resp = md5_response("mdapp", MDAPP_PASSWORD, salt);
-    let mut data = resp.into_bytes();
-    data.push(0);
-    s.write_all(&msg::password(&data)).unwrap();
-    let mut params = Vec::new();
-    loop {
-        let (tag, body) = read_msg(&mut s);
-        match tag {
-            b'Z' => return (s, params),
-            b'S' => {
-                let name = body.split(|b| *b == 0).next().unwrap_or_default();
-                params.push(String::from_utf8_lossy(name).into_owned());
-            }
-            _ => assert_ne!(tag, b'E', "login refused"),
-        }
-    }
-}
-
-fn read_msg(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).unwrap();
-    let len = i32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
-    let mut body = vec![0u8; len - 4];
-    s.read_exact(&mut body).unwrap();
-    (head[0], body)
+    let (s, greeting) = support::pg_raw::mdapp_login(port);
+    let params = greeting
+        .iter()
+        .filter(|(tag, _)| *tag == b'S')
+        .map(|(_, body)| {
+            let name = body.split(|b| *b == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(name).into_owned()
+        })
+        .collect();
+    (s, params)
 }
 
 fn frame(tag: u8, body: &[u8]) -> Vec<u8> {

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod fast;
 pub mod hint;
 pub mod mysql;
+pub mod mysql_diag;
 mod mysql_functions;
 mod mysql_query;
 #[cfg(test)]
@@ -14,6 +15,7 @@ mod mysql_query;
 mod mysql_tests;
 pub mod pg;
 mod pg_functions;
+pub mod pg_isolation;
 mod pg_query;
 #[cfg(test)]
 mod tests;

@@ -37,7 +37,9 @@
 //! - `GET_LOCK()` pins (AdvisoryLock); `RELEASE_LOCK`, `IS_FREE_LOCK`, `LAST_INSERT_ID()`,
 //!   `FOUND_ROWS()`, `ROW_COUNT()`, sequences and `@@last_insert_id`-style reads are
 //!   Write / WriteFunction. `SHOW WARNINGS` / `SHOW ERRORS` / `GET DIAGNOSTICS` read the
-//!   diagnostics of the previous statement: Write / Session. `HANDLER` is Write / Session.
+//!   diagnostics of the previous statement: Write / Session (`GET DIAGNOSTICS` into user
+//!   variables: Pin / UserVariable). `HANDLER` is Write / Session. Which statements read
+//!   diagnostics at all is told apart by [`super::mysql_diag`].
 //! - `LOCK TABLES`, `UNLOCK TABLES`, `FLUSH TABLES ... WITH READ LOCK | FOR EXPORT`,
 //!   `LOCK INSTANCE FOR BACKUP` and MariaDB `BACKUP STAGE | LOCK` pin (LockTables).
 //! - `SET @@switchyard_route`, `SET switchyard_route`, `SET @switchyard_route` (any case, value
@@ -328,11 +330,25 @@ pub(crate) fn classify_statement(toks: &[Token], extra: &[String]) -> Classifica
             CallVerdict::Pin(r) => cls(Intent::Pin, r),
             _ => cls(Intent::Write, Reason::Write),
         },
-        "GET" if toks.iter().any(|t| is_kw(t, "DIAGNOSTICS")) => {
-            cls(Intent::Write, Reason::Session)
-        }
+        "GET" if toks.iter().any(|t| is_kw(t, "DIAGNOSTICS")) => get_diagnostics(toks),
         "HELP" | "USE" | "START" | "RELEASE" | "PREPARE" | "EXECUTE" | "DEALLOCATE" | "DO" => bad,
         _ => unknown(toks),
+    }
+}
+
+/// `GET [CURRENT | STACKED] DIAGNOSTICS ...` reads the previous statement's diagnostics; into
+/// user variables (what a client outside a program can do) it sets values no replay could
+/// reproduce: Pin / UserVariable, as `SELECT ... INTO @x`. Otherwise Write / Session.
+fn get_diagnostics(toks: &[Token]) -> Classification {
+    let into_user_variable = toks.iter().any(|t| match t {
+        Token::AtSign => true,
+        Token::Word(w) => w.value.starts_with('@'),
+        _ => false,
+    });
+    if into_user_variable {
+        cls(Intent::Pin, Reason::UserVariable)
+    } else {
+        cls(Intent::Write, Reason::Session)
     }
 }
 

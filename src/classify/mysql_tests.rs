@@ -285,7 +285,8 @@ pub(super) const CORPUS: &[(&str, Want)] = &[
     ("RESET MASTER", WRITE),
     ("SHUTDOWN", WRITE),
     ("BINLOG 'AAAA'", WRITE),
-    ("GET DIAGNOSTICS @n = NUMBER", GLOBAL),
+    ("GET DIAGNOSTICS @n = NUMBER", PIN_VAR),
+    ("GET DIAGNOSTICS CONDITION 1 @e = MYSQL_ERRNO", PIN_VAR),
     ("BEGIN NOT ATOMIC SELECT 1; END", w(Reason::StoredProcedure)),
     // ---- DDL
     ("CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, c VARCHAR(10)) ENGINE=InnoDB", DDL),

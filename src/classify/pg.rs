@@ -190,7 +190,8 @@ fn unknown(toks: &[Token]) -> Classification {
     }
 }
 
-/// `BEGIN [WORK|TRANSACTION] [modes]` / `START TRANSACTION [modes]`.
+/// `BEGIN [WORK|TRANSACTION] [modes]` / `START TRANSACTION [modes]`; `read_only` (a replica may
+/// run it) for `READ ONLY` without `ISOLATION LEVEL SERIALIZABLE`.
 fn begin(toks: &[Token]) -> Classification {
     let bad = cls(Intent::Write, Reason::ParseError);
     let mut i = 1;
@@ -209,6 +210,8 @@ fn begin(toks: &[Token]) -> Classification {
             i += 1;
         } else if at(0, "ISOLATION") && at(1, "LEVEL") {
             if at(2, "SERIALIZABLE") {
+                // A hot standby refuses serializable transactions: the primary, even READ ONLY.
+                read_write = true;
                 i += 3;
             } else if (at(2, "REPEATABLE") && at(3, "READ"))
                 || (at(2, "READ") && (at(3, "COMMITTED") || at(3, "UNCOMMITTED")))
@@ -264,14 +267,32 @@ const ROUTE_SETTING: &str = "switchyard.route";
 fn set(toks: &[Token]) -> Classification {
     let session = cls(Intent::SessionSet, Reason::Session);
     let txn = cls(Intent::TxnControl, Reason::Transaction);
+    // The current transaction's mode: no session state, and outside a transaction block a
+    // standby refuses what the primary only warns about (read-write mode, serializable), so it
+    // goes where a transaction runs, else to the primary.
+    let txn_mode = cls(Intent::Write, Reason::Transaction);
+    let is_txn_mode = |rest: &[Token]| {
+        dotted_name(rest).is_some_and(|(n, _)| {
+            matches!(
+                n.as_str(),
+                "transaction_isolation" | "transaction_read_only" | "transaction_deferrable"
+            )
+        })
+    };
     let mut rest = &toks[1..];
     if kw_at(rest, 0, "LOCAL") {
         if dotted_name(&rest[1..]).is_some_and(|(n, _)| n == ROUTE_SETTING) {
             return cls(Intent::Write, Reason::Unknown);
         }
+        if is_txn_mode(&rest[1..]) {
+            return txn_mode;
+        }
         return txn;
     }
-    if kw_at(rest, 0, "TRANSACTION") || kw_at(rest, 0, "CONSTRAINTS") {
+    if kw_at(rest, 0, "TRANSACTION") {
+        return txn_mode;
+    }
+    if kw_at(rest, 0, "CONSTRAINTS") {
         return txn;
     }
     if kw_at(rest, 0, "SESSION") {
@@ -279,6 +300,9 @@ fn set(toks: &[Token]) -> Classification {
             return session;
         }
         rest = &rest[1..];
+    }
+    if is_txn_mode(rest) {
+        return txn_mode;
     }
     let special = (kw_at(rest, 0, "TIME") && kw_at(rest, 1, "ZONE"))
         || (kw_at(rest, 0, "XML") && kw_at(rest, 1, "OPTION"))

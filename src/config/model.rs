@@ -102,6 +102,10 @@ pub struct PoolConfig {
     pub max_lifetime: Option<Duration>,
     /// A connection holding more prepared statements than this is closed instead of pooled.
     pub max_prepared_statements: usize,
+    /// MySQL transaction pooling: how long a connection whose last answer left diagnostics
+    /// (affected rows, an insert id, warnings, an error) stays with its session for a next
+    /// command that reads them (zero: never).
+    pub diagnostics_hold: Duration,
 }
 
 impl Default for PoolConfig {
@@ -114,6 +118,7 @@ impl Default for PoolConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(3600)),
             max_prepared_statements: 1000,
+            diagnostics_hold: Duration::from_millis(100),
         }
     }
 }
@@ -230,11 +235,11 @@ pub enum Fallback {
 pub enum Consistency {
     /// Any healthy replica within the lag limits.
     Eventual,
-    /// After this session wrote, only a replica that has replayed the session's writes (waiting up to
-    /// `causal_timeout` for one), else the primary.
+    /// After this session wrote, only a replica known to have replayed the session's writes, else
+    /// the primary (at once, or after waiting up to `causal_timeout` with `causal_wait`).
     #[default]
     ReadYourWrites,
-    /// Every read waits for a replica that has replayed everything the primary had committed when
+    /// Every read goes to a replica that has replayed everything the primary had committed when
     /// the read arrived (covers writes made on other connections), else the primary.
     Global,
     /// Every read on the primary.
@@ -261,8 +266,13 @@ pub struct RoutingConfig {
     pub classifier_cache_size: usize,
     /// Default read consistency of the cluster's sessions.
     pub consistency: Consistency,
-    /// How long a read may wait for a replica to catch up before it goes to the primary.
+    /// How long a read may wait for a replica to catch up before it goes to the primary
+    /// (`causal_wait`).
     pub causal_timeout: Duration,
+    /// A read that must see a position no replica is known to have replayed waits up to
+    /// `causal_timeout` for one to replay it (offloads the primary, costs latency); `false`
+    /// (default): it goes to the primary at once.
+    pub causal_wait: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

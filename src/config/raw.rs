@@ -113,6 +113,9 @@ pub struct RawPool {
     pub max_lifetime: Scalar,
     /// Prepared statements a pooled connection may accumulate before it is closed. Missing = 1000.
     pub max_prepared_statements: Option<usize>,
+    /// Missing = 100ms; 0 = off.
+    #[serde(default)]
+    pub diagnostics_hold: Scalar,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -220,6 +223,8 @@ pub struct RawRouting {
     /// Missing = 500ms.
     #[serde(default)]
     pub causal_timeout: Scalar,
+    /// Missing = false.
+    pub causal_wait: Option<bool>,
 }
 
 /// Read consistency level.

@@ -765,3 +765,23 @@ fn listen_sockets_are_absolute_short_and_unique() {
         "{p:?}"
     );
 }
+
+#[test]
+fn causal_wait_is_off_by_default_and_needs_a_timeout_to_wait_for() {
+    let c = load_str_with_env(&minimal("", ""), &no_env).unwrap();
+    assert!(!c.clusters[0].routing.causal_wait);
+    let on = minimal("    routing: { causal_wait: true }", "");
+    assert!(
+        load_str_with_env(&on, &no_env).unwrap().clusters[0]
+            .routing
+            .causal_wait
+    );
+    let zero = minimal("    routing: { causal_wait: true, causal_timeout: 0s }", "");
+    let p = errors(&zero);
+    assert!(
+        has(&p, "clusters[0].routing.causal_wait", "causal_timeout"),
+        "{p:?}"
+    );
+    let typo = minimal("    routing: { causal_wait: sometimes }", "");
+    assert!(!errors(&typo).is_empty());
+}

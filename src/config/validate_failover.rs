@@ -91,6 +91,11 @@ impl Validator {
             &raw.checkout_timeout,
             d.checkout_timeout,
         );
+        let diagnostics_hold = self.duration(
+            &format!("{path}.diagnostics_hold"),
+            &raw.diagnostics_hold,
+            d.diagnostics_hold,
+        );
         let mut optional = |key: &str, value: &Scalar, default: Option<Duration>| {
             if value.is_off() {
                 None
@@ -114,6 +119,7 @@ impl Validator {
             max_prepared_statements: raw
                 .max_prepared_statements
                 .unwrap_or(d.max_prepared_statements),
+            diagnostics_hold,
         }
     }
 }

@@ -23,6 +23,14 @@ impl Validator {
             Scalar::Missing => Duration::from_millis(500),
             s => self.duration(&causal_path, s, Duration::ZERO),
         };
+        let causal_wait = raw.causal_wait.unwrap_or(false);
+        if causal_wait && causal_timeout.is_zero() {
+            self.problem(
+                format!("{path}.causal_wait"),
+                "waits up to causal_timeout, which is 0: give causal_timeout a duration (e.g. 500ms) \
+                 or set causal_wait: false",
+            );
+        }
         let readmit_path = format!("{path}.lag_readmit_after");
         let lag_readmit_after = if raw.lag_readmit_after.is_off() {
             self.problem(
@@ -76,6 +84,7 @@ impl Validator {
                 RawConsistency::Strong => Consistency::Strong,
             },
             causal_timeout,
+            causal_wait,
         }
     }
 

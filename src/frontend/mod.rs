@@ -1,5 +1,6 @@
 //! Client side of the proxy: one task per client connection, per protocol.
 
+pub mod causal;
 pub mod lines;
 pub mod mysql;
 pub mod pg;

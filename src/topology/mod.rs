@@ -3,6 +3,7 @@
 pub mod hysteresis;
 pub mod model;
 pub mod monitor;
+pub mod positions;
 pub mod probe_mysql;
 pub mod probe_pg;
 pub mod replay_bound;

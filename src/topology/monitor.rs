@@ -25,6 +25,7 @@ use crate::failover::gate::WriteGate;
 use crate::metrics::Metrics;
 use crate::topology::hysteresis::{ClusterState, Event, Observation};
 use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerMode, Topology};
+use crate::topology::positions::{Pos, Positions};
 use crate::topology::probe_mysql::MysqlProber;
 use crate::topology::probe_pg::{PgProber, ProbeError, ProbeResult};
 
@@ -45,10 +46,12 @@ impl Prober for MysqlProber {
     }
 }
 
-/// What a running monitor hands out: its snapshot channel and its failover command handle.
+/// What a running monitor hands out: its snapshot channel, its failover command handle, and the
+/// replication positions its probes saw (shared with the cluster's sessions).
 pub struct Spawned {
     pub topology: watch::Receiver<Arc<Topology>>,
     pub failover: FailoverHandle,
+    pub positions: Arc<Positions>,
 }
 
 /// Starts the monitor of one cluster (with its failover driver) as a tracked task.
@@ -152,7 +155,9 @@ fn launch<P: Prober, A: Actions>(
         metrics.clone(),
         tracker.clone(),
     );
+    let positions = Arc::new(Positions::default());
     let task = Monitor {
+        positions: positions.clone(),
         cluster: cluster.name.clone(),
         config: Arc::new(cluster.clone()),
         names,
@@ -168,6 +173,7 @@ fn launch<P: Prober, A: Actions>(
     Spawned {
         topology: rx,
         failover: handle,
+        positions,
     }
 }
 
@@ -197,6 +203,7 @@ struct Monitor<P, A: Actions> {
     tx: watch::Sender<Arc<Topology>>,
     metrics: Arc<Metrics>,
     driver: Driver<A>,
+    positions: Arc<Positions>,
 }
 
 impl<P: Prober, A: Actions> Monitor<P, A> {
@@ -259,6 +266,9 @@ impl<P: Prober, A: Actions> Monitor<P, A> {
                 || flag(&u.reset, i)
                 || old.servers.get(i) != Some(server)
                 || self.state.removed(i);
+            if fresh || flag(&u.removed, i) {
+                self.positions.forget(i);
+            }
             if flag(&u.removed, i) {
                 if let Some(p) = self.probers.get_mut(i) {
                     *p = None;
@@ -284,11 +294,14 @@ impl<P: Prober, A: Actions> Monitor<P, A> {
 
     fn finish_round(&mut self, results: Vec<Option<(Instant, Result<ProbeResult, ProbeError>)>>) {
         let mut observations = Vec::with_capacity(results.len());
-        for (name, result) in self.names.iter().zip(results) {
+        for (i, (name, result)) in self.names.iter().zip(results).enumerate() {
             let Some((at, r)) = result else {
                 observations.push(None);
                 continue;
             };
+            if let Ok(r) = &r {
+                self.learn_position(i, at, r);
+            }
             let label = match &r {
                 Ok(_) => "ok",
                 Err(e) => e.metric_label(),
@@ -318,6 +331,30 @@ impl<P: Prober, A: Actions> Monitor<P, A> {
         }
         self.driver.after_round(&mut self.state, Instant::now());
         self.publish(update.published.is_some());
+    }
+
+    /// Tell sessions what a probe sent at `at` saw of server `i`'s replication position.
+    fn learn_position(&self, i: usize, at: Instant, r: &ProbeResult) {
+        // A primary's write position (`lsn`) may miss an asynchronous commit: only its insert
+        // position (or GTID) bounds what sessions wrote.
+        let lsn = match r.role {
+            Role::Primary => r.insert_lsn,
+            Role::Replica => r.lsn,
+            Role::Unknown => return,
+        };
+        let pos = match (lsn, &r.gtid) {
+            (Some(lsn), _) => Pos::Lsn(lsn),
+            (None, Some(g)) => match Pos::gtid(g) {
+                Some(p) => p,
+                None => return,
+            },
+            (None, None) => return,
+        };
+        if r.role == Role::Primary {
+            self.positions.primary_seen(at, pos);
+        } else {
+            self.positions.replica_seen(i, pos);
+        }
     }
 
     /// Publish the snapshot when the round changed it or failover changed fences or phase; then

@@ -29,6 +29,10 @@ pub struct ProbeResult {
     pub lsn: Option<u64>,
     /// Replica: `pg_last_wal_receive_lsn()` (`None` on a primary or when NULL).
     pub receive_lsn: Option<u64>,
+    /// Primary: `pg_current_wal_insert_lsn()`, which (unlike `lsn`, the write position) covers
+    /// commits still in WAL buffers under `synchronous_commit = off`; read-your-writes positions.
+    /// `None` on replicas and MySQL.
+    pub insert_lsn: Option<u64>,
     /// Replica: replay lag in seconds, 0 when everything received is replayed; `None` when
     /// PostgreSQL cannot tell (nothing replayed yet) and always `None` on a primary.
     pub lag_seconds: Option<f64>,
@@ -134,6 +138,7 @@ fn replica_result(cols: &[Option<&str>]) -> Result<ProbeResult, ProbeError> {
         role: Role::Replica,
         lsn: lsn_of(replay)?,
         receive_lsn: lsn_of(receive)?,
+        insert_lsn: None,
         lag_seconds,
         streaming: receiver_streaming(*status, *pid),
         gtid: None,
@@ -229,18 +234,20 @@ async fn query_state(client: &Client) -> Result<ProbeResult, ProbeError> {
     if !in_recovery {
         let row = first_row(
             client,
-            "SELECT pg_current_wal_lsn(), current_setting('default_transaction_read_only')",
+            "SELECT pg_current_wal_lsn(), current_setting('default_transaction_read_only'), \
+             pg_current_wal_insert_lsn()",
         )
         .await?;
         // A primary made read-only (fenced by a failover, possibly by another proxy) is not a
         // writer: its role is unknown, like a MariaDB server with read_only=1 and no replication.
         let read_only = row.get(1).and_then(|v| v.as_deref()).and_then(parse_bool);
-        let lsn = match row.first().and_then(|v| v.as_deref()) {
-            Some(t) => {
-                Some(parse_lsn(t).ok_or_else(|| ProbeError::Unexpected(format!("bad LSN {t:?}")))?)
-            }
-            None => None,
+        let lsn_at = |i: usize| match row.get(i).and_then(|v| v.as_deref()) {
+            Some(t) => parse_lsn(t)
+                .map(Some)
+                .ok_or_else(|| ProbeError::Unexpected(format!("bad LSN {t:?}"))),
+            None => Ok(None),
         };
+        let (lsn, insert_lsn) = (lsn_at(0)?, lsn_at(2)?);
         return Ok(ProbeResult {
             role: if read_only == Some(true) {
                 Role::Unknown
@@ -249,6 +256,7 @@ async fn query_state(client: &Client) -> Result<ProbeResult, ProbeError> {
             },
             lsn,
             receive_lsn: None,
+            insert_lsn,
             lag_seconds: None,
             streaming: false,
             gtid: None,

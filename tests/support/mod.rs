@@ -8,6 +8,7 @@ pub mod http;
 pub mod link;
 pub mod mysql_cluster;
 pub mod pg_cluster;
+pub mod pg_raw;
 pub mod proxy;
 
 pub use http::{http_get, http_post, http_request, try_http_get};
@@ -17,4 +18,4 @@ pub use mysql_cluster::{
     MYSQL_MONITOR_USER, MYSQL_ROOT_PASSWORD,
 };
 pub use pg_cluster::{free_port, free_ports, shared, PgCluster};
-pub use proxy::{pg_conn_str, Proxy, ProxyPorts};
+pub use proxy::{my_app_opts, pg_conn_str, simple_first_row, simple_value, Proxy, ProxyPorts};

@@ -426,6 +426,21 @@ pub fn psql(conninfo: &str, sql: &str) -> (bool, String, String) {
 }
 
 /// tokio-postgres key/value connection string for 127.0.0.1:`port` (values quoted).
+/// The first column of the first row of a simple query (empty when there is none); panics with
+/// the error when it fails.
+pub async fn simple_value(c: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 pub fn pg_conn_str(port: u16, user: &str, password: &str, db: &str) -> String {
     format!(
         "host=127.0.0.1 port={port} user={} password={} dbname={} connect_timeout=10",
@@ -433,6 +448,33 @@ pub fn pg_conn_str(port: u16, user: &str, password: &str, db: &str) -> String {
         quote(password),
         quote(db)
     )
+}
+
+/// The text columns of the first row `sql` returns (simple protocol); panics without a row.
+pub async fn simple_first_row(c: &tokio_postgres::Client, sql: &str) -> Vec<Option<String>> {
+    let msgs = c.simple_query(sql).await.unwrap();
+    let row = msgs
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no row from {sql}"));
+    (0..row.len())
+        .map(|i| row.get(i).map(str::to_owned))
+        .collect()
+}
+
+/// mysql_async options for the `app` user and database at 127.0.0.1:`port` (TCP, no socket).
+pub fn my_app_opts(port: u16) -> mysql_async::Opts {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some(super::MYSQL_APP_USER))
+        .pass(Some(super::MYSQL_APP_PASSWORD))
+        .db_name(Some("app"))
+        .prefer_socket(false)
+        .into()
 }
 
 fn quote(value: &str) -> String {

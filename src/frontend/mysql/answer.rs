@@ -8,14 +8,31 @@ use super::*;
 use crate::frontend::mysql::stmt::Stmt;
 use crate::wire::mysql::packet::{encode_into, whole_frame, Packet};
 use crate::wire::mysql::response::{Expect, ResponseTracker, Step};
-use crate::wire::mysql::status::is_err;
+use crate::wire::mysql::status::{is_eof, is_err, parse_eof, parse_ok};
 
-/// `last_insert_id` of the OK packet that ends an answer (`step` says it ends here).
-fn insert_id(step: &Step, payload: &[u8], caps: u32) -> Option<u64> {
-    if !matches!(step, Step::Done { .. }) || payload.first() != Some(&0x00) {
-        return None;
+/// What the packet that ends an answer (`step` says whether it does) leaves for a later
+/// diagnostics read: the `last_insert_id` of an OK; whether there is anything to read at all (an
+/// ERR, affected rows, an insert id or warnings; a packet we cannot read counts as something);
+/// whether rows came (it ends a result set). A prepare's first packet is not an OK: it reports
+/// nothing.
+fn ending(step: &Step, payload: &[u8], caps: u32, expect: Expect) -> (Option<u64>, bool, bool) {
+    if !matches!(step, Step::Done { .. }) || expect == Expect::Prepare {
+        return (None, false, false);
     }
-    crate::wire::mysql::status::parse_ok(payload, caps).map(|ok| ok.last_insert_id)
+    if is_eof(payload) {
+        return (None, parse_eof(payload).is_none_or(|(w, _)| w != 0), true);
+    }
+    match payload.first() {
+        Some(&head @ (0x00 | 0xFE)) => match parse_ok(payload, caps) {
+            Some(ok) => {
+                let left = ok.affected != 0 || ok.last_insert_id != 0 || ok.warnings != 0;
+                let id = (head == 0x00).then_some(ok.last_insert_id);
+                (id, left, head == 0xFE)
+            }
+            None => (None, true, false),
+        },
+        _ => (None, true, false),
+    }
 }
 
 /// Why relaying an answer stopped early.
@@ -41,6 +58,12 @@ pub(super) struct Answer {
     pub(super) last_status: Option<u16>,
     /// `last_insert_id` of the OK packet that ended the answer, if it was one.
     pub(super) insert_id: Option<u64>,
+    /// The answer left something a later diagnostics read would see (see [`ending`]).
+    pub(super) leaves_diag: bool,
+    /// It ended a result set.
+    pub(super) rows: bool,
+    /// It answered a statement (a query or an execute; not a prepare or a fetch).
+    pub(super) statement: bool,
 }
 
 impl Relay {
@@ -57,6 +80,9 @@ impl Relay {
             saw_err: false,
             last_status: None,
             insert_id: None,
+            leaves_diag: false,
+            rows: false,
+            statement: matches!(expect, Expect::ResultSet | Expect::Simple),
         };
         if expect == Expect::Nothing {
             return Ok(answer);
@@ -92,7 +118,8 @@ impl Relay {
                     match tracker.feed(payload) {
                         Step::More => {}
                         s => {
-                            answer.insert_id = insert_id(&s, payload, caps);
+                            (answer.insert_id, answer.leaves_diag, answer.rows) =
+                                ending(&s, payload, caps, expect);
                             step = Some(s);
                             break;
                         }
@@ -120,7 +147,8 @@ impl Relay {
                 };
                 answer.saw_err |= is_err(&p.payload);
                 let s = tracker.feed(&p.payload);
-                answer.insert_id = insert_id(&s, &p.payload, caps);
+                (answer.insert_id, answer.leaves_diag, answer.rows) =
+                    ending(&s, &p.payload, caps, expect);
                 match prepare.take() {
                     Some((sql, key, class)) => match parse_prepare_ok(&p.payload) {
                         Some(ok) if !is_err(&p.payload) => {

@@ -142,6 +142,7 @@ impl Relay {
             self.ctx.balancer.connection_closed(server);
             tokio::spawn(b.conn.quit());
         }
+        self.diag_detached(server);
         tracing::debug!(cluster = %self.ctx.name, server, "pooled connection replaced");
         let b = self.open(server).await?;
         self.attach(server, b, lease);
@@ -341,6 +342,18 @@ impl Relay {
                     }
                 }
             }
+            if self.diag.now.reads() {
+                if let Err(e) = self.diag_prepare(server).await {
+                    if self.tied(server) {
+                        return Err(self.lost_fatal(server, &e));
+                    }
+                    tracing::warn!(cluster = %self.ctx.name, server, error = %e, "diagnostics set-up failed");
+                    self.drop_backend(server);
+                    self.excluded.push(server);
+                    target = self.target_for(class);
+                    continue;
+                }
+            }
             let Some(bytes) = build(self, server)? else {
                 self.excluded.clear();
                 return Ok(None);
@@ -433,6 +446,7 @@ impl Relay {
         if let Some(id) = a.insert_id.filter(|id| *id != 0 && !a.saw_err) {
             self.last_insert_id = id;
         }
+        self.diag_after(server, &a);
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
             self.wrote = true;
         }

@@ -281,9 +281,12 @@ impl Relay {
         })
     }
 
-    /// Servers the session must keep now: the pinned one and those with an open cursor.
+    /// Servers the session must keep now: the pinned one, those with an open cursor, and one
+    /// held for a diagnostics read (see `diag`).
     fn kept(&self, server: usize) -> bool {
-        self.pinned.map(|p| p.0) == Some(server) || self.cursors.values().any(|c| c.0 == server)
+        self.pinned.map(|p| p.0) == Some(server)
+            || self.diag_held() == Some(server)
+            || self.cursors.values().any(|c| c.0 == server)
     }
 
     /// Whether nothing is half done: no command mid-answer, no transaction (that we know of).
@@ -320,6 +323,7 @@ impl Relay {
         if self.last_used == Some(server) {
             self.last_used = None;
         }
+        self.diag_detached(server);
         let lease = self.leases.get_mut(server).and_then(Option::take);
         let max = self.ctx.config().pool.max_prepared_statements;
         match lease {

@@ -10,6 +10,7 @@ use super::conn::{MyClient, MyError};
 use super::login::{login, MyLogin};
 use super::stmt::{ServerStmts, StmtRegistry};
 use crate::backend::mysql::{MysqlBackendError, MysqlConn, MysqlLogin};
+use crate::classify::mysql_diag::diag_use;
 use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::failover::gate::Pass;
@@ -95,6 +96,9 @@ pub(super) struct Relay {
     pub wrote: bool,
     /// The primary GTID position the session's reads must see (read_your_writes).
     pub causal_gtid: Option<String>,
+    /// Read_your_writes after a write whose position is not learned yet: when the session's
+    /// first read after it arrived. See `causal.rs`.
+    pub causal_since: Option<std::time::Instant>,
     pub stats: SessionMetrics,
     /// Held while the session has work on the primary (until it is outside a transaction
     /// again); a switchover waits for every pass to come back.
@@ -103,6 +107,8 @@ pub(super) struct Relay {
     pub pause_pass: Option<Pass>,
     /// `SET @switchyard_debug = 1`: each routing decision is logged.
     pub debug: bool,
+    /// Where the session's diagnostics and last insert id are ([`diag`]).
+    diag: diag::Diag,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -173,10 +179,12 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         consistency: None,
         wrote: false,
         causal_gtid: None,
+        causal_since: None,
         stats: SessionMetrics::new(ctx.metrics.clone(), &ctx.name),
         gate_pass: None,
         pause_pass: None,
         debug: false,
+        diag: diag::Diag::default(),
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,
@@ -333,6 +341,7 @@ impl Relay {
             self.ctx.balancer.connection_closed(server);
             tokio::spawn(b.conn.quit());
         }
+        self.diag_detached(server);
         // The slot (transaction pooling) frees with the lease.
         if let Some(l) = self.leases.get_mut(server) {
             *l = None;
@@ -347,9 +356,20 @@ impl Relay {
         loop {
             self.client.flush().await?;
             let idle = self.txn.is_none();
+            let hold = self.diag_deadline();
+            let held = async {
+                match hold {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let p = tokio::select! {
                 biased; // no RNG draw per wait: the client first, then the drain
                 p = self.client.read_packet() => p?,
+                () = held => {
+                    self.diag_expired();
+                    continue;
+                }
                 _ = &mut self.drain, if idle => {
                     tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
                     let e = MyError::new(1053, "08S01", "switchyard is shutting down", ErrorKind::ClientProtocol);
@@ -367,12 +387,21 @@ impl Relay {
                 return Err(MyError::protocol("empty command packet"));
             };
             let started = Instant::now();
+            let sql = match cmd {
+                COM_QUERY | COM_STMT_PREPARE => p.payload.get(1..),
+                COM_STMT_EXECUTE => stmt_id(&p.payload)
+                    .and_then(|id| self.stmts.get(id))
+                    .map(|s| &s.sql[..]),
+                _ => None,
+            };
+            let now = sql.map(diag_use).unwrap_or_default();
+            self.diag_next(cmd, now);
             match cmd {
                 COM_QUIT => return Ok(()),
                 COM_PING => self.local_ok(),
                 COM_QUERY => {
                     let text = crate::wire::text(&p.payload[1..]);
-                    if self.answer_insert_id(&text) {
+                    if self.insert_id_local() && self.answer_insert_id(&text) {
                         continue;
                     }
                     let class = self.ctx.classifier().classify(&text);
@@ -481,11 +510,12 @@ impl Relay {
         self.status = status::AUTOCOMMIT;
         self.pinned = None;
         self.pin_gauge = None;
-        self.last_insert_id = 0;
+        self.diag_reset();
         self.route_override = RouteOverride::Auto;
         self.consistency = None;
         self.wrote = false;
         self.causal_gtid = None;
+        self.causal_since = None;
         self.last_used = None;
         self.start().await
     }
@@ -502,6 +532,11 @@ impl Relay {
         }
         if let Some((p, _)) = self.pinned {
             return Ok(fixed(p, &topo, RouteReason::Pinned));
+        }
+        if let Some(d) = self.diag_target(class) {
+            // It reads what a connection the session holds has (the previous statement's
+            // diagnostics, the last insert id).
+            return Ok(d);
         }
         if !self.autocommit && !matches!(class.intent, Intent::SessionSet | Intent::TxnControl) {
             // autocommit=0: every statement opens or continues a transaction.
@@ -551,6 +586,8 @@ pub(super) fn static_state(s: &str) -> &'static str {
 mod answer;
 #[path = "causal.rs"]
 mod causal;
+#[path = "diag.rs"]
+mod diag;
 #[path = "exec.rs"]
 mod exec;
 #[path = "insert_id.rs"]

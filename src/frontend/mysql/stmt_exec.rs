@@ -270,6 +270,7 @@ impl Relay {
             self.pin_gauge = None;
             self.route_override = RouteOverride::Auto;
             self.txn = None;
+            self.diag_reset();
             for i in 0..self.backends.len() {
                 if i != server {
                     self.drop_backend(i);

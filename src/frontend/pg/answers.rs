@@ -14,7 +14,10 @@ impl Relay {
             // Rows, their description and command tags need nothing from the session but the
             // bytes: copied in one run, no frame made. Anything else, one frame at a time.
             let client = &mut self.client;
-            let beginning = self.inflight.front().is_some_and(|f| f.begin > 0);
+            let beginning = self
+                .inflight
+                .front()
+                .is_some_and(|f| f.begin > 0 || f.rerun);
             if !beginning && be.conn.forward_run(PASS_THROUGH, |run| client.queue(run)) > 0 {
                 if let Some(frames) = self.inflight.front_mut().and_then(|f| f.retry.take()) {
                     recycle(&mut self.batch, frames);
@@ -42,17 +45,32 @@ impl Relay {
     pub(super) fn on_backend_frame(&mut self, b: usize, f: Frame) {
         let Some(front) = self.inflight.front_mut() else {
             // Asynchronous message while nothing is in flight (notice, notification, status).
-            self.client.queue(&f.raw);
+            self.queue_async(b, &f);
+            return;
+        };
+        if f.tag == b'A' {
+            self.queue_async(b, &f);
+            return;
+        }
+        if front.rerun {
+            self.rerun_answer(b, f);
+            return;
+        }
+        if matches!(f.tag, b'1' | b'3') && front.swallow > 0 {
+            // Answers to injected statements: the client sees none, so a read can still move.
+            front.swallow -= 1;
+            return;
+        }
+        if self.start_rerun(&f) {
+            return;
+        }
+        let Some(front) = self.inflight.front_mut() else {
             return;
         };
         if let Some(frames) = front.retry.take() {
             recycle(&mut self.batch, frames);
         }
         match f.tag {
-            b'1' | b'3' if front.swallow > 0 => {
-                front.swallow -= 1;
-                return;
-            }
             b'E' => {
                 front.saw_error = true;
                 front.swallow = 0;
@@ -68,7 +86,7 @@ impl Relay {
         self.client.queue(&f.raw);
     }
 
-    fn on_ready(&mut self, b: usize, status: u8) {
+    pub(super) fn on_ready(&mut self, b: usize, status: u8) {
         self.copy_in = false;
         self.status = status;
         self.txn = if status == b'I' { None } else { Some(b) };
@@ -123,11 +141,30 @@ impl Relay {
                         .backend_failed(b, BackendError::Server(fields, f.raw))
                         .await;
                 }
-                Ok(Some(f)) => self.client.queue(&f.raw),
+                Ok(Some(f)) => self.queue_async(b, &f),
                 Ok(None) => return Ok(()),
                 Err(e) => return self.backend_failed(b, e).await,
             }
         }
+    }
+
+    /// Forward a message server `b` sent of its own accord. A notification this session sent
+    /// itself (its sender is the session's own connection to `b`) carries the pid the client was
+    /// given in BackendKeyData, as it would direct; other sessions' keep their server pid.
+    fn queue_async(&mut self, b: usize, f: &Frame) {
+        if f.tag == b'A' {
+            let own = self.backends[b]
+                .as_ref()
+                .and_then(|be| be.conn.key)
+                .map(|(pid, _)| pid);
+            if own.is_some() && msg::notification_pid(f.body()) == own {
+                if let Some(raw) = msg::with_notification_pid(&f.raw, self.cancel_key.0) {
+                    self.client.queue(&raw);
+                    return;
+                }
+            }
+        }
+        self.client.queue(&f.raw);
     }
 
     /// A server connection broke. Retry a read that got no answer yet; otherwise tell the client.

@@ -56,6 +56,7 @@ impl Relay {
             let d = match self.causal_route(d, &info).await {
                 Ok(d) => d,
                 Err(e) => {
+                    self.note_refusal(&e);
                     tracing::warn!(cluster = %self.ctx.name, error = %e, "causal check failed; using the primary");
                     match self.route(Want::Primary(RouteReason::CausalFallback)) {
                         Ok(p) => p,
@@ -303,6 +304,9 @@ impl Relay {
             && self.inflight.is_empty()
             && !self.unsynced;
         let texts = if self.txn.is_none() {
+            for t in &info.session_texts {
+                self.isolation.apply(t);
+            }
             info.session_texts.clone()
         } else {
             Vec::new()
@@ -324,6 +328,7 @@ impl Relay {
                 route: d.route,
                 started: Instant::now(),
                 retry: None,
+                rerun: false,
             }),
         }
         if d.route == Route::Primary
@@ -411,6 +416,8 @@ impl Relay {
         .await
         .map_err(|_| BackendError::Timeout(deadline))?;
         if let Err(e) = r {
+            // A replica refusing serializable mode refuses even DISCARD ALL.
+            self.note_refusal(&e);
             tracing::warn!(cluster = %self.ctx.name, error = %e, "could not replay session settings");
             return Err(BackendError::Protocol(format!(
                 "session settings could not be replayed: {e}"

@@ -206,7 +206,7 @@ impl Relay {
             || !lines::any_replica_will_do(
                 self.consistency(),
                 self.wrote,
-                self.causal_lsn.is_some(),
+                self.causal_lsn.is_some() || self.causal_since.is_some(),
             )
         {
             return SmallVec::new();

@@ -52,6 +52,9 @@ struct InFlight {
     started: Instant,
     /// Kept while no answer arrived, so a read can be retried on another replica.
     retry: Option<Vec<Frame>>,
+    /// A replica refused the batch's serializable mode: its answers are dropped and the batch
+    /// runs again (see `isolation.rs`).
+    rerun: bool,
 }
 
 enum Event {
@@ -111,6 +114,9 @@ pub struct Relay {
     wrote: bool,
     /// The primary WAL position the session's reads must see (read_your_writes).
     causal_lsn: Option<u64>,
+    /// Read_your_writes after a write whose position is not learned yet: when the session's
+    /// first read after it arrived (every write was answered by then). See `causal.rs`.
+    causal_since: Option<std::time::Instant>,
     /// Held from the first request on the primary until the session is idle again outside a
     /// transaction; a switchover waits for every pass to come back.
     gate_pass: Option<Pass>,
@@ -122,6 +128,8 @@ pub struct Relay {
     drain: super::session::DrainWait,
     /// `--busy-poll`: counts the session while it waits for a server's answer.
     busy: Option<crate::busy_poll::Busy>,
+    /// Whether the session's transactions are serializable (then its reads need the primary).
+    isolation: isolation::Isolation,
 }
 
 impl Relay {
@@ -146,6 +154,7 @@ impl Relay {
             params.push(("database".into(), user.config.name.clone()));
         }
         let login_key = pooled::login_hash(&user.config.backend_user, &params);
+        let isolation = isolation::Isolation::new(&params);
         let mut relay = Relay {
             ctx,
             client,
@@ -183,11 +192,13 @@ impl Relay {
             consistency,
             wrote: false,
             causal_lsn: None,
+            causal_since: None,
             gate_pass: None,
             pause_pass: None,
             debug,
             drain,
             busy: None,
+            isolation,
         };
         relay.login_key = login_key;
         relay
@@ -546,6 +557,8 @@ mod begin;
 mod causal;
 #[path = "dispatch.rs"]
 mod dispatch;
+#[path = "isolation.rs"]
+mod isolation;
 #[path = "pooled.rs"]
 pub mod pooled;
 #[path = "route.rs"]

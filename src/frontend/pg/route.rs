@@ -33,6 +33,13 @@ impl Relay {
             // The transaction's first request: the primary, with the BEGIN before it.
             return self.route(Want::Primary(RouteReason::InTransaction));
         }
+        if self.isolation.serializable() {
+            // A hot standby refuses serializable transactions (even the Parse of a read).
+            return match info.class.map(|c| choose(c, self.route_override)) {
+                Some(Choice::Want(w @ Want::Primary(_))) => self.route(w),
+                _ => self.route(Want::Primary(RouteReason::Serializable)),
+            };
+        }
         let class = match info.class {
             Some(c) => c,
             None => return self.any_backend(RouteReason::Class(Reason::Empty)),

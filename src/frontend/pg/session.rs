@@ -61,6 +61,8 @@ pub struct ClusterCtx {
     pub my_pools: Pools<crate::frontend::mysql::relay::pooled::MyPoolKey, MyBackend>,
     /// `--busy-poll`: told of each client request.
     pub busy_poll: Option<Arc<crate::busy_poll::BusyPoll>>,
+    /// Replication positions known without asking (read-your-writes; the monitor's probes).
+    pub positions: Arc<crate::topology::positions::Positions>,
 }
 
 impl ClusterCtx {

@@ -405,6 +405,7 @@ impl MysqlStatus {
             role,
             lsn: None,
             receive_lsn: None,
+            insert_lsn: None,
             lag_seconds: if replica { self.lag_seconds() } else { None },
             streaming: replica && self.replicating(),
             gtid: self.comparable_gtid(),

@@ -282,6 +282,7 @@ fn primary_result_has_no_positions_or_lag() {
             role: Role::Primary,
             lsn: None,
             receive_lsn: None,
+            insert_lsn: None,
             lag_seconds: None,
             streaming: false,
             gtid: Some("0-1-7".into()),

@@ -367,6 +367,7 @@ fn policy_from_cluster_config() {
             classifier_cache_size: 0,
             consistency: Consistency::ReadYourWrites,
             causal_timeout: Duration::from_millis(500),
+            causal_wait: false,
         },
         failover: crate::config::FailoverConfig::default(),
         pool: crate::config::PoolConfig::default(),

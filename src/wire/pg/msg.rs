@@ -232,6 +232,23 @@ pub fn key_data_view(body: &[u8]) -> Option<(i32, i32)> {
     Some((read_i32(&mut b)?, read_i32(&mut b)?))
 }
 
+/// The sending server process's pid of a NotificationResponse (`A`).
+pub fn notification_pid(body: &[u8]) -> Option<i32> {
+    let mut b = body;
+    read_i32(&mut b)
+}
+
+/// A NotificationResponse frame (`raw`: tag, length, body) with its pid replaced; `None` when
+/// `raw` is too short to be one.
+pub fn with_notification_pid(raw: &[u8], pid: i32) -> Option<Bytes> {
+    if raw.len() < 9 || raw[0] != b'A' {
+        return None;
+    }
+    let mut out = BytesMut::from(raw);
+    out[5..9].copy_from_slice(&pid.to_be_bytes());
+    Some(out.freeze())
+}
+
 /// (name, value) of ParameterStatus.
 pub fn parameter_status_view(body: &[u8]) -> Option<(String, String)> {
     let mut b = body;
@@ -301,6 +318,15 @@ mod tests {
         );
         let (_, body) = body_of(auth_md5([1, 2, 3, 4]));
         assert_eq!(auth_view(&body), Some((5, &[1u8, 2, 3, 4][..])));
+        let note = build(b'A', |b| {
+            b.put_i32(77);
+            b.put_slice(b"chan\0payload\0");
+        });
+        assert_eq!(notification_pid(&note[5..]), Some(77));
+        let moved = with_notification_pid(&note, -5).unwrap();
+        assert_eq!(notification_pid(&moved[5..]), Some(-5));
+        assert_eq!(moved[9..], note[9..]);
+        assert_eq!(with_notification_pid(b"A\0\0", 1), None);
         assert_eq!(bind_view(b"\0"), None);
         assert_eq!(bind_view(b"p\0s\0rest"), Some((&b"p"[..], &b"s"[..])));
     }

@@ -1,0 +1,486 @@
+//! Same answers as the primary under settings real applications use (issue 21): serializable
+//! sessions (SET, SET SESSION CHARACTERISTICS, startup options, ALTER ROLE ... SET, serializable
+//! transactions) read where they can run, and go back to the replicas when they stop being
+//! serializable; a session's own notifications carry the pid its client was given. Each in session
+//! and transaction pooling, against the real cluster, with tokio-postgres and a raw client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::pg_cluster::APP_PASSWORD;
+use support::pg_raw::read_msg;
+use support::{pg_conn_str, shared, Proxy, ProxyPorts};
+use switchyard::wire::pg::msg;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// A role whose default isolation is serializable by `ALTER ROLE ... SET` (only this test's).
+const SERIAL_ROLE: &str = "fid_serial";
+const SERIAL_PASSWORD: &str = "fid-serial-secret";
+
+/// A proxy for the shared cluster, transaction pooling when `pooled`, with the serializable role.
+fn proxy(pooled: bool) -> (Proxy, ProxyPorts) {
+    let (mut yaml, ports) = Proxy::pg_config(shared());
+    if pooled {
+        yaml = yaml.replace(
+            "    monitor: {",
+            "    pool: { mode: transaction, size: 4, checkout_timeout: 30s }\n    monitor: {",
+        );
+    }
+    let yaml = yaml.replace(
+        "users:\n",
+        &format!(
+            "users:\n  - {{ name: {SERIAL_ROLE}, password: \"{SERIAL_PASSWORD}\", auth: scram-sha-256, backend_user: {SERIAL_ROLE}, backend_password: \"{SERIAL_PASSWORD}\" }}\n"
+        ),
+    );
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    (proxy, ports)
+}
+
+fn mode(pooled: bool) -> &'static str {
+    if pooled {
+        "transaction pooling"
+    } else {
+        "session pooling"
+    }
+}
+
+async fn connect_str(s: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(s, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect through the proxy: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+async fn connect(port: u16) -> Client {
+    connect_str(&pg_conn_str(port, "app", APP_PASSWORD, "app")).await
+}
+
+use support::simple_value as value;
+
+/// Six reads, simple and extended protocol in turn: whether each ran on a server in recovery (a
+/// replica). Every read must succeed and see the table's row.
+async fn where_reads(c: &Client, what: &str) -> Vec<bool> {
+    let mut out = Vec::new();
+    for i in 0..6i32 {
+        let (recovery, v) = if i % 2 == 0 {
+            let rows = c
+                .simple_query("SELECT pg_is_in_recovery(), (SELECT v FROM fid_t)")
+                .await
+                .unwrap_or_else(|e| panic!("{what}: simple read {i}: {e:?}"));
+            let row = rows
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::Row(r) => {
+                        Some((r.get(0) == Some("t"), r.get(1).map(str::to_owned)))
+                    }
+                    _ => None,
+                })
+                .unwrap();
+            (row.0, row.1.unwrap_or_default())
+        } else {
+            let row = c
+                .query_one(
+                    "SELECT pg_is_in_recovery(), (SELECT v FROM fid_t), $1::int",
+                    &[&i],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{what}: extended read {i}: {e:?}"));
+            (row.get::<_, bool>(0), row.get::<_, String>(1))
+        };
+        assert_eq!(v, "primary data", "{what}: read {i}");
+        out.push(recovery);
+    }
+    out
+}
+
+async fn assert_on_primary(c: &Client, what: &str) {
+    let r = where_reads(c, what).await;
+    assert!(
+        r.iter().all(|x| !x),
+        "{what}: reads not all on the primary: {r:?}"
+    );
+}
+
+async fn assert_on_replicas(c: &Client, what: &str) {
+    let r = where_reads(c, what).await;
+    assert!(
+        r.iter().all(|x| *x),
+        "{what}: reads not all on replicas: {r:?}"
+    );
+}
+
+/// Once per test binary (the tests run in parallel and share the table and role).
+fn setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(setup_once);
+}
+
+fn setup_once() {
+    let c = shared();
+    c.psql(
+        c.primary_port(),
+        "app",
+        &format!(
+            "DROP TABLE IF EXISTS fid_t; CREATE TABLE fid_t (v text); \
+             INSERT INTO fid_t VALUES ('primary data'); GRANT SELECT ON fid_t TO PUBLIC; \
+             DROP TABLE IF EXISTS fid_w; CREATE TABLE fid_w (i int); GRANT INSERT ON fid_w TO PUBLIC; \
+             DO $$ BEGIN CREATE ROLE {SERIAL_ROLE} LOGIN PASSWORD '{SERIAL_PASSWORD}'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             ALTER ROLE {SERIAL_ROLE} SET default_transaction_isolation = 'serializable'"
+        ),
+    );
+    c.wait_replicas_caught_up();
+}
+
+/// SET / SET SESSION / SET SESSION CHARACTERISTICS to serializable: reads (and a BEGIN READ ONLY)
+/// run on the primary; back to a level a standby runs, reads go to the replicas again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_settings_read_on_the_primary_and_back() {
+    setup();
+    let forms = [
+        (
+            "SET default_transaction_isolation = 'serializable'",
+            "SET default_transaction_isolation = 'read committed'",
+        ),
+        (
+            "SET SESSION default_transaction_isolation TO serializable",
+            "RESET default_transaction_isolation",
+        ),
+        (
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        ),
+        (
+            "SET default_transaction_isolation TO serializable",
+            "RESET ALL",
+        ),
+    ];
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        for (set, back) in forms {
+            let what = format!("{} / {set}", mode(pooled));
+            let c = connect(ports.listen).await;
+            assert_on_replicas(&c, &format!("{what} (before)")).await;
+            c.simple_query(set).await.unwrap();
+            assert_eq!(
+                value(&c, "SHOW default_transaction_isolation").await,
+                "serializable"
+            );
+            assert_on_primary(&c, &what).await;
+            c.simple_query("BEGIN READ ONLY").await.unwrap();
+            assert_eq!(
+                value(&c, "SELECT pg_is_in_recovery()").await,
+                "f",
+                "{what}: BEGIN READ ONLY"
+            );
+            c.simple_query("COMMIT").await.unwrap();
+            c.simple_query(back).await.unwrap();
+            assert_ne!(
+                value(&c, "SHOW default_transaction_isolation").await,
+                "serializable"
+            );
+            assert_on_replicas(&c, &format!("{what} then {back}")).await;
+        }
+        println!("{}: SET forms ok", mode(pooled));
+    }
+}
+
+/// A session serializable by default reads on the primary; set to read committed, on the replicas;
+/// RESET, on the primary again.
+async fn serializable_by_default(c: &Client, what: &str) {
+    assert_on_primary(c, what).await;
+    c.simple_query("SET default_transaction_isolation = 'read committed'")
+        .await
+        .unwrap();
+    assert_on_replicas(c, &format!("{what}, then read committed")).await;
+    c.simple_query("RESET default_transaction_isolation")
+        .await
+        .unwrap();
+    assert_on_primary(c, &format!("{what}, then RESET")).await;
+}
+
+/// `options=-c default_transaction_isolation=serializable` in the startup packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_options_make_a_serializable_session() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let s = format!(
+            "{} options='-c default_transaction_isolation=serializable'",
+            pg_conn_str(ports.listen, "app", APP_PASSWORD, "app")
+        );
+        let c = connect_str(&s).await;
+        serializable_by_default(&c, &format!("{}: startup options", mode(pooled))).await;
+    }
+}
+
+/// `ALTER ROLE ... SET default_transaction_isolation = 'serializable'`: invisible in the SQL, learned
+/// from the first replica's refusal (the read runs again on the primary, the client sees no error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_default_is_learned_from_the_replica() {
+    setup();
+    for pooled in [false, true] {
+        let (proxy, ports) = proxy(pooled);
+        for round in 0..3 {
+            let what = format!("{}: ALTER ROLE, client {round}", mode(pooled));
+            let c = connect_str(&pg_conn_str(
+                ports.listen,
+                SERIAL_ROLE,
+                SERIAL_PASSWORD,
+                "app",
+            ))
+            .await;
+            if round == 1 {
+                // A write first: the read's causal check on a replica is what gets refused. (Back
+                // on the replicas, read-your-writes may still send a read to the primary.)
+                c.simple_query("INSERT INTO fid_w VALUES (1)")
+                    .await
+                    .unwrap();
+                assert_on_primary(&c, &format!("{what}, after a write")).await;
+                continue;
+            }
+            serializable_by_default(&c, &what).await;
+        }
+        // The write's session learned from its first refused check, then read on the primary.
+        let log = proxy.log();
+        let failed = log.matches("causal check failed").count();
+        assert_eq!(failed, 1, "{}: refused causal checks", mode(pooled));
+    }
+}
+
+/// Serializable transactions, read-only ones included, in every spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_transactions_run_on_the_primary() {
+    setup();
+    let forms: [&[&str]; 6] = [
+        &["BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"],
+        &["BEGIN READ ONLY; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
+        &["START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE"],
+        &["BEGIN READ ONLY ISOLATION LEVEL SERIALIZABLE"],
+        &["BEGIN", "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
+        &[
+            "START TRANSACTION",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE READ ONLY",
+        ],
+    ];
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let c = connect(ports.listen).await;
+        for form in forms {
+            let what = format!("{}: {form:?}", mode(pooled));
+            for sql in form {
+                c.simple_query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {sql}: {e:?}"));
+            }
+            assert_eq!(
+                value(&c, "SHOW transaction_isolation").await,
+                "serializable",
+                "{what}"
+            );
+            assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "f", "{what}");
+            assert_eq!(
+                value(&c, "SELECT v FROM fid_t").await,
+                "primary data",
+                "{what}"
+            );
+            c.simple_query("COMMIT").await.unwrap();
+        }
+        // The driver's own spelling.
+        let mut c = connect(ports.listen).await;
+        let t = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+            .read_only(true)
+            .start()
+            .await
+            .unwrap();
+        let row = t
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap();
+        assert!(!row.get::<_, bool>(0));
+        t.commit().await.unwrap();
+        assert_on_replicas(&c, &format!("{}: after the transactions", mode(pooled))).await;
+    }
+}
+
+/// `default_transaction_deferrable`, `default_transaction_read_only` and `transaction_read_only`
+/// leave reads on the replicas; with serializable they read on the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_and_deferrable_settings_do_not_break() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let what = mode(pooled);
+        let c = connect(ports.listen).await;
+        c.simple_query("SET default_transaction_deferrable = on")
+            .await
+            .unwrap();
+        c.simple_query("SET default_transaction_read_only = on")
+            .await
+            .unwrap();
+        assert_on_replicas(&c, &format!("{what}: deferrable, read only")).await;
+        c.simple_query("SET default_transaction_isolation = serializable")
+            .await
+            .unwrap();
+        assert_on_primary(&c, &format!("{what}: serializable, deferrable, read only")).await;
+        c.simple_query("SET default_transaction_read_only = off")
+            .await
+            .unwrap();
+        c.simple_query("SET default_transaction_deferrable = off")
+            .await
+            .unwrap();
+        c.simple_query("SET default_transaction_isolation = 'repeatable read'")
+            .await
+            .unwrap();
+        assert_on_replicas(&c, &format!("{what}: repeatable read")).await;
+        // The transaction's own mode outside a transaction: a no-op (or a warning) on the
+        // primary, refused by a standby ("cannot set transaction read-write mode during
+        // recovery", serializable): never session state to replay.
+        for sql in [
+            "SET transaction_read_only = off",
+            "SET TRANSACTION READ WRITE",
+            "SET transaction_isolation = 'serializable'",
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        ] {
+            c.simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {sql}: {e:?}"));
+        }
+        where_reads(&c, &format!("{what}: after SET transaction_*")).await;
+        c.simple_query("BEGIN").await.unwrap();
+        c.simple_query("SET TRANSACTION READ ONLY").await.unwrap();
+        assert_eq!(value(&c, "SHOW transaction_read_only").await, "on");
+        c.simple_query("COMMIT").await.unwrap();
+    }
+}
+
+// ---- NOTIFY: the pid a client sees ----
+
+/// A raw login as `mdapp`: the socket and the pid of its BackendKeyData.
+fn raw_login(port: u16) -> (TcpStream, i32) {
+    let (s, greeting) = support::pg_raw::mdapp_login(port);
+    let pid = greeting
+        .iter()
+        .find(|(tag, _)| *tag == b'K')
+        .and_then(|(_, body)| msg::key_data_view(body))
+        .expect("BackendKeyData")
+        .0;
+    (s, pid)
+}
+
+/// What a simple Query brought back: the first column of its rows, and its notifications'
+/// (pid, payload).
+#[derive(Default)]
+struct Answer {
+    values: Vec<String>,
+    notes: Vec<(i32, String)>,
+}
+
+fn query(s: &mut TcpStream, sql: &str) -> Answer {
+    s.write_all(&msg::query(sql)).unwrap();
+    let mut a = Answer::default();
+    loop {
+        let (tag, body) = read_msg(s);
+        match tag {
+            b'D' => {
+                let len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
+                a.values
+                    .push(String::from_utf8_lossy(&body[6..6 + len]).into_owned());
+            }
+            b'A' => a.notes.push(note(&body)),
+            b'E' => panic!("{sql}: {:?}", msg::error_fields(&body)),
+            b'Z' => return a,
+            _ => {}
+        }
+    }
+}
+
+fn note(body: &[u8]) -> (i32, String) {
+    let pid = msg::notification_pid(body).unwrap();
+    let mut parts = body[4..].split(|b| *b == 0);
+    let _channel = parts.next();
+    let payload = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    (pid, payload)
+}
+
+/// Notifications that arrive within `wait` without a request.
+fn idle_notes(s: &mut TcpStream, want: usize, wait: Duration) -> Vec<(i32, String)> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while out.len() < want && Instant::now() < deadline {
+        let mut head = [0u8; 5];
+        match s.read_exact(&mut head) {
+            Ok(()) => {
+                let len = i32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
+                let mut body = vec![0u8; len - 4];
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.read_exact(&mut body).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                if head[0] == b'A' {
+                    out.push(note(&body));
+                }
+            }
+            Err(_) => continue,
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    out
+}
+
+/// A session's own notification carries the pid of its BackendKeyData (as a direct connection's
+/// does: psycopg2 compares `Notify.pid` with `connection.info.backend_pid`); another session's
+/// carries that session's server pid (the pid the server knows it by; the proxy does not map
+/// other sessions' pids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_notifications_carry_the_client_pid() {
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let port = ports.listen;
+        let what = mode(pooled);
+        tokio::task::spawn_blocking(move || {
+            let (mut a, a_pid) = raw_login(port);
+            query(&mut a, "LISTEN fid_chan");
+            // LISTEN pinned the session to the primary: this is its server pid there.
+            let server_pid: i32 = query(&mut a, "SELECT pg_backend_pid()").values[0]
+                .parse()
+                .unwrap();
+            assert_ne!(server_pid, a_pid, "{what}: the proxy gives its own pid");
+            let got = query(&mut a, "NOTIFY fid_chan, 'self'").notes;
+            assert_eq!(
+                got,
+                vec![(a_pid, "self".to_string())],
+                "{what}: own notification"
+            );
+            let got = query(&mut a, "SELECT pg_notify('fid_chan', 'self2')").notes;
+            assert_eq!(got, vec![(a_pid, "self2".to_string())], "{what}: pg_notify");
+            // Another session's notification, received while idle.
+            let (mut b, b_pid) = raw_login(port);
+            let sent = query(&mut b, "NOTIFY fid_chan, 'other'; SELECT pg_backend_pid()");
+            let b_server: i32 = sent.values[0].parse().unwrap();
+            let got = idle_notes(&mut a, 1, Duration::from_secs(10));
+            assert_eq!(
+                got,
+                vec![(b_server, "other".to_string())],
+                "{what}: other session"
+            );
+            assert_ne!(b_server, b_pid);
+            assert_ne!(b_server, a_pid);
+            println!(
+                "{what}: own notification pid {a_pid} (server {server_pid}), other's {b_server}"
+            );
+        })
+        .await
+        .unwrap();
+    }
+}
