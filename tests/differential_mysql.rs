@@ -12,7 +12,7 @@ use differential::drive::{combos, drive, proxy_yaml, wait_clusters, Combo, Suite
 use differential::mysql_gen::{self, BINLOG_FORMATS, SQL_MODES};
 use differential::mysql_run::Target;
 use differential::report::Report;
-use differential::{Env, Outcome, Rng, Step, SESSIONS};
+use differential::{Env, Rng, Step, SESSIONS};
 use support::{MariaDbCluster, Proxy};
 use support::{MYSQL_APP_PASSWORD, MYSQL_APP_USER, MYSQL_MONITOR_PASSWORD, MYSQL_MONITOR_USER};
 
@@ -92,43 +92,6 @@ fn apply_settings(cluster: &MariaDbCluster, c: &Settings) {
     }
 }
 
-/// Which known bug a difference looks like (issue 21's numbering), or NEW.
-fn hint(combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
-    if let Outcome::Err { code, .. } = p {
-        if code.starts_with("1290/") {
-            return match d {
-                Outcome::Err { code, .. } if code.starts_with("1792/") => {
-                    "NEW: a write in START TRANSACTION READ ONLY answered by a replica: 1290 instead of 1792".into()
-                }
-                _ if step.state.contains("autocommit=false") => {
-                    "NEW: autocommit=0 session: a write ran on a read-only replica (1290)".into()
-                }
-                _ => "NEW: a write ran on a read-only replica (1290)".into(),
-            };
-        }
-    }
-    let diagnostic = step.class == "diag"
-        || step.sql.contains("ROW_COUNT")
-        || step.sql.contains("FOUND_ROWS")
-        || step.sql.contains("WARNINGS")
-        || step.sql.contains("LAST_INSERT_ID");
-    if combo.contains("/transaction_") && diagnostic {
-        return "known bug 3: session diagnostics under transaction pooling".into();
-    }
-    if diagnostic {
-        return "bug 3 under session pooling: diagnostics asked on another backend (primary vs replica) than the statement they describe".into();
-    }
-    if let (Outcome::Err { code, .. }, _) | (_, Outcome::Err { code, .. }) = (d, p) {
-        if code.starts_with("1792/") && (d.diff_kind(p) != "error code") {
-            return "NEW: inside or outside a READ ONLY transaction in one run only".into();
-        }
-    }
-    if combo.ends_with("autocommit=0") && step.state.contains("autocommit=false") {
-        return "NEW: autocommit=0 by default (init_connect): one implicit transaction's statements on different connections".into();
-    }
-    "NEW".into()
-}
-
 fn target(port: u16, db: &str) -> Target {
     Target {
         port,
@@ -174,10 +137,6 @@ impl Suite for My<'_> {
 
     fn primary_port(&self) -> u16 {
         self.cluster.primary_port()
-    }
-
-    fn hint(&self, combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
-        hint(combo, step, d, p)
     }
 }
 

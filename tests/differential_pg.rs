@@ -14,7 +14,7 @@ use differential::drive::{combos, drive, proxy_yaml, wait_clusters, Combo, Suite
 use differential::pg_gen::{self, PgDefaults, ISOLATION, SYNC_COMMIT};
 use differential::pg_run::Target;
 use differential::report::Report;
-use differential::{Env, Outcome, Rng, Step, SESSIONS};
+use differential::{Env, Rng, Step, SESSIONS};
 use support::pg_cluster::{APP_PASSWORD, APP_USER};
 use support::{PgCluster, Proxy};
 
@@ -130,36 +130,6 @@ impl Admin {
     }
 }
 
-/// Which known bug a difference looks like (issue 21's numbering), or NEW.
-fn hint(_combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
-    if let Outcome::Err { message, .. } = p {
-        if message.contains("serializable mode in a hot standby") {
-            return "known bug 2: serializable on a replica".into();
-        }
-    }
-    if let (Outcome::Ok { .. }, Outcome::Err { message, .. }) = (d, p) {
-        if message.contains("during recovery") {
-            return "NEW: a statement that needs the primary ran on a replica inside a read-only transaction".into();
-        }
-    }
-    if let (Outcome::Err { code: a, .. }, Outcome::Err { code: b, .. }) = (d, p) {
-        if a == "25P02" && b == "26000" {
-            return "NEW: a prepared statement re-prepared inside an aborted transaction: 26000 instead of 25P02".into();
-        }
-    }
-    if step.sql.contains("transaction_read_only") && d.diff_kind(p) == "rows" {
-        return "NEW: SHOW transaction_read_only answered by a standby (on) outside a transaction"
-            .into();
-    }
-    if d.diff_kind(p) == "notifications" {
-        return "known bug 4: NOTIFY pid".into();
-    }
-    if step.state.contains("sc=off") && d.diff_kind(p) == "rows" && step.class.starts_with("read") {
-        return "known bug 1: read-your-writes with synchronous_commit=off".into();
-    }
-    "NEW".into()
-}
-
 fn target(port: u16, db: &str) -> Target {
     Target {
         port,
@@ -201,10 +171,6 @@ impl Suite for Pg<'_> {
 
     fn primary_port(&self) -> u16 {
         self.cluster.primary_port()
-    }
-
-    fn hint(&self, combo: &str, step: &Step, d: &Outcome, p: &Outcome) -> String {
-        hint(combo, step, d, p)
     }
 }
 

@@ -24,7 +24,7 @@ pub struct Conn {
     client: Client,
     msgs: UnboundedReceiver<Msg>,
     prepared: HashMap<String, Statement>,
-    /// `pg_backend_pid()` as answered right after connecting.
+    /// The BackendKeyData pid ([`client_pid`]).
     pid: i32,
 }
 
@@ -35,6 +35,23 @@ pub struct Target {
     pub db: String,
     pub user: String,
     pub password: String,
+}
+
+/// The pid of the client's BackendKeyData (libpq's `PQbackendPID`): the number the session's own
+/// notifications carry, direct and through the proxy (whose `pg_backend_pid()` is the pid of
+/// whichever server process ran the query). tokio-postgres keeps it private, so the cancel token
+/// writes its CancelRequest (length, code, pid, key) into an in-memory pipe and the pid is read
+/// back; 0 if that fails.
+async fn client_pid(client: &tokio_postgres::Client) -> i32 {
+    use tokio::io::AsyncReadExt;
+    let (ours, mut theirs) = tokio::io::duplex(64);
+    let token = client.cancel_token();
+    let _ = tokio::time::timeout(STEP_TIMEOUT, token.cancel_query_raw(ours, NoTls)).await;
+    let mut buf = [0u8; 16];
+    match tokio::time::timeout(STEP_TIMEOUT, theirs.read_exact(&mut buf)).await {
+        Ok(Ok(_)) => i32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+        _ => 0,
+    }
 }
 
 async fn connect(t: &Target) -> Result<Conn, String> {
@@ -61,19 +78,7 @@ async fn connect(t: &Target) -> Result<Conn, String> {
             }
         }
     });
-    // Not compared (the workload's own statements are): a failure here leaves pid 0.
-    let rows = tokio::time::timeout(STEP_TIMEOUT, client.simple_query("SELECT pg_backend_pid()"))
-        .await
-        .map_err(|_| "pid query timed out".to_string())?;
-    let pid = rows
-        .ok()
-        .and_then(|rows| {
-            rows.iter().find_map(|m| match m {
-                SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-                _ => None,
-            })
-        })
-        .unwrap_or(0);
+    let pid = client_pid(&client).await;
     Ok(Conn {
         client,
         msgs,

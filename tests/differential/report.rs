@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::known::{self, KNOWN};
 use super::{Outcome, Step};
 
 /// How many of a session's previous statements a first difference shows.
@@ -26,7 +27,10 @@ pub struct Diff {
     pub proxied: Outcome,
     /// No earlier difference in this session (later ones may be consequences).
     pub first_in_session: bool,
-    /// Which known bug this looks like, or `NEW`.
+    /// The known entry (`known.rs`) that absorbs it: it matched this difference, or the session's
+    /// first difference. `None`: a new difference, the test fails.
+    pub known: Option<&'static str>,
+    /// `known` entry's id, `NEW`, or `NEW, after ...` (for grouping).
     pub hint: String,
     /// For a session's first difference: its previous statements (oldest first).
     pub context: Vec<String>,
@@ -44,7 +48,7 @@ pub struct Report {
 
 impl Report {
     /// Compare the two runs of `combo` (schedule `order`, scripts `scripts`) and record
-    /// differences; `hint` names the known bug a difference looks like.
+    /// differences, each matched against the known list.
     #[allow(clippy::too_many_arguments)]
     pub fn compare(
         &mut self,
@@ -54,14 +58,11 @@ impl Report {
         order: &[usize],
         direct: &[Outcome],
         proxied: &[Outcome],
-        hint: &dyn Fn(&str, &Step, &Outcome, &Outcome) -> String,
     ) {
         self.combos.push(combo.to_string());
         let mut next = vec![0usize; scripts.len()];
-        // The first difference's hint of each session: later ones may be its consequences.
-        let mut seen: Vec<Option<String>> = vec![None; scripts.len()];
-        // The combination's first difference: shared ids and cross-session reads carry it over.
-        let mut combo_first: Option<String> = None;
+        // Each session's first difference: its known entry (later ones may be its consequences).
+        let mut seen: Vec<Option<Option<&'static str>>> = vec![None; scripts.len()];
         let n = order.len().min(direct.len()).min(proxied.len());
         for (position, &s) in order.iter().enumerate().take(n) {
             let step_index = next[s];
@@ -72,16 +73,20 @@ impl Report {
             if d.same(p) {
                 continue;
             }
-            let mut why = hint(combo, step, d, p);
-            if let Some(first) = &seen[s] {
-                // The two runs may have diverged since: attribute to the first difference.
-                why = format!("after an earlier difference in the session ({first})");
-            } else if let (Some(first), "NEW") = (&combo_first, why.as_str()) {
-                why = format!("after an earlier difference in another session ({first})");
-            }
-            if combo_first.is_none() {
-                combo_first = Some(why.clone());
-            }
+            let (known, why) = match seen[s] {
+                None => match known::find(combo, step, d, p) {
+                    Some(k) => (Some(k.id), k.id.to_string()),
+                    None => (None, "NEW".to_string()),
+                },
+                Some(Some(first)) => (
+                    Some(first),
+                    format!("{first} (consequence: after it in the session)"),
+                ),
+                Some(None) => (
+                    None,
+                    "NEW (after an earlier new difference in the session)".to_string(),
+                ),
+            };
             self.diffs.push(Diff {
                 combo: combo.to_string(),
                 seed,
@@ -94,7 +99,8 @@ impl Report {
                 direct: d.clone(),
                 proxied: p.clone(),
                 first_in_session: seen[s].is_none(),
-                hint: why.clone(),
+                known,
+                hint: why,
                 context: if seen[s].is_none() {
                     let from = step_index.saturating_sub(CONTEXT);
                     scripts[s][from..step_index]
@@ -106,7 +112,7 @@ impl Report {
                 },
             });
             if seen[s].is_none() {
-                seen[s] = Some(why);
+                seen[s] = Some(known);
             }
         }
         if direct.len() != proxied.len() {
@@ -128,6 +134,7 @@ impl Report {
                 proxied: Outcome::err("-", format!("{} statements", proxied.len())),
                 first_in_session: true,
                 context: Vec::new(),
+                known: None,
                 hint: format!(
                     "NEW: the {short} run stopped at position {len} (timeout or lost connection)"
                 ),
@@ -154,11 +161,12 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "=== differential {}: {} statements compared in {} combinations, {} differences ===",
+            "=== differential {}: {} statements compared in {} combinations, {} differences, {} of them new ===",
             self.protocol,
             self.compared,
             self.combos.len(),
-            self.diffs.len()
+            self.diffs.len(),
+            self.new_diffs()
         );
         type Key<'a> = (&'a str, &'static str, &'static str);
         let mut classes: BTreeMap<Key<'_>, Vec<&Diff>> = BTreeMap::new();
@@ -202,6 +210,48 @@ impl Report {
                     out,
                     "    the session's previous statements: {}",
                     ex.context.join(" ; ")
+                );
+            }
+        }
+        out.push_str(&self.known_summary());
+        out
+    }
+
+    /// Differences no known entry absorbs: the test fails on any.
+    pub fn new_diffs(&self) -> usize {
+        self.diffs.iter().filter(|d| d.known.is_none()).count()
+    }
+
+    /// How many differences each known entry of this protocol absorbed; entries that absorbed
+    /// nothing are called stale.
+    pub fn known_summary(&self) -> String {
+        let mut out = String::from("\n=== known differences (tests/differential/known.rs) ===\n");
+        let protocol = self
+            .combos
+            .first()
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("");
+        for k in KNOWN.iter().filter(|k| k.protocol == protocol) {
+            let mine: Vec<&Diff> = self
+                .diffs
+                .iter()
+                .filter(|d| d.known == Some(k.id))
+                .collect();
+            let first = mine.iter().filter(|d| d.first_in_session).count();
+            if mine.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  STALE {}: matched nothing in this run (fixed? delete the entry) [{}]",
+                    k.id, k.issue
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  {}: absorbed {} ({first} first in their session, {} consequences) [{}]",
+                    k.id,
+                    mine.len(),
+                    mine.len() - first,
+                    k.issue
                 );
             }
         }
