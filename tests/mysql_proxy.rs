@@ -23,6 +23,8 @@ fn proxy() -> &'static (Proxy, ProxyPorts) {
         // `admin` maps to the servers' root account: unknown databases then answer 1049
         // (the `app` account only sees `app`, so MariaDB answers 1044 for it).
         let (yaml, ports) = Proxy::mysql_config(c);
+        // Reads right after a write are expected on replicas here: they wait for one to catch up.
+        let yaml = yaml.replace("fallback: primary }", "fallback: primary, causal_wait: true }");
         let yaml = format!(
             "{yaml}  - {{ name: admin, password: admin-secret, backend_user: root, backend_password: \"{}\" }}\n",
             support::mysql_cluster::MYSQL_ROOT_PASSWORD

@@ -26,7 +26,13 @@ fn proxy() -> &'static (Proxy, ProxyPorts) {
              GRANT ALL ON items, items_id_seq TO app; GRANT ALL ON other.only_here TO app;",
         );
         cluster.wait_replicas_caught_up();
-        let p = Proxy::start_for(cluster);
+        // Reads right after a write are expected on replicas here: they wait for one to catch up.
+        let (yaml, ports) = Proxy::pg_config(cluster);
+        let yaml = yaml.replace(
+            "fallback: primary }",
+            "fallback: primary, causal_wait: true }",
+        );
+        let p = (Proxy::start(&yaml), ports);
         p.0.wait_topology(3);
         p
     })

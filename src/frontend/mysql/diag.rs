@@ -69,6 +69,15 @@ impl Relay {
         self.release_idle();
     }
 
+    /// The proxy answered a statement itself (rows, no warnings): the session's previous
+    /// statement ran on no connection.
+    pub(super) fn diag_answered_locally(&mut self) {
+        self.diag.prev_at = None;
+        self.diag.prev_rows = true;
+        self.diag.hold = None;
+        self.release_idle();
+    }
+
     /// The server connection kept for a diagnostics read, if any.
     pub(super) fn diag_held(&self) -> Option<usize> {
         self.diag.hold.map(|(s, _)| s)

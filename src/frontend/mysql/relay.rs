@@ -402,6 +402,7 @@ impl Relay {
                 COM_QUERY => {
                     let text = crate::wire::text(&p.payload[1..]);
                     if self.insert_id_local() && self.answer_insert_id(&text) {
+                        self.diag_answered_locally();
                         continue;
                     }
                     let class = self.ctx.classifier().classify(&text);
