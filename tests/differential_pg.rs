@@ -146,7 +146,7 @@ struct Pg<'a> {
 
 impl Suite for Pg<'_> {
     const PROTOCOL: &'static str = "pg";
-    const SHORT_STATEMENTS: usize = 204;
+    const SHORT_STATEMENTS: usize = 612;
     type Settings = PgDefaults;
     type Runner = Target;
 
