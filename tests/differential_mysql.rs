@@ -107,6 +107,10 @@ struct My<'a> {
 
 impl Suite for My<'_> {
     const PROTOCOL: &'static str = "mysql";
+    // Not more yet: at 1440 the first combination (session_eventual, binlog=ROW) makes replica1
+    // log a transaction of its own (GTID 0-2-276) and its replication stops (error 1950,
+    // out-of-order GTID), so every later combination fails in its setup (issue 21: a READ ONLY
+    // transaction sent to a replica; see the report of 8 Dec).
     const SHORT_STATEMENTS: usize = 480;
     type Settings = Settings;
     type Runner = Target;
