@@ -484,3 +484,45 @@ async fn own_notifications_carry_the_client_pid() {
         .unwrap();
     }
 }
+
+/// Reads of per-instance state (locks, backends) answer as the primary does: a lock and a backend
+/// that exist only on the primary are seen through the proxy, by the fast path (a plain SELECT),
+/// the token path and the extended protocol, and counted with reason `primary_state`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_primary_state_see_the_primary() {
+    setup();
+    let c = shared();
+    let direct_str = format!(
+        "{} application_name=fid_marker",
+        pg_conn_str(c.primary_port(), "app", APP_PASSWORD, "app")
+    );
+    let holder = connect_str(&direct_str).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE fid_t IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    for pooled in [false, true] {
+        let (proxy, ports) = proxy(pooled);
+        let m = mode(pooled);
+        let client = connect(ports.listen).await;
+        for round in 0..3 {
+            let plain = "SELECT pid FROM pg_stat_activity WHERE application_name = 'fid_marker'";
+            let rows = client.simple_query(plain).await.unwrap();
+            let n = rows
+                .iter()
+                .filter(|r| matches!(r, SimpleQueryMessage::Row(_)))
+                .count();
+            assert_eq!(n, 1, "{m} round {round}: {plain} saw {n} backends");
+            let locks = "SELECT count(*) FROM pg_catalog.pg_locks \
+                         WHERE relation = 'fid_t'::regclass AND pid <> pg_backend_pid()";
+            let n: i64 = client.query_one(locks, &[]).await.unwrap().get(0);
+            assert_eq!(n, 1, "{m} round {round}: {locks} saw {n} locks");
+        }
+        let routed = proxy.metric(
+            "switchyard_queries_total",
+            "reason=\"primary_state\",route=\"primary\"",
+        );
+        assert!(routed >= 6.0, "{m}: {routed} primary_state routes");
+    }
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}

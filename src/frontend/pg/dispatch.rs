@@ -336,7 +336,7 @@ impl Relay {
                 !matches!(
                     c.intent,
                     Intent::Read | Intent::SessionSet | Intent::ProxyRoute(_)
-                )
+                ) && c.reason != Reason::PrimaryState
             })
         {
             self.wrote = true;
