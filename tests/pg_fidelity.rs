@@ -526,3 +526,46 @@ async fn reads_of_primary_state_see_the_primary() {
     }
     holder.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// A cancel sent a few ms after a query starts cancels it, even while the proxy is still routing
+/// it, waiting for a pool slot or logging a backend in; a cancel while idle cancels nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_cancel_is_not_lost() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let m = mode(pooled);
+        for round in 0..10u64 {
+            let client = std::sync::Arc::new(connect(ports.listen).await);
+            let token = client.cancel_token();
+            let c2 = client.clone();
+            let started = Instant::now();
+            let q = tokio::spawn(async move { c2.simple_query("SELECT pg_sleep(5)").await });
+            tokio::time::sleep(Duration::from_millis(2 + round % 4)).await;
+            token.cancel_query(NoTls).await.unwrap();
+            let r = tokio::time::timeout(Duration::from_secs(4), q)
+                .await
+                .unwrap_or_else(|_| panic!("{m} round {round}: the query was not cancelled"))
+                .unwrap();
+            let e = r.err().unwrap_or_else(|| {
+                panic!("{m} round {round}: pg_sleep(5) ran to its end after a cancel")
+            });
+            assert_eq!(
+                e.code(),
+                Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+                "{m} round {round}: {e:?}"
+            );
+            eprintln!("{m} round {round}: cancelled after {:?}", started.elapsed());
+        }
+        // A cancel while idle does nothing: the next queries run to their end.
+        let client = connect(ports.listen).await;
+        client.simple_query("SELECT 1").await.unwrap();
+        client.cancel_token().cancel_query(NoTls).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+            .simple_query("SELECT pg_sleep(0.3)")
+            .await
+            .unwrap_or_else(|e| panic!("{m}: a query after an idle cancel failed: {e:?}"));
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+}

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::cancel::CancelRegistry;
+use super::cancel::{self, CancelRegistry, CancelSlot, MAX_SENDS, MAX_WAIT, RESEND_EVERY};
 use super::login::{login, Login, UserDirectory};
 use super::relay::pooled::PgPoolKey;
 use super::relay::Backend;
@@ -512,11 +512,8 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer
     });
     let outcome = match login_result {
         Ok(Login::Cancel { pid, secret }) => {
-            if let Some(k) = ctx.cancels.lookup(pid, secret) {
-                tracing::debug!(%peer, backend = %k.addr, "forwarding cancel request");
-                let (tls, servers) = (&cfg.server_tls, &cfg.servers);
-                let deadline = ctx.limits().connect_timeout;
-                send_cancel(&k.addr, k.pid, k.secret, tls, servers, deadline).await;
+            if let Some(slot) = ctx.cancels.lookup(pid, secret) {
+                forward_cancel(&ctx, &slot, &peer).await;
             }
             return;
         }
@@ -549,4 +546,38 @@ async fn report(ctx: &ClusterCtx, peer: &Peer, client: &mut ClientConn, e: Clien
     tracing::info!(%peer, code = e.code, kind = e.kind.as_str(), "closing client: {}", e.message);
     client.queue(&e.to_message());
     let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+}
+
+/// Forward a client's cancel to the backend running its unanswered request. A request not yet on
+/// a server (being routed, waiting for a pool slot or a login) gets it once it is; PostgreSQL
+/// ignores a cancel that arrives before the backend starts executing, so it is sent again every
+/// [`RESEND_EVERY`] while the same request is unanswered, at most [`MAX_SENDS`] times. A client
+/// with nothing unanswered gets nothing cancelled, as with PostgreSQL.
+async fn forward_cancel(ctx: &ClusterCtx, slot: &CancelSlot, peer: &Peer) {
+    let Some(request) = slot.lock().busy_request() else {
+        return;
+    };
+    let give_up = tokio::time::Instant::now() + MAX_WAIT;
+    let mut sends = 0;
+    while sends < MAX_SENDS && tokio::time::Instant::now() < give_up {
+        let Some(key) = cancel::target(slot, request) else {
+            return;
+        };
+        if let Some(k) = key {
+            tracing::debug!(%peer, backend = %k.addr, sends, "forwarding cancel request");
+            let cfg = ctx.config();
+            let (tls, servers) = (&cfg.server_tls, &cfg.servers);
+            send_cancel(
+                &k.addr,
+                k.pid,
+                k.secret,
+                tls,
+                servers,
+                ctx.limits().connect_timeout,
+            )
+            .await;
+            sends += 1;
+        }
+        tokio::time::sleep(RESEND_EVERY).await;
+    }
 }
