@@ -55,6 +55,9 @@ pub type CancelSlot = Arc<Mutex<CancelState>>;
 pub const RESEND_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
 /// At most this many cancel requests per client cancel (1 s of re-sends).
 pub const MAX_SENDS: u32 = 40;
+/// How long a cancel for a client that looks idle waits for its session to read a request the
+/// client sent just before the cancel.
+pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 /// How long a cancel waits for its request to reach a server (routing, pool, login...).
 pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
