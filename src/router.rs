@@ -54,7 +54,10 @@ pub fn choose(class: Classification, route_override: RouteOverride) -> Choice {
             if replica_forced
                 && matches!(
                     class.reason,
-                    Reason::WriteFunction | Reason::Unknown | Reason::ParseError
+                    Reason::WriteFunction
+                        | Reason::Unknown
+                        | Reason::ParseError
+                        | Reason::PrimaryState
                 ) =>
         {
             Want::Replica(forced)

@@ -484,3 +484,108 @@ async fn own_notifications_carry_the_client_pid() {
         .unwrap();
     }
 }
+
+/// Reads of per-instance state (locks, backends) answer as the primary does: a lock and a backend
+/// that exist only on the primary are seen through the proxy, by the fast path (a plain SELECT),
+/// the token path and the extended protocol, and counted with reason `primary_state`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_primary_state_see_the_primary() {
+    setup();
+    let c = shared();
+    let direct_str = format!(
+        "{} application_name=fid_marker",
+        pg_conn_str(c.primary_port(), "app", APP_PASSWORD, "app")
+    );
+    let holder = connect_str(&direct_str).await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE fid_t IN ACCESS SHARE MODE")
+        .await
+        .unwrap();
+    for pooled in [false, true] {
+        let (proxy, ports) = proxy(pooled);
+        let m = mode(pooled);
+        let client = connect(ports.listen).await;
+        for round in 0..3 {
+            let plain = "SELECT pid FROM pg_stat_activity WHERE application_name = 'fid_marker'";
+            let rows = client.simple_query(plain).await.unwrap();
+            let n = rows
+                .iter()
+                .filter(|r| matches!(r, SimpleQueryMessage::Row(_)))
+                .count();
+            assert_eq!(n, 1, "{m} round {round}: {plain} saw {n} backends");
+            let locks = "SELECT count(*) FROM pg_catalog.pg_locks \
+                         WHERE relation = 'fid_t'::regclass AND pid <> pg_backend_pid()";
+            let n: i64 = client.query_one(locks, &[]).await.unwrap().get(0);
+            assert_eq!(n, 1, "{m} round {round}: {locks} saw {n} locks");
+        }
+        let routed = proxy.metric(
+            "switchyard_queries_total",
+            "reason=\"primary_state\",route=\"primary\"",
+        );
+        assert!(routed >= 6.0, "{m}: {routed} primary_state routes");
+    }
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// A cancel sent a few ms after a query was sent cancels it, even while the proxy is still
+/// routing it, waiting for a pool slot or logging a backend in; a cancel while idle cancels
+/// nothing. The query goes out on a raw socket before the cancel is sent (so the order is the
+/// client's, whatever the load), the cancel with tokio-postgres' cancel token for the idle case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_cancel_is_not_lost() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let m = mode(pooled);
+        let port = ports.listen;
+        for round in 0..10u64 {
+            let r = tokio::task::spawn_blocking(move || early_cancel(port, round))
+                .await
+                .unwrap();
+            let (code, took) = r.unwrap_or_else(|e| panic!("{m} round {round}: {e}"));
+            assert_eq!(code, "57014", "{m} round {round}");
+            eprintln!("{m} round {round}: cancelled after {took:?}");
+        }
+        // A cancel while idle does nothing: the next queries run to their end.
+        let client = connect(port).await;
+        client.simple_query("SELECT 1").await.unwrap();
+        client.cancel_token().cancel_query(NoTls).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client
+            .simple_query("SELECT pg_sleep(0.3)")
+            .await
+            .unwrap_or_else(|e| panic!("{m}: a query after an idle cancel failed: {e:?}"));
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+}
+
+/// A fresh raw session sends `SELECT pg_sleep(5)`, then 2-5 ms later a cancel: the SQLSTATE of the
+/// error it got and when, or why there was none.
+fn early_cancel(port: u16, round: u64) -> Result<(String, Duration), String> {
+    let (mut s, greeting) = support::pg_raw::mdapp_login(port);
+    let (pid, secret) = greeting
+        .iter()
+        .find(|(tag, _)| *tag == b'K')
+        .and_then(|(_, body)| msg::key_data_view(body))
+        .expect("BackendKeyData");
+    let started = Instant::now();
+    s.write_all(&msg::query("SELECT pg_sleep(5)")).unwrap();
+    std::thread::sleep(Duration::from_millis(2 + round % 4));
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(&switchyard::wire::pg::startup::encode_cancel(pid, secret))
+        .unwrap();
+    let mut code = None;
+    loop {
+        let (tag, body) = read_msg(&mut s);
+        match tag {
+            b'E' => code = Some(msg::error_fields(&body).code),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    let took = started.elapsed();
+    match code {
+        Some(code) if took < Duration::from_secs(4) => Ok((code, took)),
+        _ => Err(format!("not cancelled: {code:?} after {took:?}")),
+    }
+}

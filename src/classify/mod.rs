@@ -16,6 +16,7 @@ mod mysql_tests;
 pub mod pg;
 mod pg_functions;
 pub mod pg_isolation;
+pub mod pg_primary_state;
 mod pg_query;
 #[cfg(test)]
 mod tests;
@@ -88,6 +89,9 @@ pub enum Reason {
     StoredProcedure,
     /// MySQL `LOAD DATA LOCAL INFILE` / `LOAD XML LOCAL INFILE`.
     LocalInfile,
+    /// A PostgreSQL read of per-instance state a standby answers differently (see
+    /// [`pg_primary_state`]): runs on the primary.
+    PrimaryState,
 }
 
 impl Reason {
@@ -114,6 +118,7 @@ impl Reason {
             Reason::UserVariable => "user_variable",
             Reason::StoredProcedure => "stored_procedure",
             Reason::LocalInfile => "local_infile",
+            Reason::PrimaryState => "primary_state",
         }
     }
 }

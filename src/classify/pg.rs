@@ -42,6 +42,7 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::hint::parse_leading_hint;
 use super::pg_functions::{is_kw, matching_paren};
+use super::pg_primary_state::touches_primary_state;
 use super::pg_query::{classify_query, parse_one};
 use super::{Classification, Intent, Reason, RouteOverride};
 
@@ -95,7 +96,7 @@ pub(crate) fn cheap_path(toks: &[Token]) -> Option<Classification> {
         && !stmt
             .iter()
             .any(|t| *t == Token::LParen || is_kw(t, "FOR") || is_kw(t, "INTO"));
-    plain_select.then(|| cls(Intent::Read, Reason::Read))
+    (plain_select && !touches_primary_state(stmt)).then(|| cls(Intent::Read, Reason::Read))
 }
 
 /// The full path: classify each statement and combine.
@@ -147,8 +148,17 @@ fn create(toks: &[Token]) -> Classification {
     }
 }
 
-/// Classifies one non-empty statement (significant tokens, no `;`).
+/// Classifies one non-empty statement (significant tokens, no `;`). A read of per-instance state
+/// ([`super::pg_primary_state`]) goes to the primary.
 pub(crate) fn classify_statement(toks: &[Token], extra: &[String]) -> Classification {
+    let c = statement_class(toks, extra);
+    if c.intent == Intent::Read && touches_primary_state(toks) {
+        return cls(Intent::Write, Reason::PrimaryState);
+    }
+    c
+}
+
+fn statement_class(toks: &[Token], extra: &[String]) -> Classification {
     if toks.first() == Some(&Token::LParen) {
         return classify_query(toks, extra);
     }

@@ -123,7 +123,7 @@ const SAFE: &[&str] = &[
     "pg_relation_filenode", "pg_relation_filepath", "to_regclass", "to_regtype", "to_regproc",
     "to_regprocedure", "to_regnamespace", "to_regrole", "pg_has_role", "row_security_active",
     "pg_jit_available", "pg_listening_channels", "pg_options_to_table", "pg_wal_lsn_diff",
-    "gen_random_uuid", "array_in", "textin",
+    "gen_random_uuid", "array_in", "textin", "txid_current_snapshot", "pg_current_snapshot",
     // cast-like calls and type modifiers: numeric(10,2), varchar(3), int4('1') ...
     "cast", "int", "int2", "int4", "int8", "integer", "smallint", "bigint", "numeric",
     "decimal", "dec", "float", "float4", "float8", "real", "text", "varchar", "char",

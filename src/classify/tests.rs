@@ -29,6 +29,7 @@ const WFN: Want = w(Reason::WriteFunction);
 const MCTE: Want = w(Reason::ModifyingCte);
 const PARSE: Want = w(Reason::ParseError);
 const UNKNOWN: Want = w(Reason::Unknown);
+const PRIMARY: Want = w(Reason::PrimaryState);
 
 /// psql `\d t`: the catalog lookup it sends first.
 const PSQL_D_LOOKUP: &str = "SELECT c.oid,\n  n.nspname,\n  c.relname\nFROM pg_catalog.pg_class c\n     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace\nWHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default\n  AND pg_catalog.pg_table_is_visible(c.oid)\nORDER BY 2, 3;";
@@ -84,14 +85,25 @@ pub(super) const CORPUS: &[(&str, Want)] = &[
     ("(SELECT 1) UNION (SELECT 2)", READ),
     ("SELECT 1 UNION ALL SELECT 2 EXCEPT SELECT 3", READ),
     ("SHOW search_path", READ),
-    ("SHOW ALL", READ),
+    ("SHOW ALL", PRIMARY),
     ("SHOW TRANSACTION ISOLATION LEVEL", READ),
     ("SELECT pg_is_in_recovery()", READ),
-    ("SELECT pg_last_wal_replay_lsn()", READ),
+    ("SELECT pg_last_wal_replay_lsn()", PRIMARY),
     ("SELECT inet_server_addr(), inet_server_port()", READ),
     ("SELECT current_setting('server_version_num')", READ),
     ("SELECT pg_sleep(0.1)", READ),
     ("SELECT pg_backend_pid()", READ),
+    ("SELECT count(*) FROM pg_prepared_xacts", PRIMARY),
+    ("SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = current_database()", PRIMARY),
+    ("SELECT * FROM pg_stat_activity", PRIMARY),
+    ("SELECT * FROM PG_LOCKS l JOIN t ON true", PRIMARY),
+    ("SELECT relname FROM pg_statio_user_tables", PRIMARY),
+    ("SELECT slot_name FROM pg_replication_slots", PRIMARY),
+    ("SELECT txid_current_snapshot(), pg_current_snapshot()", PRIMARY),
+    ("SELECT current_setting('transaction_read_only')", PRIMARY),
+    ("SHOW in_hot_standby", PRIMARY),
+    ("WITH a AS (SELECT pid FROM pg_stat_replication) SELECT * FROM a", PRIMARY),
+    ("SELECT * FROM pg_stats", READ),
     ("SELECT md5(random()::text)", READ),
     ("SELECT json_build_object('a', 1), jsonb_agg(t) FROM t", READ),
     ("SELECT to_char(now(), 'YYYY'), date_trunc('day', now()), extract(epoch from now())", READ),

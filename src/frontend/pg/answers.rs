@@ -117,11 +117,14 @@ impl Relay {
                 }
             }
         }
+        if self.inflight.is_empty() && self.batch.is_empty() {
+            self.cancel_slot.lock().idle();
+        }
         if self.inflight.is_empty() && !self.unsynced && self.txn.is_none() {
             self.bound = None;
             self.gate_pass = None;
             self.pause_pass = None;
-            *self.cancel_slot.lock() = None;
+            self.cancel_slot.lock().key = None;
             self.release_idle();
         }
     }
@@ -202,7 +205,7 @@ impl Relay {
         self.inflight.clear();
         self.unsynced = false;
         self.copy_in = false;
-        *self.cancel_slot.lock() = None;
+        self.cancel_slot.lock().key = None;
         if let (Some(frames), false) = (retry, tied) {
             tracing::warn!(cluster = %self.ctx.name, server = %name, error = %e, "replica lost before answering; retrying the read elsewhere");
             self.excluded.push(b);

@@ -15,8 +15,58 @@ pub struct ServerKey {
     pub secret: i32,
 }
 
-/// Shared slot a session updates whenever it sends a request to a backend.
-pub type CancelSlot = Arc<Mutex<Option<ServerKey>>>;
+/// What a cancel request for one client can act on; the session keeps it current.
+#[derive(Debug, Default)]
+pub struct CancelState {
+    /// The backend running the client's request, once the request is on a server.
+    pub key: Option<ServerKey>,
+    /// The client has a request not yet answered (it may still be routed, waiting for a pool
+    /// slot or a login: then `key` is `None` and a cancel waits for it).
+    busy: bool,
+    /// Which request: bumped each time the client starts one after being idle.
+    request: u64,
+}
+
+impl CancelState {
+    /// The client sent a request (no-op while one is already unanswered).
+    pub fn start(&mut self) {
+        if !self.busy {
+            self.busy = true;
+            self.request = self.request.wrapping_add(1);
+        }
+    }
+
+    /// The client has nothing unanswered: a cancel now does nothing, as with PostgreSQL.
+    pub fn idle(&mut self) {
+        self.busy = false;
+    }
+
+    /// The request a cancel arriving now is for, if the client has one.
+    pub fn busy_request(&self) -> Option<u64> {
+        self.busy.then_some(self.request)
+    }
+}
+
+/// Shared slot a session updates whenever it starts, sends or finishes a request.
+pub type CancelSlot = Arc<Mutex<CancelState>>;
+
+/// How often a cancel is sent again while its request is still unanswered: PostgreSQL ignores a
+/// cancel that reaches the backend before it starts executing the request.
+pub const RESEND_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
+/// At most this many cancel requests per client cancel (1 s of re-sends).
+pub const MAX_SENDS: u32 = 40;
+/// How long a cancel for a client that looks idle waits for its session to read a request the
+/// client sent just before the cancel.
+pub const IDLE_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long a cancel waits for its request to reach a server (routing, pool, login...).
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Where a cancel for the client's request `request` should go now: `None` when the request is
+/// answered (or another one started), `Some(None)` while it is not yet on a server.
+pub fn target(slot: &CancelSlot, request: u64) -> Option<Option<ServerKey>> {
+    let s = slot.lock();
+    (s.busy_request() == Some(request)).then(|| s.key.clone())
+}
 
 /// Registry of (proxy pid, proxy secret) -> the client's current server key.
 #[derive(Debug, Default)]
@@ -27,7 +77,7 @@ pub struct CancelRegistry {
 impl CancelRegistry {
     /// Register a new client; returns its proxy-side key and the slot to update.
     pub fn register(&self) -> ((i32, i32), CancelSlot) {
-        let slot: CancelSlot = Arc::new(Mutex::new(None));
+        let slot: CancelSlot = Arc::new(Mutex::new(CancelState::default()));
         let mut map = self.map.lock();
         loop {
             let key = (rand::random::<i32>() & 0x7fff_ffff, rand::random::<i32>());
@@ -42,11 +92,9 @@ impl CancelRegistry {
         self.map.lock().remove(&key);
     }
 
-    /// The server key to cancel for a client's (pid, secret), if that client exists and is busy.
-    pub fn lookup(&self, pid: i32, secret: i32) -> Option<ServerKey> {
-        let slot = self.map.lock().get(&(pid, secret)).cloned()?;
-        let key = slot.lock().clone();
-        key
+    /// The slot of a client's (pid, secret), if that client exists.
+    pub fn lookup(&self, pid: i32, secret: i32) -> Option<CancelSlot> {
+        self.map.lock().get(&(pid, secret)).cloned()
     }
 }
 
@@ -58,16 +106,26 @@ mod tests {
     fn register_lookup_unregister() {
         let r = CancelRegistry::default();
         let (key, slot) = r.register();
-        assert_eq!(r.lookup(key.0, key.1), None);
+        let found = r.lookup(key.0, key.1).unwrap();
+        assert!(Arc::ptr_eq(&found, &slot));
+        assert_eq!(found.lock().busy_request(), None);
         let sk = ServerKey {
             addr: ServerAddr::Tcp("127.0.0.1:5432".parse().unwrap()),
             pid: 42,
             secret: 7,
         };
-        *slot.lock() = Some(sk.clone());
-        assert_eq!(r.lookup(key.0, key.1), Some(sk));
-        assert_eq!(r.lookup(key.0, key.1.wrapping_add(1)), None);
+        slot.lock().start();
+        let request = slot.lock().busy_request().unwrap();
+        assert_eq!(target(&found, request), Some(None));
+        slot.lock().key = Some(sk.clone());
+        slot.lock().start();
+        assert_eq!(target(&found, request), Some(Some(sk)));
+        slot.lock().idle();
+        assert_eq!(target(&found, request), None);
+        slot.lock().start();
+        assert_eq!(target(&found, request), None);
+        assert!(r.lookup(key.0, key.1.wrapping_add(1)).is_none());
         r.unregister(key);
-        assert_eq!(r.lookup(key.0, key.1), None);
+        assert!(r.lookup(key.0, key.1).is_none());
     }
 }

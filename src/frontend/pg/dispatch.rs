@@ -270,10 +270,11 @@ impl Relay {
             let mut slot = self.cancel_slot.lock();
             // The same backend as last time (its key is unique) keeps its entry.
             if slot
+                .key
                 .as_ref()
                 .is_none_or(|k| k.pid != pid || k.secret != secret)
             {
-                *slot = Some(ServerKey {
+                slot.key = Some(ServerKey {
                     addr: be.conn.addr.clone(),
                     pid,
                     secret,
@@ -336,7 +337,7 @@ impl Relay {
                 !matches!(
                     c.intent,
                     Intent::Read | Intent::SessionSet | Intent::ProxyRoute(_)
-                )
+                ) && c.reason != Reason::PrimaryState
             })
         {
             self.wrote = true;

@@ -377,6 +377,10 @@ impl Relay {
                     return Ok(());
                 }
             }
+            if !self.batch.is_empty() {
+                // A request a cancel may now be for, even before it reaches a server.
+                self.cancel_slot.lock().start();
+            }
             self.maybe_dispatch().await?;
             if let Some(b) = self.bound {
                 self.drain_backend(b).await?;
@@ -388,6 +392,9 @@ impl Relay {
                 continue;
             }
             self.client.flush().await?;
+            if self.inflight.is_empty() && self.batch.is_empty() {
+                self.cancel_slot.lock().idle();
+            }
             self.count_busy();
             match self.wait().await {
                 Event::Client(r) => r?,

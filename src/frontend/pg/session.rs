@@ -9,7 +9,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::cancel::CancelRegistry;
+use super::cancel::{
+    self, CancelRegistry, CancelSlot, IDLE_GRACE, MAX_SENDS, MAX_WAIT, RESEND_EVERY,
+};
 use super::login::{login, Login, UserDirectory};
 use super::relay::pooled::PgPoolKey;
 use super::relay::Backend;
@@ -512,11 +514,8 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer
     });
     let outcome = match login_result {
         Ok(Login::Cancel { pid, secret }) => {
-            if let Some(k) = ctx.cancels.lookup(pid, secret) {
-                tracing::debug!(%peer, backend = %k.addr, "forwarding cancel request");
-                let (tls, servers) = (&cfg.server_tls, &cfg.servers);
-                let deadline = ctx.limits().connect_timeout;
-                send_cancel(&k.addr, k.pid, k.secret, tls, servers, deadline).await;
+            if let Some(slot) = ctx.cancels.lookup(pid, secret) {
+                forward_cancel(&ctx, &slot, &peer).await;
             }
             return;
         }
@@ -549,4 +548,65 @@ async fn report(ctx: &ClusterCtx, peer: &Peer, client: &mut ClientConn, e: Clien
     tracing::info!(%peer, code = e.code, kind = e.kind.as_str(), "closing client: {}", e.message);
     client.queue(&e.to_message());
     let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
+}
+
+/// Forward a client's cancel to the backend running its unanswered request. A request not yet on
+/// a server (being routed, waiting for a pool slot or a login) gets it once it is; PostgreSQL
+/// ignores a cancel that arrives before the backend starts executing, so it is sent again every
+/// [`RESEND_EVERY`] while the same request is unanswered, at most [`MAX_SENDS`] times. The client's
+/// cancel connection closes after the first send (as PostgreSQL's does once it signalled); the
+/// re-sends go on in a task of their own. A client with nothing unanswered gets nothing cancelled,
+/// as with PostgreSQL; its session task may not have read a request sent just before the cancel
+/// yet, so a request that starts within [`IDLE_GRACE`] (while this client still waits for its
+/// cancel connection to close) counts as sent before it.
+async fn forward_cancel(ctx: &Arc<ClusterCtx>, slot: &CancelSlot, peer: &Peer) {
+    let grace_end = tokio::time::Instant::now() + IDLE_GRACE;
+    let request = loop {
+        if let Some(r) = slot.lock().busy_request() {
+            break r;
+        }
+        if tokio::time::Instant::now() >= grace_end {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    tracing::debug!(%peer, "forwarding cancel request");
+    let give_up = tokio::time::Instant::now() + MAX_WAIT;
+    if !send_while_busy(ctx, slot, request, 1, give_up).await {
+        return;
+    }
+    let (ctx, slot) = (ctx.clone(), slot.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(RESEND_EVERY).await;
+        send_while_busy(&ctx, &slot, request, MAX_SENDS - 1, give_up).await;
+    });
+}
+
+/// Send up to `max` cancels for `request`, [`RESEND_EVERY`] apart, while it is unanswered and
+/// before `give_up`; false when the request ended (or time ran out) first.
+async fn send_while_busy(
+    ctx: &ClusterCtx,
+    slot: &CancelSlot,
+    request: u64,
+    max: u32,
+    give_up: tokio::time::Instant,
+) -> bool {
+    let mut sends = 0;
+    while tokio::time::Instant::now() < give_up {
+        let Some(key) = cancel::target(slot, request) else {
+            return false;
+        };
+        if let Some(k) = key {
+            let cfg = ctx.config();
+            let (tls, servers) = (&cfg.server_tls, &cfg.servers);
+            let deadline = ctx.limits().connect_timeout;
+            send_cancel(&k.addr, k.pid, k.secret, tls, servers, deadline).await;
+            sends += 1;
+            if sends >= max {
+                return true;
+            }
+        }
+        tokio::time::sleep(RESEND_EVERY).await;
+    }
+    false
 }
