@@ -23,7 +23,13 @@ const SERIAL_PASSWORD: &str = "fid-serial-secret";
 
 /// A proxy for the shared cluster, transaction pooling when `pooled`, with the serializable role.
 fn proxy(pooled: bool) -> (Proxy, ProxyPorts) {
-    let (mut yaml, ports) = Proxy::pg_config(shared());
+    let (yaml, ports) = Proxy::pg_config(shared());
+    // Reads right after a write wait for a replica instead of going to the primary: these tests
+    // tell a replica's answers from the primary's.
+    let mut yaml = yaml.replace(
+        "fallback: primary }",
+        "fallback: primary, causal_wait: true }",
+    );
     if pooled {
         yaml = yaml.replace(
             "    monitor: {",
@@ -438,10 +444,10 @@ fn idle_notes(s: &mut TcpStream, want: usize, wait: Duration) -> Vec<(i32, Strin
     out
 }
 
-/// A session's own notification carries the pid of its BackendKeyData (as a direct connection's
-/// does: psycopg2 compares `Notify.pid` with `connection.info.backend_pid`); another session's
-/// carries that session's server pid (the pid the server knows it by; the proxy does not map
-/// other sessions' pids).
+/// A notification carries the pid of its sender's BackendKeyData, as direct: a session's own
+/// (psycopg2 compares `Notify.pid` with `connection.info.backend_pid`), and another client's of
+/// the proxy (psycopg2's notifier prints its `backend_pid`, then the listener compares); a
+/// sender that is not the proxy's client keeps its server pid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_notifications_carry_the_client_pid() {
     for pooled in [false, true] {
@@ -471,13 +477,30 @@ async fn own_notifications_carry_the_client_pid() {
             let got = idle_notes(&mut a, 1, Duration::from_secs(10));
             assert_eq!(
                 got,
-                vec![(b_server, "other".to_string())],
-                "{what}: other session"
+                vec![(b_pid, "other".to_string())],
+                "{what}: other session (server pid {b_server})"
             );
             assert_ne!(b_server, b_pid);
             assert_ne!(b_server, a_pid);
+            // A client of the server itself, not of the proxy: its server pid.
+            let c = shared();
+            let direct: i32 = c
+                .psql(
+                    c.primary_port(),
+                    "app",
+                    "SELECT pg_backend_pid(); NOTIFY fid_chan, 'direct'",
+                )
+                .trim()
+                .parse()
+                .unwrap();
+            let got = idle_notes(&mut a, 1, Duration::from_secs(10));
+            assert_eq!(
+                got,
+                vec![(direct, "direct".to_string())],
+                "{what}: a direct client"
+            );
             println!(
-                "{what}: own notification pid {a_pid} (server {server_pid}), other's {b_server}"
+                "{what}: own notification pid {a_pid} (server {server_pid}), other's {b_pid} (server {b_server}), direct {direct}"
             );
         })
         .await

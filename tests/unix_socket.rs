@@ -324,6 +324,12 @@ fn with_server_sockets(yaml: &str, sockets: [(u16, PathBuf); 3]) -> String {
 async fn postgres_servers_are_reached_over_their_sockets_and_cancel_goes_there_too() {
     let cluster = shared();
     let (yaml, ports) = Proxy::pg_config(cluster);
+    // The session's reads after its write wait for a replica (instead of going to the primary):
+    // this test looks at the replicas' sockets.
+    let yaml = yaml.replace(
+        "fallback: primary }",
+        "fallback: primary, causal_wait: true }",
+    );
     let [r1, r2] = cluster.replica_ports();
     let sockets =
         [cluster.primary_port(), r1, r2].map(|p| (p, cluster.dir().join(format!(".s.PGSQL.{p}"))));

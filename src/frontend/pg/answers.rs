@@ -151,17 +151,26 @@ impl Relay {
         }
     }
 
-    /// Forward a message server `b` sent of its own accord. A notification this session sent
-    /// itself (its sender is the session's own connection to `b`) carries the pid the client was
-    /// given in BackendKeyData, as it would direct; other sessions' keep their server pid.
+    /// Forward a message server `b` sent of its own accord. A notification carries the pid
+    /// its sender's client was given in BackendKeyData, as it would direct: this session's own
+    /// (its sender is the session's own connection to `b`), or another client's of this proxy
+    /// (the last to send a request on the sending connection); a sender the proxy does not
+    /// know (a direct client of the server) keeps its server pid.
     fn queue_async(&mut self, b: usize, f: &Frame) {
         if f.tag == b'A' {
-            let own = self.backends[b]
-                .as_ref()
-                .and_then(|be| be.conn.key)
-                .map(|(pid, _)| pid);
-            if own.is_some() && msg::notification_pid(f.body()) == own {
-                if let Some(raw) = msg::with_notification_pid(&f.raw, self.cancel_key.0) {
+            if let Some(sender) = msg::notification_pid(f.body()) {
+                let own = self.backends[b]
+                    .as_ref()
+                    .and_then(|be| be.conn.key)
+                    .is_some_and(|(pid, _)| pid == sender);
+                let client_pid = if own {
+                    Some(self.cancel_key.0)
+                } else {
+                    self.ctx.cancels.sender(b, sender)
+                };
+                if let Some(raw) =
+                    client_pid.and_then(|pid| msg::with_notification_pid(&f.raw, pid))
+                {
                     self.client.queue(&raw);
                     return;
                 }

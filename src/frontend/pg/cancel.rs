@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -68,11 +69,20 @@ pub fn target(slot: &CancelSlot, request: u64) -> Option<Option<ServerKey>> {
     (s.busy_request() == Some(request)).then(|| s.key.clone())
 }
 
-/// Registry of (proxy pid, proxy secret) -> the client's current server key.
+/// Registry of (proxy pid, proxy secret) -> the client's current server key, and of which
+/// client last sent a request on each server connection.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
     map: Mutex<HashMap<(i32, i32), CancelSlot>>,
+    /// (server index, server pid) -> (the pid the proxy gave that client, since when). A
+    /// notification names its sender by server pid; its listeners know the sender by the pid
+    /// the proxy gave it. Kept after the client leaves (a notifier often disconnects at once).
+    senders: Mutex<HashMap<(usize, i32), (i32, Instant)>>,
 }
+
+/// Past this many server connections remembered, entries older than [`SENDER_MEMORY`] go.
+const SENDERS_CAP: usize = 65_536;
+const SENDER_MEMORY: Duration = Duration::from_secs(600);
 
 impl CancelRegistry {
     /// Register a new client; returns its proxy-side key and the slot to update.
@@ -92,6 +102,29 @@ impl CancelRegistry {
         self.map.lock().remove(&key);
     }
 
+    /// The client with proxy pid `client_pid` now sends its requests on server `server`'s
+    /// connection with pid `server_pid` (called when a session's server connection changes).
+    pub fn sent_on(&self, server: usize, server_pid: i32, client_pid: i32) {
+        let now = Instant::now();
+        let mut senders = self.senders.lock();
+        if senders.len() >= SENDERS_CAP {
+            senders.retain(|_, (_, since)| now.duration_since(*since) < SENDER_MEMORY);
+            if senders.len() >= SENDERS_CAP {
+                senders.clear();
+            }
+        }
+        senders.insert((server, server_pid), (client_pid, now));
+    }
+
+    /// The proxy pid of the client that last sent a request on server `server`'s connection
+    /// with pid `server_pid`, if any did.
+    pub fn sender(&self, server: usize, server_pid: i32) -> Option<i32> {
+        self.senders
+            .lock()
+            .get(&(server, server_pid))
+            .map(|(pid, _)| *pid)
+    }
+
     /// The slot of a client's (pid, secret), if that client exists.
     pub fn lookup(&self, pid: i32, secret: i32) -> Option<CancelSlot> {
         self.map.lock().get(&(pid, secret)).cloned()
@@ -101,6 +134,18 @@ impl CancelRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn senders_are_known_by_their_client_pid() {
+        let r = CancelRegistry::default();
+        assert_eq!(r.sender(0, 4242), None);
+        r.sent_on(0, 4242, 7);
+        r.sent_on(1, 4242, 8);
+        assert_eq!(r.sender(0, 4242), Some(7));
+        assert_eq!(r.sender(1, 4242), Some(8));
+        r.sent_on(0, 4242, 9);
+        assert_eq!(r.sender(0, 4242), Some(9), "the connection's latest client");
+    }
 
     #[test]
     fn register_lookup_unregister() {

@@ -279,6 +279,7 @@ impl Relay {
                     pid,
                     secret,
                 });
+                self.ctx.cancels.sent_on(server, pid, self.cancel_key.0);
             }
         }
         state::record_statements(info, &mut self.prepared);
