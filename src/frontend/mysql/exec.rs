@@ -283,12 +283,8 @@ impl Relay {
                     } else {
                         ErrorKind::BackendConnect
                     };
-                    let err = MyError::new(
-                        info.code,
-                        static_state(&info.sqlstate),
-                        info.message.clone(),
-                        kind,
-                    );
+                    let err =
+                        MyError::new(info.code, info.sqlstate.clone(), info.message.clone(), kind);
                     if kind == ErrorKind::PoolTimeout {
                         self.ctx.metrics.error(&self.ctx.name, kind);
                     }
@@ -322,7 +318,7 @@ impl Relay {
                             self.excluded.clear();
                             let err = MyError::new(
                                 e.code,
-                                static_state(&e.sqlstate),
+                                e.sqlstate.clone(),
                                 e.message,
                                 ErrorKind::BackendLost,
                             );

@@ -255,7 +255,7 @@ impl Relay {
                     };
                     return Err(MyError {
                         code: e.code,
-                        state: static_state(&e.sqlstate),
+                        state: e.sqlstate.into(),
                         message: e.message,
                         kind,
                         fatal: true,
@@ -566,19 +566,6 @@ pub(super) fn fixed(server: usize, topo: &Topology, reason: RouteReason) -> Deci
         server,
         route,
         reason,
-    }
-}
-
-/// SQLSTATEs of server errors are relayed as given; the few we hold statically cover the rest.
-pub(super) fn static_state(s: &str) -> &'static str {
-    match s {
-        "28000" => "28000",
-        "42000" => "42000",
-        "08S01" => "08S01",
-        "08004" => "08004",
-        "42S02" => "42S02",
-        "23000" => "23000",
-        _ => "HY000",
     }
 }
 
