@@ -303,6 +303,15 @@ impl Relay {
                 target = self.target_for(class);
                 continue;
             }
+            if d.route == Route::Replica && !self.autocommit && class.intent != Intent::SessionSet {
+                // The session's first connection has just said sessions start with autocommit
+                // off: the statement belongs to a transaction on the primary.
+                let t = self.target_for(class);
+                if t.is_ok_and(|t| t.server != server) {
+                    target = t;
+                    continue;
+                }
+            }
             if let Some((key, sql)) = &needs {
                 let Some(b) = self.backends[server].as_mut() else {
                     continue;
