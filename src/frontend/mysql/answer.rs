@@ -8,7 +8,7 @@ use super::*;
 use crate::frontend::mysql::stmt::Stmt;
 use crate::wire::mysql::packet::{encode_into, whole_frame, Packet};
 use crate::wire::mysql::response::{Expect, ResponseTracker, Step};
-use crate::wire::mysql::status::{is_eof, is_err, parse_eof, parse_ok};
+use crate::wire::mysql::status::{err_packet, is_eof, is_err, parse_eof, parse_err, parse_ok};
 
 /// What the packet that ends an answer (`step` says whether it does) leaves for a later
 /// diagnostics read: the `last_insert_id` of an OK; whether there is anything to read at all (an
@@ -33,6 +33,24 @@ fn ending(step: &Step, payload: &[u8], caps: u32, expect: Expect) -> (Option<u64
         },
         _ => (None, true, false),
     }
+}
+
+/// ER_OPTION_PREVENTS_STATEMENT for `--read-only` (a replica refusing a write).
+const READ_ONLY_SERVER: u16 = 1290;
+/// ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
+const READ_ONLY_TRANSACTION: u16 = 1792;
+
+/// The ERR the primary gives a write in a read-only transaction, for a replica's ERR `payload`
+/// refusing it for its read_only setting; `None` for any other packet.
+fn read_only_refusal(payload: &[u8]) -> Option<Vec<u8>> {
+    let e = parse_err(payload)?;
+    (e.code == READ_ONLY_SERVER && e.message.contains("read-only")).then(|| {
+        err_packet(
+            READ_ONLY_TRANSACTION,
+            "25006",
+            "Cannot execute statement in a READ ONLY transaction",
+        )
+    })
 }
 
 /// Why relaying an answer stopped early.
@@ -87,6 +105,14 @@ impl Relay {
         if expect == Expect::Nothing {
             return Ok(answer);
         }
+        // A read-only transaction runs on a replica: a write in it is refused there for the
+        // server's read_only (1290); the primary would refuse it for the transaction (1792).
+        let ro_txn = self.txn == Some(server)
+            && self
+                .topology()
+                .servers
+                .get(server)
+                .is_some_and(|s| s.role == crate::topology::Role::Replica);
         let Relay {
             backends,
             client,
@@ -113,6 +139,9 @@ impl Relay {
                 let (buf, max) = b.conn.buffered();
                 let mut at = 0;
                 while let Some((end, payload)) = whole_frame(buf, at, max) {
+                    if ro_txn && is_err(payload) {
+                        break; // taken out whole below, maybe rewritten
+                    }
                     at = end;
                     answer.saw_err |= is_err(payload);
                     match tracker.feed(payload) {
@@ -175,6 +204,14 @@ impl Relay {
                             client.queue_raw(&out);
                         }
                         _ => client.queue_raw(&p.raw),
+                    },
+                    None if ro_txn => match read_only_refusal(&p.payload) {
+                        Some(body) => {
+                            let mut out = BytesMut::new();
+                            encode_into(&mut out, p.seq, &body);
+                            client.queue_raw(&out);
+                        }
+                        None => client.queue_raw(&p.raw),
                     },
                     None => client.queue_raw(&p.raw),
                 }

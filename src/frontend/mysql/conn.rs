@@ -1,6 +1,8 @@
 //! The MySQL client socket (plain or TLS: packet reads, sequence ids, buffered writes, the TLS
 //! upgrade) and the typed client error that becomes an ERR packet in exactly one place.
 
+use std::borrow::Cow;
+
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -14,7 +16,8 @@ use crate::wire::mysql::status::err_packet;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MyError {
     pub code: u16,
-    pub state: &'static str,
+    /// The SQLSTATE: ours, or a server's as it gave it.
+    pub state: Cow<'static, str>,
     pub message: String,
     pub kind: ErrorKind,
     /// Close the connection after sending.
@@ -26,13 +29,13 @@ pub struct MyError {
 impl MyError {
     pub fn new(
         code: u16,
-        state: &'static str,
+        state: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
         kind: ErrorKind,
     ) -> Self {
         MyError {
             code,
-            state,
+            state: state.into(),
             message: message.into(),
             kind,
             fatal: false,
@@ -68,7 +71,7 @@ impl MyError {
     }
     /// The ERR packet payload.
     pub fn payload(&self) -> Vec<u8> {
-        err_packet(self.code, self.state, &self.message)
+        err_packet(self.code, &self.state, &self.message)
     }
 }
 

@@ -283,12 +283,8 @@ impl Relay {
                     } else {
                         ErrorKind::BackendConnect
                     };
-                    let err = MyError::new(
-                        info.code,
-                        static_state(&info.sqlstate),
-                        info.message.clone(),
-                        kind,
-                    );
+                    let err =
+                        MyError::new(info.code, info.sqlstate.clone(), info.message.clone(), kind);
                     if kind == ErrorKind::PoolTimeout {
                         self.ctx.metrics.error(&self.ctx.name, kind);
                     }
@@ -307,6 +303,15 @@ impl Relay {
                 target = self.target_for(class);
                 continue;
             }
+            if d.route == Route::Replica && !self.autocommit && class.intent != Intent::SessionSet {
+                // The session's first connection has just said sessions start with autocommit
+                // off: the statement belongs to a transaction on the primary.
+                let t = self.target_for(class);
+                if t.is_ok_and(|t| t.server != server) {
+                    target = t;
+                    continue;
+                }
+            }
             if let Some((key, sql)) = &needs {
                 let Some(b) = self.backends[server].as_mut() else {
                     continue;
@@ -322,7 +327,7 @@ impl Relay {
                             self.excluded.clear();
                             let err = MyError::new(
                                 e.code,
-                                static_state(&e.sqlstate),
+                                e.sqlstate.clone(),
                                 e.message,
                                 ErrorKind::BackendLost,
                             );

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::*;
 use smallvec::SmallVec;
 
+use crate::backend::mysql::Consumed;
 use crate::frontend::lines;
 use crate::pool::{Checkout, Pool, Warmer};
 use crate::wire::mysql::status::ErrInfo;
@@ -106,10 +107,30 @@ pub(crate) async fn open_backend(
             return Err(e);
         }
     };
+    let mut conn = Box::new(conn);
+    // The login's OK predates `init_connect` (which may turn autocommit off): a ping's OK
+    // reports the session state the server starts a client in.
+    let pinged = tokio::time::timeout(
+        limits.connect_timeout,
+        conn.run_consumed(&[COM_PING], crate::wire::mysql::response::Expect::Simple),
+    )
+    .await
+    .map_err(|_| MysqlBackendError::Timeout(limits.connect_timeout))?;
+    let initial_status = match pinged {
+        Ok(Consumed::Ok { status }) => status,
+        Ok(Consumed::Err(e)) => {
+            return Err(MysqlBackendError::Protocol(format!(
+                "ping after login failed: {} {}",
+                e.code, e.message
+            )))
+        }
+        Err(e) => return Err(e),
+    };
     ctx.metrics.backend_connected(&ctx.name, &cfg.name);
     ctx.metrics.backend_gauge(&ctx.name, &cfg.name).inc();
     Ok(MyBackend {
-        conn: Box::new(conn),
+        conn,
+        initial_status,
         applied: 0,
         applied_hash: 0,
         reset_unsafe: false,

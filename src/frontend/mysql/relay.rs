@@ -40,6 +40,8 @@ pub struct MyBackend {
     pub(super) stmts: ServerStmts,
     /// A GTID position this server is known to have applied (from a causal wait).
     pub(super) replayed_gtid: Option<String>,
+    /// The server status a ping answered right after login (`init_connect` included).
+    pub(super) initial_status: Option<u16>,
 }
 
 /// A session-state command replayed on every server the session uses.
@@ -75,6 +77,9 @@ pub(super) struct Relay {
     pub unsure: bool,
     pub txn: Option<usize>,
     pub autocommit: bool,
+    /// Whether a server starts a session with autocommit on (`init_connect`, the global
+    /// setting), learned from the first server connection the session gets.
+    pub default_autocommit: Option<bool>,
     pub status: u16,
     pub pinned: Option<(usize, Reason)>,
     /// Counts this session in `switchyard_pinned_sessions` while it is pinned.
@@ -166,6 +171,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         unsure: false,
         txn: None,
         autocommit: true,
+        default_autocommit: None,
         status: status::AUTOCOMMIT,
         pinned: None,
         pin_gauge: None,
@@ -255,7 +261,7 @@ impl Relay {
                     };
                     return Err(MyError {
                         code: e.code,
-                        state: static_state(&e.sqlstate),
+                        state: e.sqlstate.into(),
                         message: e.message,
                         kind,
                         fatal: true,
@@ -330,6 +336,18 @@ impl Relay {
 
     fn attach(&mut self, server: usize, b: MyBackend, lease: Option<Lease<MyBackend>>) {
         self.ctx.balancer.connection_opened(server);
+        if self.default_autocommit.is_none() {
+            if let Some(s) = b.initial_status {
+                let on = s & status::AUTOCOMMIT != 0;
+                self.default_autocommit = Some(on);
+                if !on && self.history.is_empty() && self.txn.is_none() {
+                    // Servers start sessions with autocommit off: every statement is in a
+                    // transaction, which the primary holds (fail closed).
+                    self.autocommit = false;
+                    self.status &= !status::AUTOCOMMIT;
+                }
+            }
+        }
         self.backends[server] = Some(b);
         self.leases[server] = lease;
     }
@@ -507,8 +525,12 @@ impl Relay {
         self.stmts.clear();
         self.cursors.clear();
         self.txn = None;
-        self.autocommit = true;
-        self.status = status::AUTOCOMMIT;
+        self.autocommit = self.default_autocommit.unwrap_or(true);
+        self.status = if self.autocommit {
+            status::AUTOCOMMIT
+        } else {
+            0
+        };
         self.pinned = None;
         self.pin_gauge = None;
         self.diag_reset();
@@ -539,8 +561,10 @@ impl Relay {
             // diagnostics, the last insert id).
             return Ok(d);
         }
-        if !self.autocommit && !matches!(class.intent, Intent::SessionSet | Intent::TxnControl) {
-            // autocommit=0: every statement opens or continues a transaction.
+        if !self.autocommit && class.intent != Intent::SessionSet {
+            // autocommit=0: every statement opens or continues a transaction (a SAVEPOINT
+            // too), which the primary holds; reads there too, so that none starts a snapshot
+            // on a replica.
             return self.route(Want::Primary(RouteReason::InTransaction));
         }
         match choose(class, self.route_override) {
@@ -567,19 +591,6 @@ pub(super) fn fixed(server: usize, topo: &Topology, reason: RouteReason) -> Deci
         server,
         route,
         reason,
-    }
-}
-
-/// SQLSTATEs of server errors are relayed as given; the few we hold statically cover the rest.
-pub(super) fn static_state(s: &str) -> &'static str {
-    match s {
-        "28000" => "28000",
-        "42000" => "42000",
-        "08S01" => "08S01",
-        "08004" => "08004",
-        "42S02" => "42S02",
-        "23000" => "23000",
-        _ => "HY000",
     }
 }
 

@@ -1,0 +1,194 @@
+//! Fidelity on MariaDB (issue 21): through the proxy a client gets the answer the primary gives
+//! directly (error codes and SQLSTATEs of writes in read-only transactions, sessions whose
+//! autocommit is off), in both pooling modes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use support::mysql_cluster::shared_mysql;
+use support::{Proxy, ProxyPorts};
+
+fn start(mode: &str) -> (Proxy, ProxyPorts) {
+    let (yaml, ports) = Proxy::mysql_config(shared_mysql());
+    let yaml = yaml.replace(
+        "    monitor: {",
+        &format!("    pool: {{ mode: {mode}, size: 4, checkout_timeout: 30s }}\n    monitor: {{"),
+    );
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    (proxy, ports)
+}
+
+fn opts(port: u16) -> Opts {
+    OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some("app-secret"))
+        .db_name(Some("app"))
+        .prefer_socket(false)
+        .into()
+}
+
+async fn connect(port: u16) -> Conn {
+    Conn::new(opts(port)).await.expect("connect")
+}
+
+/// `(errno, SQLSTATE)` of a failed statement, or `None` when it succeeded.
+fn code<T>(r: Result<T, mysql_async::Error>) -> Option<(u16, String)> {
+    match r {
+        Ok(_) => None,
+        Err(mysql_async::Error::Server(e)) => Some((e.code, e.state)),
+        Err(e) => panic!("not a server error: {e}"),
+    }
+}
+
+/// A write in `START TRANSACTION READ ONLY`, as text and prepared (prepared before the
+/// transaction, and a prepare inside it): the errors the session gets.
+async fn read_only_writes(port: u16) -> Vec<Option<(u16, String)>> {
+    let mut c = connect(port).await;
+    // The session's writes do not keep its reads on the primary (a user variable directly).
+    c.query_drop("SET @switchyard_consistency = 'eventual'")
+        .await
+        .unwrap();
+    let insert = "INSERT INTO fid_ro (v) VALUES (?)";
+    let before = c.prep(insert).await.expect("prepare");
+    let mut got = Vec::new();
+    for round in 0..4 {
+        c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+        let _: Vec<i64> = c.query("SELECT v FROM fid_ro").await.unwrap();
+        got.push(code(
+            c.query_drop("INSERT INTO fid_ro (v) VALUES (1)").await,
+        ));
+        got.push(code(c.exec_drop(&before, (round,)).await));
+        // Preparing a write is refused in a read-only transaction too.
+        got.push(code(c.prep("UPDATE fid_ro SET v = v + 1").await));
+        c.query_drop("COMMIT").await.unwrap();
+    }
+    c.disconnect().await.unwrap();
+    got
+}
+
+/// Server settings changed by a test are global: one such test at a time.
+static SERVER_SETTINGS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_in_read_only_transactions_fail_as_on_the_primary() {
+    let _settings = SERVER_SETTINGS.lock().await;
+    let cluster = shared_mysql();
+    cluster.sql(
+        cluster.primary_port(),
+        "DROP TABLE IF EXISTS app.fid_ro; CREATE TABLE app.fid_ro (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO app.fid_ro (v) VALUES (0)",
+    );
+    cluster.wait_replicas_caught_up();
+    let direct = read_only_writes(cluster.primary_port()).await;
+    let want = Some((1792u16, "25006".to_string()));
+    assert!(direct.iter().all(|d| *d == want), "direct: {direct:?}");
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        let proxied = read_only_writes(ports.listen).await;
+        assert_eq!(proxied, direct, "{mode} pooling");
+    }
+}
+
+/// What a statement answered: its rows as text, or its error code.
+async fn answer(c: &mut Conn, sql: &str) -> String {
+    match c.query::<mysql_async::Row, _>(sql).await {
+        Ok(rows) => format!(
+            "{sql} -> {:?}",
+            rows.into_iter()
+                .map(|r| r
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| v.as_sql(true))
+                    .collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        ),
+        Err(e) => format!("{sql} -> {:?}", code::<()>(Err(e))),
+    }
+}
+
+/// A session whose statements form one implicit transaction (autocommit off by `setup`, or by
+/// the server), run from an emptied table: what each statement answered.
+async fn implicit_transaction(port: u16, setup: &str) -> Vec<String> {
+    let cluster = shared_mysql();
+    cluster.sql(cluster.primary_port(), "DELETE FROM app.fid_ac");
+    cluster.wait_replicas_caught_up();
+    // Given these, the driver sends no query of its own at connect: the script's first
+    // statement is the session's first.
+    let opts = OptsBuilder::from_opts(opts(port))
+        .max_allowed_packet(Some(16 << 20))
+        .wait_timeout(Some(28800));
+    let mut c = Conn::new(opts).await.expect("connect");
+    if !setup.is_empty() {
+        c.query_drop(setup).await.unwrap();
+    }
+    let mut got = Vec::new();
+    for sql in [
+        "SELECT COUNT(*) FROM fid_ac",
+        "SAVEPOINT sp0",
+        "SELECT @@autocommit",
+        "SELECT @@in_transaction",
+        "SAVEPOINT sp",
+        "INSERT INTO fid_ac (v) VALUES (1)",
+        "RELEASE SAVEPOINT sp",
+        "SELECT COUNT(*) FROM fid_ac",
+        "SELECT @@in_transaction",
+        "ROLLBACK",
+        "SELECT @@in_transaction",
+        "SELECT COUNT(*) FROM fid_ac",
+        "SAVEPOINT sp2",
+        "INSERT INTO fid_ac (v) VALUES (2)",
+        "ROLLBACK TO SAVEPOINT sp2",
+        "INSERT INTO fid_ac (v) VALUES (3)",
+        "COMMIT",
+        "SELECT v FROM fid_ac",
+    ] {
+        got.push(answer(&mut c, sql).await);
+    }
+    let ins = c.prep("INSERT INTO fid_ac (v) VALUES (?)").await.unwrap();
+    got.push(format!("{:?}", code(c.exec_drop(&ins, (4,)).await)));
+    got.push(answer(&mut c, "SELECT @@in_transaction").await);
+    got.push(answer(&mut c, "ROLLBACK").await);
+    got.push(answer(&mut c, "SELECT v FROM fid_ac").await);
+    c.disconnect().await.unwrap();
+    got
+}
+
+fn set_init_connect(value: &str) {
+    let cluster = shared_mysql();
+    let [r1, r2] = cluster.replica_ports();
+    for port in [cluster.primary_port(), r1, r2] {
+        cluster.sql(port, &format!("SET GLOBAL init_connect = '{value}'"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocommit_off_keeps_a_session_in_one_transaction() {
+    let _settings = SERVER_SETTINGS.lock().await;
+    let cluster = shared_mysql();
+    cluster.sql(
+        cluster.primary_port(),
+        "DROP TABLE IF EXISTS app.fid_ac; CREATE TABLE app.fid_ac (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    );
+    // Per session, then for every session by the servers' init_connect (set before the proxy
+    // starts, as a server's configuration is).
+    for (setup, init) in [("SET autocommit = 0", ""), ("", "SET autocommit=0")] {
+        set_init_connect(init);
+        let proxies = [start("session"), start("transaction")];
+        let direct = implicit_transaction(cluster.primary_port(), setup).await;
+        assert!(direct[2].ends_with("'0'\"]]"), "{direct:?}");
+        for (mode, (_, ports)) in ["session", "transaction"].iter().zip(&proxies) {
+            let proxied = implicit_transaction(ports.listen, setup).await;
+            set_init_connect("");
+            assert_eq!(
+                proxied, direct,
+                "{mode} pooling, setup {setup:?}, init_connect {init:?}"
+            );
+            set_init_connect(init);
+        }
+    }
+    set_init_connect("");
+}
