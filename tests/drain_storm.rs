@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use support::pg_cluster::{APP_PASSWORD, APP_USER};
-use support::{pg_conn_str, shared, shared_mysql, Proxy};
+use support::{my_app_opts, pg_conn_str, shared, shared_mysql, Proxy};
 use tokio::io::AsyncWriteExt;
 
 /// `limits.shutdown_timeout` of the proxies under test.
@@ -103,15 +103,11 @@ async fn my_turn(port: u16, rng: &mut rand::rngs::StdRng) {
         }
         return;
     }
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some("app"))
-        .pass(Some("app-secret"))
-        .db_name(Some("app"))
-        .prefer_socket(false);
-    let Ok(Ok(mut c)) =
-        tokio::time::timeout(Duration::from_secs(3), mysql_async::Conn::new(opts)).await
+    let Ok(Ok(mut c)) = tokio::time::timeout(
+        Duration::from_secs(3),
+        mysql_async::Conn::new(my_app_opts(port)),
+    )
+    .await
     else {
         return;
     };
