@@ -22,7 +22,8 @@ echo "== peer test suites: virtualenv, psycopg2 built from its sdist, PyMySQL's 
 
 echo "== cargo test --all-targets"
 # 4 test threads keep the 2-core CI machine busy without starting too many clusters at once.
-# The bound keeps a hung test from blocking CI forever (whole run is well under 15 minutes).
-timeout --signal=INT --kill-after=30s 15m cargo test --all-targets --no-fail-fast -- --test-threads=4
+# The bound keeps a hung test from blocking CI forever; the target for the whole run is 15
+# minutes, which the peer suites and differential runs now push past (see README).
+timeout --signal=INT --kill-after=30s 40m cargo test --all-targets --no-fail-fast -- --test-threads=4
 
 echo "== all tests passed"
