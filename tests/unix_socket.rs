@@ -408,6 +408,11 @@ async fn postgres_servers_are_reached_over_their_sockets_and_cancel_goes_there_t
 async fn mysql_servers_are_reached_over_their_sockets() {
     let cluster = shared_mysql();
     let (yaml, ports) = Proxy::mysql_config(cluster);
+    // As for PostgreSQL: the reads after the session's write wait for a replica's socket.
+    let yaml = yaml.replace(
+        "fallback: primary }",
+        "fallback: primary, causal_wait: true }",
+    );
     let [r1, r2] = cluster.replica_ports();
     let sockets = [
         (cluster.primary_port(), cluster.socket_path("primary")),
