@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::Conn;
 use support::mysql_cluster::shared_mysql;
-use support::{Proxy, MYSQL_APP_PASSWORD, MYSQL_APP_USER};
+use support::{my_app_opts, Proxy};
 
 const ROUNDS: usize = 60;
 const BUSY_CLIENTS: usize = 6;
@@ -41,19 +41,8 @@ fn start(pool: &str) -> (Proxy, u16) {
     (proxy, ports.listen)
 }
 
-fn opts(port: u16) -> Opts {
-    OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(port)
-        .user(Some(MYSQL_APP_USER))
-        .pass(Some(MYSQL_APP_PASSWORD))
-        .db_name(Some("app"))
-        .prefer_socket(false)
-        .into()
-}
-
 async fn connect(port: u16) -> Conn {
-    let mut c = Conn::new(opts(port)).await.expect("connect");
+    let mut c = Conn::new(my_app_opts(port)).await.expect("connect");
     // Truncation is a warning, not an error.
     c.query_drop("SET SESSION sql_mode = ''").await.unwrap();
     c
