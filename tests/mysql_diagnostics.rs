@@ -24,14 +24,6 @@ const BUSY_CLIENTS: usize = 6;
 /// The shared cluster's standard config with `pool` (a YAML flow mapping).
 fn start(pool: &str) -> (Proxy, u16) {
     let (yaml, ports) = Proxy::mysql_config(shared_mysql());
-    // Reads after a write wait for a replica (`causal_wait`). Without it (the default: such a
-    // read goes to the primary) the transaction-pooling run stalls on a pool of 2 ("no server
-    // connection became free within 30s"): an open bug of read-your-writes beside the
-    // diagnostics hold, found on 2026-12-08 and not yet understood (issue 21's note).
-    let yaml = yaml.replace(
-        "fallback: primary }",
-        "fallback: primary, causal_wait: true }",
-    );
     let yaml = yaml.replace(
         "    monitor: {",
         &format!("    pool: {pool}\n    monitor: {{"),

@@ -206,6 +206,11 @@ impl<C: Send + 'static> Pool<C> {
         }
     }
 
+    /// Whether a checkout waits in line now (a connection given back would go to it).
+    pub fn has_waiters(&self) -> bool {
+        self.state.lock().waiting > 0
+    }
+
     pub fn idle(&self) -> usize {
         self.state.lock().idle.len()
     }

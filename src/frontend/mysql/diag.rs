@@ -54,7 +54,12 @@ impl Relay {
             _ => false,
         };
         if !keeps {
-            self.diag.hold = None;
+            if let Some((server, _)) = self.diag.hold.take() {
+                // The connection may serve this command too (no pool round trip), but not ahead
+                // of sessions waiting for it: a session whose every statement leaves diagnostics
+                // would otherwise keep it for as long as it sends.
+                self.release_if_wanted(server);
+            }
         }
     }
 

@@ -236,6 +236,7 @@ impl Relay {
         others: &[usize],
     ) -> Result<usize, MysqlBackendError> {
         let (servers, pools) = lines::gather(first, others, |s| self.pool(s));
+        self.release_before_wait(&servers);
         loop {
             let (i, got) = lines::wait(&self.ctx.balancer, &servers, &pools).await;
             let server = servers[i];
@@ -325,6 +326,33 @@ impl Relay {
             if !self.kept(server) {
                 self.give_back(server);
             }
+        }
+    }
+
+    /// Transaction pooling, before waiting in the lines of `servers`: give back the connections
+    /// the session holds elsewhere and does not need (a diagnostics hold on another server ends:
+    /// this command reads none there). A session never waits for one pool while holding a
+    /// connection of another that it could give back: two sessions doing so, each holding what
+    /// the other waits for, would stall both until the checkout timeout.
+    fn release_before_wait(&mut self, servers: &[usize]) {
+        if !self.pooling() || !self.settled() {
+            return;
+        }
+        if self.diag_held().is_some_and(|s| !servers.contains(&s)) {
+            self.diag.hold = None;
+        }
+        for server in 0..self.backends.len() {
+            if !servers.contains(&server) && !self.kept(server) {
+                self.give_back(server);
+            }
+        }
+    }
+
+    /// Transaction pooling: give back `server`'s connection now if the session does not need it
+    /// and another session waits in its pool's line.
+    pub(super) fn release_if_wanted(&mut self, server: usize) {
+        if self.pooling() && self.backends[server].is_some() && self.pool(server).has_waiters() {
+            self.release_one(server);
         }
     }
 
