@@ -192,3 +192,42 @@ async fn autocommit_off_keeps_a_session_in_one_transaction() {
     }
     set_init_connect("");
 }
+
+/// The version string in a server greeting (HandshakeV10) read from `port`.
+fn greeting_version(port: u16) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).unwrap();
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(body[0], 10, "protocol version");
+    let end = body[1..].iter().position(|&b| b == 0).unwrap() + 1;
+    String::from_utf8(body[1..end].to_vec()).unwrap()
+}
+
+/// Clients are told the servers' version (with MariaDB's `5.5.5-` prefix, as the server itself
+/// sends it) and that a proxy answers, once a server connection of the cluster has logged in;
+/// before that, a MariaDB-form default.
+#[tokio::test]
+async fn greeting_carries_the_servers_version() {
+    let cluster = shared_mysql();
+    let direct = greeting_version(cluster.primary_port());
+    assert!(direct.starts_with("5.5.5-10."), "{direct}");
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        let first = greeting_version(ports.listen);
+        assert!(first.starts_with("5.5.5-"), "{mode}: {first}");
+        let mut c = connect(ports.listen).await;
+        let _: Option<u8> = c.query_first("SELECT 1").await.unwrap();
+        c.disconnect().await.unwrap();
+        assert_eq!(
+            greeting_version(ports.listen),
+            format!("{direct}-switchyard"),
+            "{mode}"
+        );
+    }
+}

@@ -21,7 +21,8 @@ use support::{
     shared, shared_mysql, Proxy, MYSQL_APP_PASSWORD, MYSQL_APP_USER, MYSQL_MONITOR_USER,
 };
 
-/// The version the proxy announces to MySQL clients ("10.11.99-MariaDB-switchyard").
+/// The version a fresh proxy announces to MySQL clients before any of its server connections has
+/// logged in ("5.5.5-10.11.99-MariaDB-switchyard"; later the servers' own, see mysql_fidelity).
 const PROXY_VERSION: (u16, u16, u16) = (10, 11, 99);
 
 /// A self-signed certificate for localhost, written to `dir`.

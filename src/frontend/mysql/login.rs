@@ -25,9 +25,13 @@ use crate::wire::mysql::packet::{caps, status};
 
 pub const NATIVE: &str = "mysql_native_password";
 pub const SHA2: &str = "caching_sha2_password";
-/// Version string announced to clients (the MariaDB form keeps MariaDB-aware drivers on their
-/// MariaDB code paths, which match the servers we front in tests).
-pub const SERVER_VERSION: &str = "10.11.99-MariaDB-switchyard";
+/// Version string announced to clients before any server connection of the cluster has logged
+/// in (MariaDB's form, with the `5.5.5-` prefix MariaDB itself sends so that clients reading
+/// the leading digits take it for a pre-5.7 MySQL, and MariaDB-aware drivers strip it).
+pub const SERVER_VERSION: &str = "5.5.5-10.11.99-MariaDB-switchyard";
+/// Appended to the servers' version string: clients see the server's version (what drivers and
+/// ORMs branch on) and that a proxy answers.
+const VERSION_SUFFIX: &str = "-switchyard";
 
 /// MySQL state shared by the sessions of one cluster.
 #[derive(Debug, Default)]
@@ -38,6 +42,8 @@ pub struct MysqlShared {
     sha2_cache: Mutex<HashSet<String>>,
     /// The last connection id handed out (over all the cluster's listeners).
     connection_ids: std::sync::atomic::AtomicU32,
+    /// The version the cluster's servers announce, as the last server login saw it.
+    version: Mutex<Option<Arc<str>>>,
 }
 
 impl MysqlShared {
@@ -51,6 +57,25 @@ impl MysqlShared {
             Relaxed,
         );
         self.connection_ids.fetch_add(1, Relaxed).wrapping_add(1)
+    }
+
+    /// A server connection logged in: its greeting's version is what clients are told from now on.
+    pub fn note_server_version(&self, version: &str) {
+        let mut have = self.version.lock();
+        if have.as_deref() != Some(version) {
+            *have = Some(Arc::from(version));
+        }
+    }
+
+    /// The version string for a client's greeting: the servers' own (as their greeting had it,
+    /// e.g. `5.5.5-10.11.6-MariaDB-0+deb12u1`) with `-switchyard` appended, or
+    /// [`SERVER_VERSION`] before any server connection has logged in.
+    pub fn greeting_version(&self) -> String {
+        match self.version.lock().as_deref() {
+            Some(v) if v.ends_with(VERSION_SUFFIX) => v.to_owned(),
+            Some(v) => format!("{v}{VERSION_SUFFIX}"),
+            None => SERVER_VERSION.to_owned(),
+        }
     }
 
     pub async fn keys(&self) -> Option<Arc<RsaKeys>> {
@@ -107,7 +132,7 @@ pub async fn login(
     let scramble = scramble();
     let offered = tls.offered();
     let hs = HandshakeV10 {
-        server_version: SERVER_VERSION.to_string(),
+        server_version: shared.greeting_version(),
         connection_id,
         scramble,
         capabilities: if offered.is_some() {

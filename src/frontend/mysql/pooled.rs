@@ -126,6 +126,7 @@ pub(crate) async fn open_backend(
         }
         Err(e) => return Err(e),
     };
+    ctx.mysql.note_server_version(&conn.server_version);
     ctx.metrics.backend_connected(&ctx.name, &cfg.name);
     ctx.metrics.backend_gauge(&ctx.name, &cfg.name).inc();
     Ok(MyBackend {
