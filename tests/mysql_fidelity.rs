@@ -231,3 +231,47 @@ async fn greeting_carries_the_servers_version() {
         );
     }
 }
+
+/// Whether a session that sets `wait_timeout = 1` is still there after `pause` of idleness (and
+/// one that stays busy meanwhile always is).
+async fn survives_idle(port: u16, pause: std::time::Duration) -> bool {
+    let mut c = connect(port).await;
+    c.query_drop("SET SESSION sql_mode = '', wait_timeout = 1")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let one: Option<u8> = c.query_first("SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1), "a busy session must stay");
+    }
+    tokio::time::sleep(pause).await;
+    let r: Result<Option<u8>, _> = c.query_first("SELECT 1").await;
+    match r {
+        Ok(_) => true,
+        Err(mysql_async::Error::Server(e)) => {
+            panic!("a server error instead of a closed session: {e}")
+        }
+        Err(_) => false,
+    }
+}
+
+/// `SET wait_timeout`: idle past it, the session ends as the server ends it (PyMySQL's
+/// test_connection_gone_away); the proxy must not carry on with another server connection.
+#[tokio::test]
+async fn wait_timeout_ends_an_idle_session() {
+    let cluster = shared_mysql();
+    let long = std::time::Duration::from_millis(2500);
+    assert!(
+        !survives_idle(cluster.primary_port(), long).await,
+        "directly"
+    );
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        assert!(!survives_idle(ports.listen, long).await, "{mode}: survived");
+        let short = std::time::Duration::from_millis(300);
+        assert!(
+            survives_idle(ports.listen, short).await,
+            "{mode}: closed early"
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod mysql_query;
 #[cfg(test)]
 #[path = "mysql_tests.rs"]
 mod mysql_tests;
+pub mod mysql_wait_timeout;
 pub mod pg;
 mod pg_functions;
 pub mod pg_isolation;

@@ -1,13 +1,14 @@
 //! Running one client command on a server: readiness (connect, liveness, session replay), routing
 //! with retries, and statement commands (the answer itself is relayed by `answer`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
 use super::answer::{Answer, Broken};
 use super::*;
 use crate::backend::mysql::Consumed;
+use crate::classify::mysql_wait_timeout::{wait_timeout_setting, WaitTimeout};
 use crate::topology::ServerMode;
 use crate::wire::mysql::packet::Packet;
 use crate::wire::mysql::response::{expect_for, Expect};
@@ -473,6 +474,15 @@ impl Relay {
                             &String::from_utf8_lossy(&payload),
                         ) {
                             self.debug = d;
+                        }
+                        let text = payload.get(1..).filter(|_| payload[0] == COM_QUERY);
+                        let set =
+                            text.and_then(|t| wait_timeout_setting(&String::from_utf8_lossy(t)));
+                        if let Some(t) = set {
+                            self.wait_timeout = match t {
+                                WaitTimeout::Seconds(n) => Some(Duration::from_secs(n)),
+                                WaitTimeout::Default => None,
+                            };
                         }
                         let prev = self.history_hashes.last().copied().unwrap_or(0);
                         let hash = pooled::chain(prev, &payload);

@@ -114,6 +114,9 @@ pub(super) struct Relay {
     pub debug: bool,
     /// Where the session's diagnostics and last insert id are ([`diag`]).
     diag: diag::Diag,
+    /// The session's `wait_timeout` as it `SET` it: idle that long, the session ends, as on the
+    /// server (`None`: the server's default, not enforced by the proxy).
+    pub wait_timeout: Option<Duration>,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -191,6 +194,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         pause_pass: None,
         debug: false,
         diag: diag::Diag::default(),
+        wait_timeout: None,
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,
@@ -371,22 +375,24 @@ impl Relay {
     }
 
     async fn run(&mut self) -> Result<(), MyError> {
+        let mut active = Instant::now();
         loop {
             self.client.flush().await?;
             let idle = self.txn.is_none();
             let hold = self.diag_deadline();
-            let held = async {
-                match hold {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let held = until(hold);
+            let timed_out = until(self.wait_timeout.map(|t| active + t));
             let p = tokio::select! {
                 biased; // no RNG draw per wait: the client first, then the drain
                 p = self.client.read_packet() => p?,
                 () = held => {
                     self.diag_expired();
                     continue;
+                }
+                () = timed_out => {
+                    // What the server does at its wait_timeout: close, without a word.
+                    tracing::debug!(cluster = %self.ctx.name, "mysql session idle past its wait_timeout: closed");
+                    return Ok(());
                 }
                 _ = &mut self.drain, if idle => {
                     tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
@@ -486,61 +492,8 @@ impl Relay {
                 }
             }
             self.release_idle();
+            active = Instant::now();
         }
-    }
-
-    /// COM_CHANGE_USER: re-authenticate, then start over as a fresh session of the new user.
-    async fn change_user(&mut self, p: crate::wire::mysql::packet::Packet) -> Result<(), MyError> {
-        let Some(cu) = parse_change_user(&p.payload, self.login.capabilities) else {
-            return Err(MyError::protocol("malformed COM_CHANGE_USER"));
-        };
-        let leaks = super::login::leaks_password_on_full_auth(
-            &self.client,
-            self.login.capabilities,
-            &cu.attributes,
-        );
-        let ctx = self.ctx.clone();
-        let user = super::login::change_user(
-            &mut self.client,
-            &ctx.name,
-            &ctx.users(),
-            &ctx.mysql,
-            &cu.username,
-            leaks,
-        )
-        .await?;
-        self.release_all();
-        // The pools the session used are the old login's: the next checkouts look up the new
-        // login's pools (else requests would run as the old user).
-        self.pools = crate::frontend::slots::Slots::new(self.backends.len());
-        self.login.user = user;
-        if let Some(cs) = cu.charset.and_then(|c| u8::try_from(c).ok()) {
-            self.login.charset = cs;
-        }
-        self.database = cu.database.filter(|d| !d.is_empty());
-        self.login.database = self.database.clone();
-        self.login_key = Relay::login_hash(&self.login);
-        self.history.clear();
-        self.history_hashes.clear();
-        self.stmts.clear();
-        self.cursors.clear();
-        self.txn = None;
-        self.autocommit = self.default_autocommit.unwrap_or(true);
-        self.status = if self.autocommit {
-            status::AUTOCOMMIT
-        } else {
-            0
-        };
-        self.pinned = None;
-        self.pin_gauge = None;
-        self.diag_reset();
-        self.route_override = RouteOverride::Auto;
-        self.consistency = None;
-        self.wrote = false;
-        self.causal_gtid = None;
-        self.causal_since = None;
-        self.last_used = None;
-        self.start().await
     }
 
     pub(super) fn local_ok(&mut self) {
@@ -582,6 +535,14 @@ impl Relay {
     }
 }
 
+/// Sleeps until `deadline`; never ends without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub(super) fn fixed(server: usize, topo: &Topology, reason: RouteReason) -> Decision {
     let route = match topo.servers.get(server).map(|s| s.role) {
         Some(Role::Replica) => Route::Replica,
@@ -598,6 +559,8 @@ pub(super) fn fixed(server: usize, topo: &Topology, reason: RouteReason) -> Deci
 mod answer;
 #[path = "causal.rs"]
 mod causal;
+#[path = "change_user.rs"]
+mod change_user;
 #[path = "diag.rs"]
 mod diag;
 #[path = "exec.rs"]

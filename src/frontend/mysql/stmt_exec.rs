@@ -271,6 +271,8 @@ impl Relay {
             self.route_override = RouteOverride::Auto;
             self.txn = None;
             self.diag_reset();
+            // Session variables are the global ones again.
+            self.wait_timeout = None;
             for i in 0..self.backends.len() {
                 if i != server {
                     self.drop_backend(i);
