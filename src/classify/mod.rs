@@ -19,6 +19,7 @@ mod pg_functions;
 pub mod pg_isolation;
 pub mod pg_primary_state;
 mod pg_query;
+pub mod pg_setting;
 #[cfg(test)]
 mod tests;
 

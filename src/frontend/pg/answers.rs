@@ -103,6 +103,7 @@ impl Relay {
                 if !fl.saw_error && !fl.session_texts.is_empty() {
                     let drops = fl.session_texts.iter().any(|t| state::drops_statements(t));
                     for t in fl.session_texts {
+                        idle::IdleLimit::apply(&mut self.idle_limit, &t);
                         let prev = self.history_hashes.last().copied().unwrap_or(0);
                         self.history_hashes.push(state::chain(prev, &t));
                         self.history.push(t);
@@ -157,6 +158,11 @@ impl Relay {
     /// (the last to send a request on the sending connection); a sender the proxy does not
     /// know (a direct client of the server) keeps its server pid.
     fn queue_async(&mut self, b: usize, f: &Frame) {
+        if f.tag == b'E' {
+            // Unasked, a server sends an error only as it terminates the connection (FATAL:
+            // idle-in-transaction timeout, admin shutdown...): the client has been told why.
+            self.told_fatal = true;
+        }
         if f.tag == b'A' {
             if let Some(sender) = msg::notification_pid(f.body()) {
                 let own = self.backends[b]
@@ -192,6 +198,13 @@ impl Relay {
         let was_bound = self.bound == Some(b);
         let tied = self.txn == Some(b) || self.pinned.map(|p| p.0) == Some(b);
         self.drop_backend(b);
+        if tied && std::mem::take(&mut self.told_fatal) {
+            // The server's own FATAL went to the client, as it would directly: the session ends
+            // (what is queued is flushed as it closes).
+            return Err(ClientError::already_told(format!(
+                "server {name} ended the session's connection: {e}"
+            )));
+        }
         if !was_bound {
             if tied {
                 return Err(ClientError::fatal(

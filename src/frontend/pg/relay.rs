@@ -62,6 +62,8 @@ enum Event {
     Backend(usize, Result<(), BackendError>),
     /// SIGTERM: the proxy is draining (only idle sessions wait for it).
     Drain,
+    /// The session was idle past its `idle_session_timeout`.
+    IdleTimeout,
 }
 
 pub struct Relay {
@@ -130,6 +132,10 @@ pub struct Relay {
     busy: Option<crate::busy_poll::Busy>,
     /// Whether the session's transactions are serializable (then its reads need the primary).
     isolation: isolation::Isolation,
+    /// The session's `idle_session_timeout` and idle clock.
+    idle_limit: Option<Box<idle::IdleLimit>>,
+    /// A server sent the client an unasked error (its FATAL before it closes).
+    told_fatal: bool,
 }
 
 impl Relay {
@@ -155,6 +161,7 @@ impl Relay {
         }
         let login_key = pooled::login_hash(&user.config.backend_user, &params);
         let isolation = isolation::Isolation::new(&params);
+        let idle_limit = idle::IdleLimit::new(&params);
         let mut relay = Relay {
             ctx,
             client,
@@ -199,6 +206,8 @@ impl Relay {
             drain,
             busy: None,
             isolation,
+            idle_limit,
+            told_fatal: false,
         };
         relay.login_key = login_key;
         relay
@@ -396,7 +405,17 @@ impl Relay {
                 self.cancel_slot.lock().idle();
             }
             self.count_busy();
-            match self.wait().await {
+            let idle = self.idle();
+            let deadline = self.idle_limit.as_mut().and_then(|l| l.deadline(idle));
+            let event = match deadline {
+                None => self.wait().await,
+                // Boxed, and only with a deadline: a timer is large, and most sessions never
+                // set one (the session task stays small).
+                Some(d) => Box::pin(tokio::time::timeout_at(d.into(), self.wait()))
+                    .await
+                    .unwrap_or(Event::IdleTimeout),
+            };
+            match event {
                 Event::Client(r) => r?,
                 Event::Backend(b, Ok(())) => {
                     if self.bound != Some(b) {
@@ -404,6 +423,10 @@ impl Relay {
                     }
                 }
                 Event::Backend(b, Err(e)) => self.backend_failed(b, e).await?,
+                Event::IdleTimeout => {
+                    // Sent as the session closes, as the server sends it.
+                    return Err(idle::timed_out());
+                }
                 Event::Drain => {
                     // Only an idle session waits for the drain (see `wait`), and one that
                     // becomes idle after it started gets it at once: close it.
@@ -478,6 +501,9 @@ impl Relay {
     async fn on_client_frame(&mut self, f: Frame) -> Result<bool, ClientError> {
         if let Some(bp) = &self.ctx.busy_poll {
             bp.kick();
+        }
+        if let Some(l) = self.idle_limit.as_mut() {
+            l.active();
         }
         if self.copy_in && matches!(f.tag, b'd' | b'c' | b'f' | b'S' | b'H') {
             if f.tag == b'S' {
@@ -564,6 +590,8 @@ mod begin;
 mod causal;
 #[path = "dispatch.rs"]
 mod dispatch;
+#[path = "idle.rs"]
+mod idle;
 #[path = "isolation.rs"]
 mod isolation;
 #[path = "pooled.rs"]

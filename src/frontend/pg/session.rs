@@ -325,6 +325,14 @@ impl ClientError {
             )
         }
     }
+    /// The session ends on an error the client has already been sent (a server's FATAL,
+    /// forwarded as it was): nothing more to say.
+    pub fn already_told(message: impl Into<String>) -> Self {
+        ClientError {
+            gone: true,
+            ..Self::fatal("08006", message, ErrorKind::BackendLost)
+        }
+    }
     /// The one place an error becomes protocol bytes.
     pub fn to_message(&self) -> Bytes {
         let sev = if self.fatal {
@@ -541,7 +549,9 @@ pub async fn serve_client(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer
 
 async fn report(ctx: &ClusterCtx, peer: &Peer, client: &mut ClientConn, e: ClientError) {
     if e.gone {
-        tracing::debug!(%peer, "client disconnected");
+        tracing::debug!(%peer, "session ended: {}", e.message);
+        // What was queued before (a server's FATAL, forwarded), if the client is still there.
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
         return;
     }
     ctx.metrics.error(&ctx.name, e.kind);
