@@ -21,9 +21,9 @@ use crate::frontend::pg::login::build_users;
 use crate::frontend::pg::{serve_client, ClusterCtx};
 use crate::listener::Listener;
 use crate::metrics::{ErrorKind, Metrics};
+use crate::monitor;
 use crate::reload::{self, Reloader};
 use crate::router::Balancer;
-use crate::topology::monitor;
 
 /// Run the proxy until `shutdown` is cancelled. `source` is the file SIGHUP and
 /// `POST /api/reload` re-read (`None`: reloads are refused). After SIGTERM, sessions get

@@ -5,7 +5,9 @@
 //! - [`wire`]: pure protocol codecs (PostgreSQL v3 and MySQL packets, handshakes, auth bodies).
 //! - [`classify`]: SQL text -> [`classify::Classification`], failing closed, with a decision cache.
 //! - [`router`]: classification x session state x topology snapshot -> target server.
-//! - [`topology`]: snapshot model, probes and the monitor that publishes snapshots.
+//! - [`topology`]: snapshot model and probes.
+//! - [`monitor`]: the per-cluster task that probes, publishes snapshots and drives failover.
+//! - [`position`]: replication positions (LSNs, GTID lists) and what sessions know of them.
 //! - [`backend`]: connect and authenticate to a server, relay responses to their end.
 //! - [`frontend`]: one task per client connection (PostgreSQL, MySQL), the session state machines.
 //! - [`pool`]: bounded, fair server connection pools for transaction pooling.
@@ -31,7 +33,9 @@ pub mod frontend;
 pub mod listener;
 pub mod maybe_tls;
 pub mod metrics;
+pub mod monitor;
 pub mod pool;
+pub mod position;
 pub mod reload;
 pub mod router;
 pub mod tls;

@@ -108,9 +108,7 @@ impl Drop for InLine<'_> {
     }
 }
 
-/// Server slots a cluster may ever have in one process (a reload appends slots for servers it
-/// adds; removed servers keep theirs so indices stay valid).
-pub const MAX_SERVER_SLOTS: usize = 256;
+pub use crate::config::MAX_SERVER_SLOTS;
 
 impl Balancer {
     /// Counters for `servers` slots, and room for slots a reload may add up to

@@ -3,6 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Server slots a cluster may ever have in one process (a reload appends slots for servers it
+/// adds; removed servers keep theirs so indices stay valid).
+pub const MAX_SERVER_SLOTS: usize = 256;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

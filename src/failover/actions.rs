@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::topology::probe_mysql::gtid::parse_gtid_list;
+use crate::position::gtid::parse_gtid_list;
 
 /// A replication position, comparable between servers of one cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Position {
             (Position::Gtid(a), Position::Gtid(b)) => {
                 let a = parse_gtid_list(a)?;
                 let b = parse_gtid_list(b)?;
-                let seq = |list: &[crate::topology::probe_mysql::gtid::Gtid], d: u32| {
+                let seq = |list: &[crate::position::gtid::Gtid], d: u32| {
                     list.iter()
                         .filter(|g| g.domain == d)
                         .map(|g| g.seq)

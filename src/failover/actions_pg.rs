@@ -17,7 +17,8 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::actions::{ActionError, Actions, Position};
 use crate::config::{ClusterConfig, ServerConfig, ServerTls};
-use crate::topology::probe_pg::{connect_driver, parse_lsn};
+use crate::position::lsn::parse_lsn;
+use crate::topology::probe_pg::connect_driver;
 
 pub mod conninfo;
 

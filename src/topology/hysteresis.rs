@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ClusterConfig, ServerConfig};
+use crate::position::gtid::gtid_behind;
 use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerMode, ServerState, Topology};
-use crate::topology::probe_mysql::gtid::gtid_behind;
 use crate::topology::probe_pg::ProbeResult;
 use crate::topology::replica_state::{reason, AlertChange, LagPolicy, Reading, Tracker};
 

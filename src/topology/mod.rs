@@ -1,9 +1,7 @@
-//! Cluster topology: the snapshot model, the probes and the monitor that publishes snapshots.
+//! Cluster topology: the snapshot model and the probes (the monitor that runs them is `crate::monitor`).
 
 pub mod hysteresis;
 pub mod model;
-pub mod monitor;
-pub mod positions;
 pub mod probe_mysql;
 pub mod probe_pg;
 pub mod replay_bound;

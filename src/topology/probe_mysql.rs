@@ -31,7 +31,6 @@
 //! The monitor user needs `REPLICATION CLIENT` (MySQL, MariaDB < 10.5) or `SLAVE MONITOR`
 //! (MariaDB >= 10.5) to read the replica status.
 
-pub mod gtid;
 mod status;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 use mysql_async::{Row, Value};
 
 use crate::config::ServerConfig;
-use crate::topology::probe_mysql::gtid::parse_gtid_list;
+use crate::position::gtid::parse_gtid_list;
 use crate::topology::probe_mysql::{ReplicaChannel, TextRow};
 
 /// One result row as text (the text protocol sends every value as bytes).

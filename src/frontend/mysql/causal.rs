@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::*;
 use crate::frontend::causal::{first_step, replica_at, CausalSession, Next};
-use crate::topology::positions::{gtid_text, Pos};
+use crate::position::{gtid_text, Pos};
 
 impl CausalSession for Relay {
     fn consistency(&self) -> Consistency {

@@ -15,8 +15,8 @@ use std::time::Instant;
 use super::*;
 use crate::config::Consistency;
 use crate::frontend::causal::{first_step, replica_at, CausalSession, Next};
-use crate::topology::positions::{lsn_covers, Pos};
-use crate::topology::probe_pg::parse_lsn;
+use crate::position::lsn::parse_lsn;
+use crate::position::{lsn_covers, Pos};
 
 /// The primary's position, covering commits not yet written out of WAL buffers.
 const POSITION_SQL: &str = "SELECT pg_current_wal_insert_lsn()";

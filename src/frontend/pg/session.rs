@@ -64,7 +64,7 @@ pub struct ClusterCtx {
     /// `--busy-poll`: told of each client request.
     pub busy_poll: Option<Arc<crate::busy_poll::BusyPoll>>,
     /// Replication positions known without asking (read-your-writes; the monitor's probes).
-    pub positions: Arc<crate::topology::positions::Positions>,
+    pub positions: Arc<crate::position::Positions>,
 }
 
 impl ClusterCtx {

@@ -14,8 +14,11 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::router::MAX_SERVER_SLOTS;
-use crate::topology::probe_mysql::gtid::{parse_gtid_list, Gtid};
+use crate::config::MAX_SERVER_SLOTS;
+pub mod gtid;
+pub mod lsn;
+
+use gtid::{parse_gtid_list, Gtid};
 
 /// A replication position.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,9 +23,9 @@ use crate::failover::actions_pg::PgActions;
 use crate::failover::driver::{Command, Driver, FailoverHandle, Reconfigure, Wake};
 use crate::failover::gate::WriteGate;
 use crate::metrics::Metrics;
+use crate::position::{Pos, Positions};
 use crate::topology::hysteresis::{ClusterState, Event, Observation};
 use crate::topology::model::{Health, Lag, ReplicaState, Role, ServerMode, Topology};
-use crate::topology::positions::{Pos, Positions};
 use crate::topology::probe_mysql::MysqlProber;
 use crate::topology::probe_pg::{PgProber, ProbeError, ProbeResult};
 
