@@ -323,3 +323,43 @@ async fn transaction_pool_is_still_shared() {
         c.disconnect().await.unwrap();
     }
 }
+
+/// `ROW_COUNT()` after each kind of statement, read when the connection that ran it is no longer
+/// the session's: (statement, what `SELECT ROW_COUNT()` answered).
+async fn row_counts_after(port: u16) -> Vec<(&'static str, Vec<Option<i64>>)> {
+    let mut c = connect(port).await;
+    let mut out = Vec::new();
+    for sql in [
+        "UPDATE diag_rows SET v = v + 1 WHERE g = 1",
+        "SELECT id FROM diag_rows WHERE g = 2",
+        "UPDATE diag_rows SET v = v WHERE g = 1",
+        "INSERT INTO diag_ai (x) VALUES (7), (8)",
+        "DELETE FROM diag_ai WHERE x IN (7, 8)",
+        MISSING,
+        "DO 1",
+    ] {
+        let _ = c.query_drop(sql).await;
+        // Longer than any hold: the connection goes back to the pool.
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        out.push((sql, ints(&mut c, "SELECT ROW_COUNT()").await));
+    }
+    c.disconnect().await.unwrap();
+    out
+}
+
+/// Once the diagnostics hold ran out (or with `diagnostics_hold: 0s`), `SELECT ROW_COUNT()` still
+/// gives the session's own previous statement's count, as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_count_after_the_hold_ran_out() {
+    setup();
+    let want = row_counts_after(shared_mysql().primary_port()).await;
+    assert_eq!(want[0].1, [Some(3)], "directly: {want:?}");
+    for pool in [
+        "{ mode: transaction, size: 2, diagnostics_hold: 0s }",
+        "{ mode: transaction, size: 2, diagnostics_hold: 50ms }",
+    ] {
+        let (_proxy, port) = start(pool);
+        let got = row_counts_after(port).await;
+        assert_eq!(got, want, "{pool}");
+    }
+}

@@ -13,27 +13,37 @@ use crate::wire::mysql::status::{err_packet, is_eof, is_err, parse_eof, parse_er
 /// What the packet that ends an answer (`step` says whether it does) leaves for a later
 /// diagnostics read: the `last_insert_id` of an OK; whether there is anything to read at all (an
 /// ERR, affected rows, an insert id or warnings; a packet we cannot read counts as something);
-/// whether rows came (it ends a result set). A prepare's first packet is not an OK: it reports
-/// nothing.
-fn ending(step: &Step, payload: &[u8], caps: u32, expect: Expect) -> (Option<u64>, bool, bool) {
+/// whether rows came (it ends a result set); the affected rows of an OK that is no result set's
+/// end. A prepare's first packet is not an OK: it reports nothing.
+fn ending(step: &Step, payload: &[u8], caps: u32, expect: Expect) -> Ending {
+    let none = (None, false, false, None);
     if !matches!(step, Step::Done { .. }) || expect == Expect::Prepare {
-        return (None, false, false);
+        return none;
     }
     if is_eof(payload) {
-        return (None, parse_eof(payload).is_none_or(|(w, _)| w != 0), true);
+        return (
+            None,
+            parse_eof(payload).is_none_or(|(w, _)| w != 0),
+            true,
+            None,
+        );
     }
     match payload.first() {
         Some(&head @ (0x00 | 0xFE)) => match parse_ok(payload, caps) {
             Some(ok) => {
                 let left = ok.affected != 0 || ok.last_insert_id != 0 || ok.warnings != 0;
                 let id = (head == 0x00).then_some(ok.last_insert_id);
-                (id, left, head == 0xFE)
+                let affected = (head == 0x00).then_some(ok.affected);
+                (id, left, head == 0xFE, affected)
             }
-            None => (None, true, false),
+            None => (None, true, false, None),
         },
-        _ => (None, true, false),
+        _ => (None, true, false, None),
     }
 }
+
+/// What [`ending`] reads: insert id, leaves diagnostics, rows, affected rows.
+type Ending = (Option<u64>, bool, bool, Option<u64>);
 
 /// ER_OPTION_PREVENTS_STATEMENT for `--read-only` (a replica refusing a write).
 const READ_ONLY_SERVER: u16 = 1290;
@@ -80,6 +90,8 @@ pub(super) struct Answer {
     pub(super) leaves_diag: bool,
     /// It ended a result set.
     pub(super) rows: bool,
+    /// The affected rows of the OK that ended it (no result set, no ERR).
+    pub(super) affected: Option<u64>,
     /// It answered a statement (a query or an execute; not a prepare or a fetch).
     pub(super) statement: bool,
 }
@@ -100,6 +112,7 @@ impl Relay {
             insert_id: None,
             leaves_diag: false,
             rows: false,
+            affected: None,
             statement: matches!(expect, Expect::ResultSet | Expect::Simple),
         };
         if expect == Expect::Nothing {
@@ -147,8 +160,12 @@ impl Relay {
                     match tracker.feed(payload) {
                         Step::More => {}
                         s => {
-                            (answer.insert_id, answer.leaves_diag, answer.rows) =
-                                ending(&s, payload, caps, expect);
+                            (
+                                answer.insert_id,
+                                answer.leaves_diag,
+                                answer.rows,
+                                answer.affected,
+                            ) = ending(&s, payload, caps, expect);
                             step = Some(s);
                             break;
                         }
@@ -176,8 +193,12 @@ impl Relay {
                 };
                 answer.saw_err |= is_err(&p.payload);
                 let s = tracker.feed(&p.payload);
-                (answer.insert_id, answer.leaves_diag, answer.rows) =
-                    ending(&s, &p.payload, caps, expect);
+                (
+                    answer.insert_id,
+                    answer.leaves_diag,
+                    answer.rows,
+                    answer.affected,
+                ) = ending(&s, &p.payload, caps, expect);
                 match prepare.take() {
                     Some((sql, key, class)) => match parse_prepare_ok(&p.payload) {
                         Some(ok) if !is_err(&p.payload) => {

@@ -40,6 +40,9 @@ pub(super) struct Diag {
     pub(super) insert_id_at: Option<usize>,
     /// Transaction pooling: a connection kept for a diagnostics read, until this deadline.
     pub(super) hold: Option<(usize, Instant)>,
+    /// `ROW_COUNT()` after the session's previous statement, as its answer said (`None`: not
+    /// known, e.g. a prepare or a command that is no statement came last and left it alone).
+    pub(super) row_count: Option<i64>,
 }
 
 impl Relay {
@@ -79,8 +82,18 @@ impl Relay {
     pub(super) fn diag_answered_locally(&mut self) {
         self.diag.prev_at = None;
         self.diag.prev_rows = true;
+        self.diag.row_count = Some(-1);
         self.diag.hold = None;
         self.release_idle();
+    }
+
+    /// `ROW_COUNT()` for a read that cannot run on the connection that ran the session's
+    /// previous statement (it is no longer the session's), when the proxy knows it.
+    pub(super) fn diag_row_count_here(&self) -> Option<i64> {
+        if self.diag.prev_at.is_some() {
+            return None;
+        }
+        self.diag.row_count
     }
 
     /// The server connection kept for a diagnostics read, if any.
@@ -105,6 +118,7 @@ impl Relay {
     /// COM_RESET_CONNECTION or COM_CHANGE_USER: the server forgot the session's insert id.
     pub(super) fn diag_reset(&mut self) {
         self.last_insert_id = 0;
+        self.diag.row_count = None;
         self.diag.insert_id_at = None;
         self.diag.hold = None;
     }
@@ -195,6 +209,10 @@ impl Relay {
         let d = &mut self.diag;
         d.prev_at = Some(server);
         d.prev_rows = a.rows;
+        d.row_count = match a.affected {
+            Some(n) if !a.saw_err && !a.rows => i64::try_from(n).ok(),
+            _ => Some(-1),
+        };
         let new_id = a.insert_id.is_some_and(|id| id != 0) && !a.saw_err;
         if new_id || d.now.insert_id {
             // `LAST_INSERT_ID(expr)` sets it too, in any statement.

@@ -1,15 +1,19 @@
-//! `SELECT LAST_INSERT_ID()` in transaction pooling, answered by the proxy from the session's own
-//! last OK packet: the INSERT that generated the id may have run on another pooled connection,
-//! whose `LAST_INSERT_ID()` is not the session's (ProxySQL answers it the same way).
+//! `SELECT LAST_INSERT_ID()` and `SELECT ROW_COUNT()` in transaction pooling, answered by the proxy
+//! from the session's own answers: the statement that set them may have run on another pooled
+//! connection, whose values are not the session's (ProxySQL answers LAST_INSERT_ID the same way).
 
 use super::*;
-use crate::wire::mysql::resultset::single_unsigned;
+use crate::wire::mysql::resultset::{single_signed, single_unsigned};
 
 /// For `SELECT LAST_INSERT_ID()` (any case, optional `AS alias` or bare alias, trailing `;`):
 /// the column name MySQL would give the answer. Anything else (comments, other expressions,
 /// `LAST_INSERT_ID(expr)`) is `None` and goes to a server.
 pub(super) fn column_name(sql: &str) -> Option<String> {
-    const EXPR: &str = "last_insert_id()";
+    expr_column(sql, "last_insert_id()")
+}
+
+/// [`column_name`] for `SELECT <expr>` with any other function call `expr` (lower case).
+fn expr_column(sql: &str, expr: &str) -> Option<String> {
     let s = sql.trim().trim_end_matches(';').trim_end();
     let rest = s.get(..6).filter(|w| w.eq_ignore_ascii_case("select"))?;
     let rest = &s[rest.len()..];
@@ -17,12 +21,12 @@ pub(super) fn column_name(sql: &str) -> Option<String> {
         return None;
     }
     let rest = rest.trim_start();
-    let expr = rest
-        .get(..EXPR.len())
-        .filter(|e| e.eq_ignore_ascii_case(EXPR))?;
-    let after = rest[EXPR.len()..].trim();
+    let written = rest
+        .get(..expr.len())
+        .filter(|e| e.eq_ignore_ascii_case(expr))?;
+    let after = rest[expr.len()..].trim();
     if after.is_empty() {
-        return Some(expr.to_owned());
+        return Some(written.to_owned());
     }
     if after.eq_ignore_ascii_case("as") {
         return None;
@@ -56,6 +60,27 @@ impl Relay {
         };
         let caps = self.login.capabilities;
         for p in single_unsigned(caps, &column, self.last_insert_id, self.status) {
+            self.client.queue(&p);
+        }
+        true
+    }
+
+    /// Answer `text` locally when it is `SELECT ROW_COUNT()` and the connection that ran the
+    /// session's previous statement is no longer the session's (transaction pooling, the
+    /// diagnostics hold ran out): the proxy read that statement's count in its answer (affected
+    /// rows of its OK, -1 after rows or an error). True when answered.
+    pub(super) fn answer_row_count(&mut self, text: &str) -> bool {
+        if !self.pooling() || self.txn.is_some() || self.pinned.is_some() {
+            return false;
+        }
+        let Some(count) = self.diag_row_count_here() else {
+            return false;
+        };
+        let Some(column) = expr_column(text, "row_count()") else {
+            return false;
+        };
+        let caps = self.login.capabilities;
+        for p in single_signed(caps, &column, count, self.status) {
             self.client.queue(&p);
         }
         true
@@ -97,5 +122,17 @@ mod tests {
         ] {
             assert_eq!(column_name(other), None, "{other}");
         }
+        assert_eq!(
+            super::expr_column("select Row_Count() AS n;", "row_count()").as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            super::expr_column("SELECT ROW_COUNT()", "row_count()").as_deref(),
+            Some("ROW_COUNT()")
+        );
+        assert_eq!(
+            super::expr_column("SELECT ROW_COUNT() + 0", "row_count()"),
+            None
+        );
     }
 }

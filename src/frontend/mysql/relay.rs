@@ -425,7 +425,9 @@ impl Relay {
                 COM_PING => self.local_ok(),
                 COM_QUERY => {
                     let text = crate::wire::text(&p.payload[1..]);
-                    if self.insert_id_local() && self.answer_insert_id(&text) {
+                    if self.answer_row_count(&text)
+                        || self.insert_id_local() && self.answer_insert_id(&text)
+                    {
                         self.diag_answered_locally();
                         continue;
                     }

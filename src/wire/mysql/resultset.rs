@@ -1,4 +1,4 @@
-//! Result sets the proxy answers itself (text protocol): one BIGINT UNSIGNED column, one row.
+//! Result sets the proxy answers itself (text protocol): one BIGINT column, one row.
 
 use bytes::BufMut;
 
@@ -14,6 +14,31 @@ const BINARY_FLAG: u16 = 128;
 /// The payloads of a one-row, one-column result set named `column` holding `value`: column
 /// count, column definition, EOF (unless CLIENT_DEPRECATE_EOF), the row, and the end packet.
 pub fn single_unsigned(capabilities: u32, column: &str, value: u64, status: u16) -> Vec<Vec<u8>> {
+    // Display width of a BIGINT UNSIGNED: 20.
+    single_longlong(
+        capabilities,
+        column,
+        &value.to_string(),
+        20,
+        UNSIGNED_FLAG,
+        status,
+    )
+}
+
+/// [`single_unsigned`] for a signed BIGINT (e.g. `ROW_COUNT()`, which may be -1).
+pub fn single_signed(capabilities: u32, column: &str, value: i64, status: u16) -> Vec<Vec<u8>> {
+    // Display width of a BIGINT: 21 (with the sign).
+    single_longlong(capabilities, column, &value.to_string(), 21, 0, status)
+}
+
+fn single_longlong(
+    capabilities: u32,
+    column: &str,
+    text: &str,
+    width: u32,
+    sign_flag: u16,
+    status: u16,
+) -> Vec<Vec<u8>> {
     let mut count = Vec::new();
     put_lenenc_int(&mut count, 1);
     let mut def = Vec::new();
@@ -25,13 +50,13 @@ pub fn single_unsigned(capabilities: u32, column: &str, value: u64, status: u16)
     put_lenenc_bytes(&mut def, b""); // org_name
     put_lenenc_int(&mut def, 0x0c);
     def.put_u16_le(BINARY_CHARSET);
-    def.put_u32_le(20); // display width of a BIGINT UNSIGNED
+    def.put_u32_le(width);
     def.put_u8(MYSQL_TYPE_LONGLONG);
-    def.put_u16_le(NOT_NULL_FLAG | UNSIGNED_FLAG | BINARY_FLAG);
+    def.put_u16_le(NOT_NULL_FLAG | sign_flag | BINARY_FLAG);
     def.put_u8(0); // decimals
     def.put_u16_le(0); // filler
     let mut row = Vec::new();
-    put_lenenc_bytes(&mut row, value.to_string().as_bytes());
+    put_lenenc_bytes(&mut row, text.as_bytes());
     let mut out = vec![count, def];
     if capabilities & caps::CLIENT_DEPRECATE_EOF == 0 {
         out.push(eof_packet(0, status));
