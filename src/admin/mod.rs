@@ -78,7 +78,7 @@ pub struct AdminState {
     /// The closed pause gates of paused clusters.
     pub paused: parking_lot::Mutex<Vec<(String, Closed)>>,
     /// Each cluster's shared session state (pools), by name.
-    pub contexts: Vec<Arc<crate::frontend::pg::ClusterCtx>>,
+    pub contexts: Vec<Arc<crate::frontend::cluster::ClusterCtx>>,
 }
 
 impl AdminState {

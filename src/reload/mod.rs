@@ -28,8 +28,8 @@ use tokio::sync::Semaphore;
 use crate::classify::{Classifier, ClassifierSettings, Dialect};
 use crate::config::{Config, Protocol};
 use crate::failover::driver::{FailoverHandle, Reconfigure};
-use crate::frontend::pg::login::build_users;
-use crate::frontend::pg::ClusterCtx;
+use crate::frontend::cluster::ClusterCtx;
+use crate::frontend::users::build_users;
 use crate::metrics::Metrics;
 use plan::{ClusterPlan, Plan};
 

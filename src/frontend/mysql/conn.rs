@@ -159,7 +159,7 @@ impl MyClient {
             let chunk = if self.rbuf.is_empty() {
                 1024
             } else {
-                crate::frontend::pg::session::READ_CHUNK
+                crate::frontend::READ_CHUNK
             };
             if self.rbuf.capacity() - self.rbuf.len() < chunk / 4 {
                 self.rbuf.reserve(chunk);

@@ -466,11 +466,11 @@ impl Relay {
                                 Some(String::from_utf8_lossy(&payload[1..]).into_owned());
                         } else if let Some(db) = pooled::use_database(&payload) {
                             self.database = Some(db);
-                        } else if let Some(c) = crate::frontend::pg::relay::consistency_setting(
+                        } else if let Some(c) = crate::frontend::settings::consistency_setting(
                             &String::from_utf8_lossy(&payload),
                         ) {
                             self.consistency = Some(c);
-                        } else if let Some(d) = crate::frontend::pg::relay::debug_setting(
+                        } else if let Some(d) = crate::frontend::settings::debug_setting(
                             &String::from_utf8_lossy(&payload),
                         ) {
                             self.debug = d;

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use super::conn::{MyClient, MyError};
 use crate::backend::mysql::PROXY_CAPS;
 use crate::config::{ClientSecret, MysqlAuth, TlsConfig};
-use crate::frontend::pg::login::{UserAuth, UserDirectory};
+use crate::frontend::users::{UserAuth, UserDirectory};
 use crate::metrics::ErrorKind;
 use crate::wire::mysql::auth::{
     native_verify, sha2_verify, RsaKeys, SHA2_FAST_AUTH_SUCCESS, SHA2_PERFORM_FULL_AUTH,

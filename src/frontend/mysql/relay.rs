@@ -14,7 +14,7 @@ use crate::classify::mysql_diag::diag_use;
 use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::failover::gate::Pass;
-use crate::frontend::pg::ClusterCtx;
+use crate::frontend::cluster::ClusterCtx;
 use crate::listener::Peer;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::pool::Lease;
@@ -69,7 +69,7 @@ pub(super) struct Relay {
     /// Transaction pooling, as the cluster was configured when the session started.
     pub pooled: bool,
     /// Waits for the cluster's drain ([`ClusterCtx::drain_wait`]).
-    pub drain: crate::frontend::pg::session::DrainWait,
+    pub drain: crate::drain::DrainWait,
     /// A command was written and its answer is not complete yet.
     pub busy: bool,
     /// A command failed with autocommit off: whether a transaction is open is unknown until the

@@ -7,7 +7,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::session::{ClientConn, ClientError, ClusterCtx};
+use super::session::{ClientConn, ClientError};
+use crate::frontend::cluster::ClusterCtx;
 use crate::topology::{Health, Lag};
 use crate::wire::pg::msg::{self, Severity};
 

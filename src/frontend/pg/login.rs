@@ -2,14 +2,14 @@
 //! refusal, cancel requests) and client authentication (SCRAM-SHA-256 or md5) against the users in
 //! the config.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
 use super::session::{ClientConn, ClientError};
-use crate::config::{AuthMethod, ClientSecret, TlsConfig, UserConfig};
+use crate::config::{AuthMethod, ClientSecret, TlsConfig};
+use crate::frontend::users::{UserAuth, UserDirectory};
 use crate::metrics::ErrorKind;
 use crate::tls::PG_ALPN;
 use crate::wire::pg::auth::{md5_verify, ScramServer, ScramVerifier};
@@ -18,39 +18,6 @@ use crate::wire::pg::startup::{parse_startup, StartupPacket, StartupParams};
 
 /// Largest startup packet accepted (PostgreSQL uses 10000 too).
 const MAX_STARTUP: usize = 10_000;
-
-/// A configured user with its precomputed SCRAM verifier.
-#[derive(Debug)]
-pub struct UserAuth {
-    pub config: UserConfig,
-    pub scram: Option<ScramVerifier>,
-}
-
-/// All users, by name.
-pub type UserDirectory = HashMap<String, Arc<UserAuth>>;
-
-/// Build the directory; SCRAM verifiers for plain passwords are derived once, with a fresh salt.
-pub fn build_users(users: &[UserConfig]) -> UserDirectory {
-    users
-        .iter()
-        .map(|u| {
-            let scram = match &u.secret {
-                ClientSecret::ScramVerifier(v) => ScramVerifier::parse(v),
-                ClientSecret::Password(p) => {
-                    let salt: [u8; 16] = rand::random();
-                    Some(ScramVerifier::from_password(p, &salt, 4096))
-                }
-            };
-            (
-                u.name.clone(),
-                Arc::new(UserAuth {
-                    config: u.clone(),
-                    scram,
-                }),
-            )
-        })
-        .collect()
-}
 
 /// How a client connection's startup ended.
 #[derive(Debug)]

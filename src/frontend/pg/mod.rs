@@ -7,4 +7,4 @@ pub mod relay;
 pub mod session;
 pub mod state;
 
-pub use session::{serve_client, ClusterCtx};
+pub use session::serve_client;

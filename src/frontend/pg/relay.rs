@@ -10,13 +10,14 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::cancel::{CancelSlot, ServerKey};
-use super::login::UserAuth;
-use super::session::{ClientConn, ClientError, ClusterCtx};
+use super::session::{ClientConn, ClientError};
 use super::state::{self, analyse, BackendState, BatchInfo, Prepared};
 use crate::backend::pg::{BackendConn, BackendError, Login};
 use crate::classify::{Classification, Intent, Reason, RouteOverride};
 use crate::config::Consistency;
 use crate::failover::gate::Pass;
+use crate::frontend::cluster::ClusterCtx;
+use crate::frontend::users::UserAuth;
 use crate::metrics::{ErrorKind, Route, RouteReason, SessionMetrics};
 use crate::pool::{Lease, LoginReport};
 use crate::router::{choose, decide_ready, Choice, Decision, RouteError, Want};
@@ -127,7 +128,7 @@ pub struct Relay {
     /// `SET switchyard.debug = on`: each routing decision is logged and sent as a NOTICE.
     debug: bool,
     /// Waits for the cluster's drain ([`ClusterCtx::drain_wait`]).
-    drain: super::session::DrainWait,
+    drain: crate::drain::DrainWait,
     /// `--busy-poll`: counts the session while it waits for a server's answer.
     busy: Option<crate::busy_poll::Busy>,
     /// Whether the session's transactions are serializable (then its reads need the primary).
@@ -599,26 +600,5 @@ pub mod pooled;
 #[path = "route.rs"]
 mod route;
 
-pub use route::{consistency_setting, debug_setting};
+pub use crate::frontend::settings::{consistency_setting, debug_setting};
 use route::{fixed, local_answer};
-
-#[cfg(test)]
-mod task_size_tests {
-    /// The size of the future `f` returns (without running it).
-    fn future_size3<A, B, C, R>(_: &impl Fn(A, B, C) -> R) -> usize {
-        std::mem::size_of::<R>()
-    }
-
-    /// Each accepted client is a task holding its whole session state machine, copied in when
-    /// it is spawned (so all of it is resident): it is the largest part of the memory an idle
-    /// client costs. Rarely run steps (opening a server connection, causal checks, a MySQL
-    /// session in the shared accept task) are boxed to keep it small; a new await of a large
-    /// future on the session path should be boxed the same way.
-    #[test]
-    fn session_tasks_stay_small() {
-        let pg = future_size3(&crate::frontend::pg::session::serve_client);
-        assert!(pg <= 3 * 1024, "PostgreSQL session future: {pg} bytes");
-        let my = future_size3(&crate::frontend::mysql::serve_mysql_client);
-        assert!(my <= 64, "MySQL session future (boxed): {my} bytes");
-    }
-}
