@@ -55,6 +55,8 @@ struct InFlight {
     /// A replica refused the batch's serializable mode: its answers are dropped and the batch
     /// runs again (see `isolation.rs`).
     rerun: bool,
+    /// Parses and Closes (injected and the client's) the server has not answered yet.
+    pending: std::collections::VecDeque<state::Pending>,
 }
 
 enum Event {
@@ -130,6 +132,8 @@ pub struct Relay {
     busy: Option<crate::busy_poll::Busy>,
     /// Whether the session's transactions are serializable (then its reads need the primary).
     isolation: isolation::Isolation,
+    /// A read-only transaction on a replica that may still move to the primary (`relocate.rs`).
+    ro_txn: Option<Box<relocate::ReadOnlyTxn>>,
 }
 
 impl Relay {
@@ -199,6 +203,7 @@ impl Relay {
             drain,
             busy: None,
             isolation,
+            ro_txn: None,
         };
         relay.login_key = login_key;
         relay
@@ -568,6 +573,8 @@ mod dispatch;
 mod isolation;
 #[path = "pooled.rs"]
 pub mod pooled;
+#[path = "relocate.rs"]
+mod relocate;
 #[path = "route.rs"]
 mod route;
 
