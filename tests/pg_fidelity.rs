@@ -774,3 +774,53 @@ async fn read_only_transactions_move_for_what_a_standby_refuses() {
         c.simple_query("ROLLBACK").await.unwrap();
     }
 }
+
+/// A session serializable by its role's default (invisible to the proxy) begins READ ONLY: the
+/// replica refuses the transaction's first read serializable mode; the transaction moves to the
+/// primary with that read, the client sees no error, and the session reads on the primary from then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_read_only_transaction_moves_to_the_primary() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        for prepared in [false, true] {
+            let what = format!("{}, prepared first read: {prepared}", mode(pooled));
+            let c = connect_str(&pg_conn_str(
+                ports.listen,
+                SERIAL_ROLE,
+                SERIAL_PASSWORD,
+                "app",
+            ))
+            .await;
+            c.simple_query("BEGIN READ ONLY").await.unwrap();
+            let first = if prepared {
+                let row = c
+                    .query_one("SELECT v FROM fid_t WHERE v = $1", &[&"primary data"])
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                row.get::<_, String>(0)
+            } else {
+                value(&c, "SELECT v FROM fid_t").await
+            };
+            assert_eq!(first, "primary data", "{what}");
+            assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "f", "{what}");
+            assert_eq!(
+                value(&c, "SHOW transaction_isolation").await,
+                "serializable",
+                "{what}"
+            );
+            assert_eq!(
+                value(&c, "SHOW transaction_read_only").await,
+                "on",
+                "{what}"
+            );
+            assert_eq!(
+                outcome(&c, "INSERT INTO fid_w VALUES (1)").await,
+                "25006",
+                "{what}"
+            );
+            c.simple_query("ROLLBACK").await.unwrap();
+            assert_on_primary(&c, &format!("{what}: afterwards")).await;
+        }
+    }
+}

@@ -301,7 +301,7 @@ impl Relay {
             })
             .collect();
         state::record_statements(frames, info, &mut self.prepared, &mut pending);
-        self.follow_read_only(frames, info, d.route);
+        let first_read = self.follow_read_only(frames, info, d.route);
         self.count(d.route, d.reason);
         if let Some(c) = info.class {
             if c.intent == Intent::Pin && self.pinned.is_none() {
@@ -320,8 +320,10 @@ impl Relay {
                 );
             }
         }
+        // Also the first read of a READ ONLY transaction on a replica: a replica that refuses it
+        // serializable mode sends the transaction to the primary (`relocate.rs`).
         let retryable = d.route == Route::Replica
-            && self.txn.is_none()
+            && (self.txn.is_none() || first_read)
             && self.inflight.is_empty()
             && !self.unsynced;
         let texts = if self.txn.is_none() {

@@ -112,7 +112,12 @@ impl Relay {
         if touched {
             self.drop_backend(b);
         }
-        self.on_ready(b, f.body().first().copied().unwrap_or(b'I'));
+        let status = match self.refused_in_read_only(b) {
+            // The client's transaction stays open: it moves to the primary.
+            true => b'T',
+            false => f.body().first().copied().unwrap_or(b'I'),
+        };
+        self.on_ready(b, status);
         let mut again = frames;
         again.append(&mut self.batch);
         self.batch = again;

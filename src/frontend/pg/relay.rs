@@ -393,7 +393,9 @@ impl Relay {
                     continue;
                 }
             }
-            if self.batch_ready && self.bound.is_none() {
+            // A batch to run again (`isolation.rs`) is ready with nothing in flight, even while
+            // the session holds its transaction's server.
+            if self.batch_ready && (self.bound.is_none() || self.inflight.is_empty()) {
                 continue;
             }
             self.client.flush().await?;

@@ -3,6 +3,9 @@
 //! LISTEN during recovery") and `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE` ("cannot use
 //! serializable mode in a hot standby").
 //!
+//! It moves too when the replica refuses its first read serializable mode (the session's default
+//! isolation is serializable and the proxy did not know it yet): that read runs again there.
+//!
 //! A transaction begun `READ ONLY` runs on a replica. When such a statement comes, the replica's
 //! transaction is rolled back and the same BEGIN goes to the primary with that statement (as a
 //! pipelined BEGIN, `begin.rs`). It is moved only when nothing the client was told depends on the
@@ -28,6 +31,9 @@ pub(super) struct ReadOnlyTxn {
     read: bool,
     /// Moved: the primary gets `prefix` with the next request.
     moved: bool,
+    /// The replica refused its first read serializable mode (the session's default): it moves
+    /// with that read, run again.
+    refused: bool,
 }
 
 impl ReadOnlyTxn {
@@ -69,18 +75,24 @@ fn first_value(body: &[u8]) -> Option<&[u8]> {
 
 impl Relay {
     /// After a batch went to `server`: start following a read-only transaction begun on a
-    /// replica, or note what a request did in it.
-    pub(super) fn follow_read_only(&mut self, frames: &[Frame], info: &BatchInfo, route: Route) {
+    /// replica, or note what a request did in it. `true`: the batch is the transaction's first
+    /// read (it may be refused serializable mode, then it runs again on the primary).
+    pub(super) fn follow_read_only(
+        &mut self,
+        frames: &[Frame],
+        info: &BatchInfo,
+        route: Route,
+    ) -> bool {
         let class = info.class.map(|c| c.intent);
         if self.txn.is_none() {
             self.ro_txn = None;
             if class != Some(Intent::Begin { read_only: true }) || route != Route::Replica {
-                return;
+                return false;
             }
-            let [f] = frames else { return };
+            let [f] = frames else { return false };
             let text = match (f.tag, msg::query_text(f.body())) {
                 (b'Q', Some(t)) => crate::wire::text(t),
-                _ => return,
+                _ => return false,
             };
             if let Some(t) = movable_begin(&text) {
                 let mut prefix = BytesMut::from(&msg::parse("", t)[..]);
@@ -89,14 +101,34 @@ impl Relay {
                     prefix: prefix.freeze(),
                     read: false,
                     moved: false,
+                    refused: false,
                 }));
             }
-            return;
+            return false;
         }
         match (&mut self.ro_txn, class) {
-            (Some(t), Some(Intent::Read)) => t.read = true,
-            (Some(_), None) => {}
-            _ => self.ro_txn = None,
+            // A Parse takes the transaction's snapshot too.
+            (Some(t), Some(Intent::Read)) => !std::mem::replace(&mut t.read, true),
+            (Some(t), None) if !info.parses.is_empty() => !std::mem::replace(&mut t.read, true),
+            (Some(_), None) => false,
+            _ => {
+                self.ro_txn = None;
+                false
+            }
+        }
+    }
+
+    /// A replica refused serializable mode to the first read of the READ ONLY transaction it
+    /// holds for this session (its answers were dropped, see `isolation.rs`): the transaction
+    /// stays open for the client and moves to the primary with the read. `true`: it is so.
+    pub(super) fn refused_in_read_only(&mut self, b: usize) -> bool {
+        match self.ro_txn.as_mut() {
+            Some(t) if self.txn == Some(b) => {
+                t.refused = true;
+                t.read = false;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -119,7 +151,7 @@ impl Relay {
             && info.class.is_some_and(|c| c.reason == Reason::Transaction)
             && texts(frames).any(|t| sets_transaction_serializable(&t));
         let quiet = self.inflight.is_empty() && !self.unsynced && self.status == b'T';
-        if !(listen || serializable) || !quiet || (serializable && t.read) {
+        if !(listen || serializable || t.refused) || !quiet || (serializable && t.read) {
             return Ok(false);
         }
         let read = t.read;
@@ -151,7 +183,11 @@ impl Relay {
     async fn end_on_replica(&mut self, server: usize, read: bool) -> Result<bool, BackendError> {
         let deadline = self.ctx.limits().session_replay_timeout;
         let Some(be) = self.backends[server].as_mut() else {
-            return Err(BackendError::Closed);
+            // Closed after a refusal (it was asked to prepare statements): nothing to end.
+            return match self.ro_txn.as_ref() {
+                Some(t) if t.refused => Ok(true),
+                _ => Err(BackendError::Closed),
+            };
         };
         tokio::time::timeout(deadline, async {
             if read {
