@@ -612,3 +612,215 @@ fn early_cancel(port: u16, round: u64) -> Result<(String, Duration), String> {
         _ => Err(format!("not cancelled: {code:?} after {took:?}")),
     }
 }
+
+// ---- Prepared statements and aborted transactions ----
+
+/// Bind (unnamed portal, no parameters) of statement `name`, Execute, Sync.
+fn bind_execute(name: &str) -> Vec<u8> {
+    let mut bind = vec![0u8];
+    bind.extend_from_slice(name.as_bytes());
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+    let mut out = vec![b'B'];
+    out.extend_from_slice(&((bind.len() + 4) as i32).to_be_bytes());
+    out.extend_from_slice(&bind);
+    out.extend_from_slice(&[b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&msg::sync());
+    out
+}
+
+/// Send `bytes` (ending in one Sync or Query) and sum up the answer: the first error's SQLSTATE,
+/// else `ok`, with the number of rows.
+fn exchange(s: &mut TcpStream, bytes: &[u8]) -> String {
+    s.write_all(bytes).unwrap();
+    let (mut error, mut rows) = (None, 0);
+    loop {
+        let (tag, body) = read_msg(s);
+        match tag {
+            b'D' => rows += 1,
+            b'E' if error.is_none() => error = Some(msg::error_fields(&body).code),
+            b'Z' => return error.unwrap_or_else(|| format!("ok {rows} rows")),
+            _ => {}
+        }
+    }
+}
+
+/// A transaction aborted by an error, then a statement prepared inside it (refused: 25P02) and one
+/// prepared before it run inside it (refused too); after ROLLBACK the first does not exist (26000)
+/// and the second runs, again and again. The answers of each step, as `exchange` sums them up.
+fn refused_prepares(s: &mut TcpStream) -> Vec<String> {
+    let write = "INSERT INTO fid_w VALUES (21)";
+    let mut out = vec![exchange(
+        s,
+        &[msg::parse("fid_kept", write), msg::sync()].concat(),
+    )];
+    for sql in ["BEGIN", "SELECT 1/0"] {
+        out.push(exchange(s, &msg::query(sql)));
+    }
+    let refused = [
+        msg::parse("fid_refused", "SELECT v FROM fid_t"),
+        msg::sync(),
+    ]
+    .concat();
+    out.push(exchange(s, &refused));
+    out.push(exchange(s, &bind_execute("fid_kept")));
+    out.push(exchange(s, &msg::query("ROLLBACK")));
+    for _ in 0..4 {
+        out.push(exchange(s, &bind_execute("fid_kept")));
+        out.push(exchange(s, &bind_execute("fid_refused")));
+    }
+    // The name is free: it can be prepared now.
+    out.push(exchange(s, &refused));
+    out.push(exchange(s, &bind_execute("fid_refused")));
+    out
+}
+
+/// A Parse the server refused (inside an aborted transaction, an injected one included) leaves
+/// nothing behind: through the proxy the statement does not exist, as direct, and a statement the
+/// proxy re-prepared there for a Bind the server refused is prepared again when next used
+/// (it was "prepared statement does not exist" on the pooled connection: issue 21, the
+/// differential run's class pg-prepared-missing-after-refused-parse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_parse_leaves_no_statement() {
+    use support::pg_cluster::{MD5_PASSWORD, MD5_USER};
+    setup();
+    let (mut direct, _) =
+        support::pg_raw::md5_login(shared().primary_port(), MD5_USER, MD5_PASSWORD);
+    let want = refused_prepares(&mut direct);
+    assert_eq!(want[3], "25P02", "direct: {want:?}");
+    assert_eq!(want[6], "ok 0 rows", "direct: {want:?}");
+    assert_eq!(want[7], "26000", "direct: {want:?}");
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let (mut s, _) = support::pg_raw::mdapp_login(ports.listen);
+        let got = refused_prepares(&mut s);
+        assert_eq!(got, want, "{}: proxied vs direct", mode(pooled));
+    }
+}
+
+// ---- Read-only transactions and statements a standby refuses ----
+
+/// The SQLSTATE of a simple query's error, `ok` if it succeeded.
+async fn outcome(c: &Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(_) => "ok".into(),
+        Err(e) => e
+            .code()
+            .map_or_else(|| e.to_string(), |s| s.code().to_string()),
+    }
+}
+
+/// A transaction begun READ ONLY runs on a replica; a LISTEN in it (before or after a read, READ
+/// COMMITTED) or a `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE` as its first statement works as
+/// direct: the transaction moves to the primary. A serializable setting after a read is refused
+/// by the replica as the primary refuses it (25001).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_transactions_move_for_what_a_standby_refuses() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let m = mode(pooled);
+        for read_first in [false, true] {
+            let c = connect(ports.listen).await;
+            let what = format!("{m}, read first: {read_first}");
+            c.simple_query("BEGIN READ ONLY").await.unwrap();
+            if read_first {
+                assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "t", "{what}");
+            }
+            assert_eq!(outcome(&c, "LISTEN fid_ch").await, "ok", "{what}: LISTEN");
+            assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "f", "{what}");
+            assert_eq!(
+                value(&c, "SHOW transaction_read_only").await,
+                "on",
+                "{what}"
+            );
+            assert_eq!(
+                outcome(&c, "INSERT INTO fid_w VALUES (1)").await,
+                "25006",
+                "{what}"
+            );
+            c.simple_query("ROLLBACK").await.unwrap();
+            c.simple_query("BEGIN READ ONLY").await.unwrap();
+            assert_eq!(outcome(&c, "LISTEN fid_ch").await, "ok", "{what}: LISTEN");
+            c.simple_query("COMMIT").await.unwrap();
+            assert_eq!(
+                value(
+                    &c,
+                    "SELECT string_agg(c, ',') FROM pg_listening_channels() c"
+                )
+                .await,
+                "fid_ch",
+                "{what}"
+            );
+        }
+        let c = connect(ports.listen).await;
+        c.simple_query("BEGIN READ ONLY").await.unwrap();
+        let set = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE";
+        assert_eq!(outcome(&c, set).await, "ok", "{m}: {set}");
+        assert_eq!(
+            value(&c, "SHOW transaction_isolation").await,
+            "serializable",
+            "{m}"
+        );
+        assert_eq!(
+            value(&c, "SELECT v FROM fid_t").await,
+            "primary data",
+            "{m}"
+        );
+        c.simple_query("COMMIT").await.unwrap();
+        assert_on_replicas(&c, &format!("{m}: after the moved transaction")).await;
+        c.simple_query("START TRANSACTION READ ONLY").await.unwrap();
+        assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "t", "{m}");
+        assert_eq!(outcome(&c, set).await, "25001", "{m}: {set} after a read");
+        c.simple_query("ROLLBACK").await.unwrap();
+    }
+}
+
+/// A session serializable by its role's default (invisible to the proxy) begins READ ONLY: the
+/// replica refuses the transaction's first read serializable mode; the transaction moves to the
+/// primary with that read, the client sees no error, and the session reads on the primary from then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_read_only_transaction_moves_to_the_primary() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        for prepared in [false, true] {
+            let what = format!("{}, prepared first read: {prepared}", mode(pooled));
+            let c = connect_str(&pg_conn_str(
+                ports.listen,
+                SERIAL_ROLE,
+                SERIAL_PASSWORD,
+                "app",
+            ))
+            .await;
+            c.simple_query("BEGIN READ ONLY").await.unwrap();
+            let first = if prepared {
+                let row = c
+                    .query_one("SELECT v FROM fid_t WHERE v = $1", &[&"primary data"])
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                row.get::<_, String>(0)
+            } else {
+                value(&c, "SELECT v FROM fid_t").await
+            };
+            assert_eq!(first, "primary data", "{what}");
+            assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "f", "{what}");
+            assert_eq!(
+                value(&c, "SHOW transaction_isolation").await,
+                "serializable",
+                "{what}"
+            );
+            assert_eq!(
+                value(&c, "SHOW transaction_read_only").await,
+                "on",
+                "{what}"
+            );
+            assert_eq!(
+                outcome(&c, "INSERT INTO fid_w VALUES (1)").await,
+                "25006",
+                "{what}"
+            );
+            c.simple_query("ROLLBACK").await.unwrap();
+            assert_on_primary(&c, &format!("{what}: afterwards")).await;
+        }
+    }
+}

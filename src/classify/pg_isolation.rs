@@ -99,6 +99,37 @@ fn harmless_text(value: &str) -> bool {
     )
 }
 
+/// Whether a text sets the current transaction's isolation to serializable (`SET TRANSACTION
+/// ISOLATION LEVEL SERIALIZABLE`, `SET [LOCAL|SESSION] transaction_isolation = 'serializable'`),
+/// which a hot standby refuses. A value it cannot read counts as serializable.
+pub fn sets_transaction_serializable(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("transaction") || !lower.contains("serializable") {
+        return false;
+    }
+    let Some(toks) = significant_tokens(text) else {
+        return true;
+    };
+    toks.split(|t| *t == Token::SemiColon).any(|st| {
+        let kw = |i: usize, k: &str| st.get(i).is_some_and(|t| is_kw(t, k));
+        if !kw(0, "SET") {
+            return false;
+        }
+        let i = if kw(1, "LOCAL") || kw(1, "SESSION") { 2 } else { 1 };
+        if kw(i, "TRANSACTION") {
+            let at = st.iter().position(|t| is_kw(t, "ISOLATION"));
+            return at.is_some_and(|at| !harmless_level(&st[at + 2..]));
+        }
+        let named = matches!(st.get(i), Some(Token::Word(w)) if w.value.eq_ignore_ascii_case("transaction_isolation"));
+        named
+            && match st.get(i + 2..) {
+                Some([Token::SingleQuotedString(v)]) => !harmless_text(v),
+                Some([Token::Word(w)]) => !harmless_text(&w.value),
+                _ => true,
+            }
+    })
+}
+
 /// Whether the startup packet makes the session serializable: a `default_transaction_isolation`
 /// parameter, or `-c default_transaction_isolation=...` / `--default_transaction_isolation=...` in
 /// `options` (the last one wins, as on the server). `None`: the packet leaves it to the server.
@@ -154,6 +185,29 @@ fn options_value(options: &str) -> Option<bool> {
 mod tests {
     use super::IsolationChange::{Reset, Set};
     use super::*;
+
+    #[test]
+    fn transaction_serializable_settings() {
+        for t in [
+            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "set transaction read only, isolation level serializable;",
+            "SET transaction_isolation = 'serializable'",
+            "SET LOCAL transaction_isolation TO serializable",
+            "SET SESSION transaction_isolation = 'SERIALIZABLE'",
+        ] {
+            assert!(sets_transaction_serializable(t), "{t}");
+        }
+        for t in [
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "SET TRANSACTION READ ONLY",
+            "SET default_transaction_isolation = 'serializable'",
+            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            "SET transaction_isolation = 'read committed'",
+            "SELECT 'transaction serializable'",
+        ] {
+            assert!(!sets_transaction_serializable(t), "{t}");
+        }
+    }
 
     #[test]
     fn session_texts() {

@@ -14,11 +14,17 @@ use super::proxy::MDAPP_PASSWORD;
 /// Log in to the proxy at `port` as `mdapp` (md5); the socket after ReadyForQuery and the
 /// greeting's messages (tag, body) before it. Panics when the login is refused.
 pub fn mdapp_login(port: u16) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
+    md5_login(port, "mdapp", MDAPP_PASSWORD)
+}
+
+/// Log in to database `app` at `port` as `user` with md5 (the proxy's `mdapp`, or the
+/// cluster's `md5user` directly).
+pub fn md5_login(port: u16, user: &str, password: &str) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut body = Vec::new();
     body.extend_from_slice(&196608i32.to_be_bytes());
-    for (k, v) in [("user", "mdapp"), ("database", "app")] {
+    for (k, v) in [("user", user), ("database", "app")] {
         body.extend_from_slice(k.as_bytes());
         body.push(0);
         body.extend_from_slice(v.as_bytes());
@@ -31,7 +37,7 @@ pub fn mdapp_login(port: u16) -> (TcpStream, Vec<(u8, Vec<u8>)>) {
     let (tag, body) = read_msg(&mut s);
     assert_eq!(tag, b'R');
     let salt: [u8; 4] = body[4..8].try_into().unwrap();
-    let resp = md5_response("mdapp", MDAPP_PASSWORD, salt);
+    let resp = md5_response(user, password, salt);
     let mut data = resp.into_bytes();
     data.push(0);
     s.write_all(&msg::password(&data)).unwrap();

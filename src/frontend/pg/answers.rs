@@ -56,6 +56,9 @@ impl Relay {
             self.rerun_answer(b, f);
             return;
         }
+        if matches!(f.tag, b'1' | b'3') {
+            front.pending.pop_front();
+        }
         if matches!(f.tag, b'1' | b'3') && front.swallow > 0 {
             // Answers to injected statements: the client sees none, so a read can still move.
             front.swallow -= 1;
@@ -74,6 +77,8 @@ impl Relay {
             b'E' => {
                 front.saw_error = true;
                 front.swallow = 0;
+                let left = std::mem::take(&mut front.pending);
+                self.unanswered(b, left);
             }
             b'G' => self.copy_in = true,
             b'Z' => {
@@ -86,9 +91,24 @@ impl Relay {
         self.client.queue(&f.raw);
     }
 
+    /// The server refused a batch before running `left` (see [`state::unanswered`]).
+    pub(super) fn unanswered(
+        &mut self,
+        b: usize,
+        left: std::collections::VecDeque<state::Pending>,
+    ) {
+        if !left.is_empty() {
+            let backend = self.backends[b].as_mut().map(|be| &mut be.state);
+            state::unanswered(left.into_iter(), backend, &mut self.prepared);
+        }
+    }
+
     pub(super) fn on_ready(&mut self, b: usize, status: u8) {
         self.copy_in = false;
         self.status = status;
+        if status != b'T' {
+            self.ro_txn = None;
+        }
         self.txn = if status == b'I' { None } else { Some(b) };
         let done = match self.inflight.front_mut() {
             Some(front) => {

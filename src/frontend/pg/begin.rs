@@ -61,6 +61,8 @@ pub(super) const BEGIN_PREFIX: &[u8] = &[
     b'B', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, // Bind
     b'E', 0, 0, 0, 9, 0, 0, 0, 0, 0, // Execute
 ];
+/// The length of [`BEGIN_PREFIX`]'s Parse (what follows is the Bind and Execute).
+pub(super) const BEGIN_PARSE_LEN: usize = 14;
 /// The answers to [`BEGIN_PREFIX`] when it succeeds: ParseComplete, BindComplete and the
 /// CommandComplete of the BEGIN, none of which the client is to see.
 pub(super) const BEGIN_ANSWERS: u8 = 3;
@@ -222,6 +224,10 @@ mod tests {
             }
         }
         assert!(buf.is_empty(), "nothing left over");
+        assert_eq!(
+            &BEGIN_PREFIX[..BEGIN_PARSE_LEN],
+            &msg::parse("", "BEGIN")[..]
+        );
         assert_eq!(tags, b"PBE", "no Sync");
     }
 }

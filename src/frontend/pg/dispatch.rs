@@ -25,6 +25,9 @@ impl Relay {
         if self.defer_begin(&frames, info.class) {
             return Ok(());
         }
+        if self.ro_txn.is_some() && Box::pin(self.relocate(&frames, &info)).await? {
+            target = self.target_for(&info);
+        }
         if self.pause_pass.is_none() {
             self.pause_pass = Some(self.ctx.pass_pause().await);
         }
@@ -234,8 +237,12 @@ impl Relay {
         let Some(be) = self.backends[server].as_mut() else {
             return Err(BackendError::Closed);
         };
-        let inj = state::plan(info, &mut be.state, &self.prepared);
         let begin = self.deferred_begin;
+        if begin {
+            // The pipelined BEGIN goes as the unnamed statement, replacing the server's.
+            be.state.statements.remove(&b""[..]);
+        }
+        let inj = state::plan(info, &mut be.state, &self.prepared);
         match (inj.frames.is_empty() && !begin, frames) {
             // The common simple Query: the client's bytes go out as they came, uncopied.
             (true, [one]) => be.conn.write_all(&one.raw).await?,
@@ -246,7 +253,10 @@ impl Relay {
                 out.clear();
                 out.reserve(batch_len(frames) + 64);
                 if begin {
-                    out.extend_from_slice(begin::BEGIN_PREFIX);
+                    match self.ro_txn.as_mut().and_then(|t| t.take_moved()) {
+                        Some(prefix) => out.extend_from_slice(&prefix),
+                        None => out.extend_from_slice(begin::BEGIN_PREFIX),
+                    }
                 }
                 for f in &inj.frames {
                     out.extend_from_slice(f);
@@ -282,7 +292,16 @@ impl Relay {
                 self.ctx.cancels.sent_on(server, pid, self.cancel_key.0);
             }
         }
-        state::record_statements(info, &mut self.prepared);
+        let mut pending: std::collections::VecDeque<state::Pending> = inj
+            .names
+            .into_iter()
+            .map(|n| state::Pending {
+                name: Some(n),
+                before: None,
+            })
+            .collect();
+        state::record_statements(frames, info, &mut self.prepared, &mut pending);
+        let first_read = self.follow_read_only(frames, info, d.route);
         self.count(d.route, d.reason);
         if let Some(c) = info.class {
             if c.intent == Intent::Pin && self.pinned.is_none() {
@@ -301,8 +320,10 @@ impl Relay {
                 );
             }
         }
+        // Also the first read of a READ ONLY transaction on a replica: a replica that refuses it
+        // serializable mode sends the transaction to the primary (`relocate.rs`).
         let retryable = d.route == Route::Replica
-            && self.txn.is_none()
+            && (self.txn.is_none() || first_read)
             && self.inflight.is_empty()
             && !self.unsynced;
         let texts = if self.txn.is_none() {
@@ -320,6 +341,7 @@ impl Relay {
                 last.syncs += info.syncs;
                 last.swallow += inj.swallow;
                 last.session_texts.extend(texts);
+                last.pending.extend(pending);
             }
             _ => self.inflight.push_back(InFlight {
                 syncs: info.syncs,
@@ -331,6 +353,7 @@ impl Relay {
                 started: Instant::now(),
                 retry: None,
                 rerun: false,
+                pending,
             }),
         }
         if d.route == Route::Primary

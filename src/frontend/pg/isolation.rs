@@ -83,8 +83,11 @@ impl Relay {
             return false;
         }
         front.rerun = true;
-        // Nothing of the batch ran: its session texts are not history.
+        // Nothing of the batch ran: its session texts are not history, its statements not the
+        // session's (the replica's connection is dropped if it was asked to prepare any).
         front.saw_error = true;
+        let left = std::mem::take(&mut front.pending);
+        state::unanswered(left.into_iter(), None, &mut self.prepared);
         self.isolation.refused();
         tracing::info!(cluster = %self.ctx.name, "a replica refused serializable mode: the session reads on the primary");
         true
@@ -109,7 +112,12 @@ impl Relay {
         if touched {
             self.drop_backend(b);
         }
-        self.on_ready(b, f.body().first().copied().unwrap_or(b'I'));
+        let status = match self.refused_in_read_only(b) {
+            // The client's transaction stays open: it moves to the primary.
+            true => b'T',
+            false => f.body().first().copied().unwrap_or(b'I'),
+        };
+        self.on_ready(b, status);
         let mut again = frames;
         again.append(&mut self.batch);
         self.batch = again;

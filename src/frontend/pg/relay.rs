@@ -56,6 +56,8 @@ struct InFlight {
     /// A replica refused the batch's serializable mode: its answers are dropped and the batch
     /// runs again (see `isolation.rs`).
     rerun: bool,
+    /// Parses and Closes (injected and the client's) the server has not answered yet.
+    pending: std::collections::VecDeque<state::Pending>,
 }
 
 enum Event {
@@ -137,6 +139,8 @@ pub struct Relay {
     idle_limit: Option<Box<idle::IdleLimit>>,
     /// A server sent the client an unasked error (its FATAL before it closes).
     told_fatal: bool,
+    /// A read-only transaction on a replica that may still move to the primary (`relocate.rs`).
+    ro_txn: Option<Box<relocate::ReadOnlyTxn>>,
 }
 
 impl Relay {
@@ -209,6 +213,7 @@ impl Relay {
             isolation,
             idle_limit,
             told_fatal: false,
+            ro_txn: None,
         };
         relay.login_key = login_key;
         relay
@@ -398,7 +403,9 @@ impl Relay {
                     continue;
                 }
             }
-            if self.batch_ready && self.bound.is_none() {
+            // A batch to run again (`isolation.rs`) is ready with nothing in flight, even while
+            // the session holds its transaction's server.
+            if self.batch_ready && (self.bound.is_none() || self.inflight.is_empty()) {
                 continue;
             }
             self.client.flush().await?;
@@ -597,6 +604,8 @@ mod idle;
 mod isolation;
 #[path = "pooled.rs"]
 pub mod pooled;
+#[path = "relocate.rs"]
+mod relocate;
 #[path = "route.rs"]
 mod route;
 

@@ -101,6 +101,18 @@ pub struct BatchInfo {
     pub prepare_only: bool,
 }
 
+/// A Parse or Close sent to a server and not answered yet. The server answers them in the order
+/// sent; after an error it runs none of those left until the Sync, and the one that failed did
+/// nothing either.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The statement's name (`None`: a portal's Close).
+    pub name: Option<Vec<u8>>,
+    /// The client's own message: what the session had under the name before it. `None`: the
+    /// proxy's injected message.
+    pub before: Option<Option<Prepared>>,
+}
+
 /// Analyse a batch of client frames. `known` resolves statement names parsed in earlier batches.
 pub fn analyse(
     frames: &[Frame],
@@ -279,6 +291,16 @@ pub fn chain(prev: u64, text: &str) -> u64 {
 pub struct Injection {
     pub frames: Vec<Bytes>,
     pub swallow: usize,
+    /// The statement each of `frames` parses or closes, in order.
+    pub names: Vec<Vec<u8>>,
+}
+
+impl Injection {
+    fn push(&mut self, frame: Bytes, name: &[u8]) {
+        self.frames.push(frame);
+        self.names.push(name.to_vec());
+        self.swallow += 1;
+    }
 }
 
 /// Plan the injections for `info` on a backend, and update its statement map as if the batch ran.
@@ -295,24 +317,17 @@ pub fn plan(
         match remember(&mut backend.statements, name, &p.parse) {
             Had::Same => {}
             Had::Other if !name.is_empty() => {
-                inj.frames
-                    .push(msg::close(b'S', &String::from_utf8_lossy(name)));
-                inj.frames.push(p.parse.clone());
-                inj.swallow += 2;
+                inj.push(msg::close(b'S', &String::from_utf8_lossy(name)), name);
+                inj.push(p.parse.clone(), name);
             }
-            _ => {
-                inj.frames.push(p.parse.clone());
-                inj.swallow += 1;
-            }
+            _ => inj.push(p.parse.clone(), name),
         }
     }
     for (name, p) in &info.parses {
         let had = remember(&mut backend.statements, name, &p.parse);
         if had != Had::Nothing && !name.is_empty() && !info.closes.contains(name) {
             // A stale copy from before the client closed it elsewhere.
-            inj.frames
-                .push(msg::close(b'S', &String::from_utf8_lossy(name)));
-            inj.swallow += 1;
+            inj.push(msg::close(b'S', &String::from_utf8_lossy(name)), name);
         }
     }
     for name in &info.closes {
@@ -330,13 +345,68 @@ pub fn plan(
     inj
 }
 
-/// Apply a batch's parses and closes to the session's own statement map.
-pub fn record_statements(info: &BatchInfo, session: &mut HashMap<Vec<u8>, Prepared>) {
-    for name in &info.closes {
-        session.remove(name);
+/// Apply a batch's parses and closes (from `frames`, as [`analyse`] found them) to the session's
+/// own statement map, in the order sent, as if they succeed; what each replaced goes in `pending`
+/// (after the injected messages'), to be undone by [`unanswered`] if the server does not run it.
+pub fn record_statements(
+    frames: &[Frame],
+    info: &BatchInfo,
+    session: &mut HashMap<Vec<u8>, Prepared>,
+    pending: &mut std::collections::VecDeque<Pending>,
+) {
+    if info.parses.is_empty() && info.closes.is_empty() {
+        return;
     }
-    for (name, p) in &info.parses {
-        session.insert(name.clone(), p.clone());
+    let (mut parses, mut closes) = (info.parses.iter(), info.closes.iter());
+    for f in frames {
+        let (name, before) = match f.tag {
+            b'P' if msg::parse_view(f.body()).is_some() => {
+                let Some((name, p)) = parses.next() else {
+                    continue;
+                };
+                (Some(name.clone()), session.insert(name.clone(), p.clone()))
+            }
+            b'C' => match msg::target_view(f.body()) {
+                Some((b'S', _)) => {
+                    let Some(name) = closes.next() else { continue };
+                    (Some(name.clone()), session.remove(name))
+                }
+                // A portal's: answered with a CloseComplete too.
+                _ => (None, None),
+            },
+            _ => continue,
+        };
+        pending.push_back(Pending {
+            name,
+            before: Some(before),
+        });
+    }
+}
+
+/// The server answered an error before running `left` (the failed message and those after it up
+/// to the Sync): the session's map goes back to what it had before them, and the backend's record
+/// of each name becomes unknown (not any Parse: the next use closes and prepares it again; a
+/// Close of a statement the server does not have is no error).
+pub fn unanswered(
+    left: impl DoubleEndedIterator<Item = Pending>,
+    backend: Option<&mut BackendState>,
+    session: &mut HashMap<Vec<u8>, Prepared>,
+) {
+    let mut backend = backend;
+    for p in left.rev() {
+        let Some(name) = p.name else { continue };
+        match p.before {
+            Some(Some(was)) => {
+                session.insert(name.clone(), was);
+            }
+            Some(None) => {
+                session.remove(&name);
+            }
+            None => {}
+        }
+        if let Some(b) = backend.as_deref_mut() {
+            b.statements.insert(name, Bytes::new());
+        }
     }
 }
 

@@ -46,16 +46,13 @@ fn batch_of_parse_bind_execute_sync_is_a_read() {
 #[test]
 fn bind_of_known_statement_uses_its_class_and_needs_injection() {
     let c = classifier();
-    let first = analyse(
-        &[
-            frame(msg::parse("w", "INSERT INTO t VALUES (1)")),
-            frame(msg::sync()),
-        ],
-        &c,
-        &HashMap::new(),
-    );
+    let first_frames = [
+        frame(msg::parse("w", "INSERT INTO t VALUES (1)")),
+        frame(msg::sync()),
+    ];
+    let first = analyse(&first_frames, &c, &HashMap::new());
     let mut session = HashMap::new();
-    record_statements(&first, &mut session);
+    record_statements(&first_frames, &first, &mut session, &mut Default::default());
     let second = analyse(&[bind("w"), execute(), frame(msg::sync())], &c, &session);
     assert_eq!(second.class.map(|c| c.intent), Some(Intent::Write));
     assert_eq!(second.uses.as_slice(), [Bytes::from_static(b"w")]);
@@ -82,22 +79,16 @@ fn unknown_statement_name_fails_closed() {
 #[test]
 fn reparse_after_close_elsewhere_closes_stale_copy() {
     let c = classifier();
-    let p1 = analyse(
-        &[frame(msg::parse("s", "SELECT 1")), frame(msg::sync())],
-        &c,
-        &HashMap::new(),
-    );
+    let p1_frames = [frame(msg::parse("s", "SELECT 1")), frame(msg::sync())];
+    let p1 = analyse(&p1_frames, &c, &HashMap::new());
     let mut session = HashMap::new();
     let mut b = BackendState::default();
     plan(&p1, &mut b, &session);
-    record_statements(&p1, &mut session);
+    record_statements(&p1_frames, &p1, &mut session, &mut Default::default());
     // Client closes "s" on another backend, then parses a new "s" that lands here.
-    let close = analyse(
-        &[frame(msg::close(b'S', "s")), frame(msg::sync())],
-        &c,
-        &session,
-    );
-    record_statements(&close, &mut session);
+    let close_frames = [frame(msg::close(b'S', "s")), frame(msg::sync())];
+    let close = analyse(&close_frames, &c, &session);
+    record_statements(&close_frames, &close, &mut session, &mut Default::default());
     let p2 = analyse(
         &[frame(msg::parse("s", "SELECT 2")), frame(msg::sync())],
         &c,
@@ -178,13 +169,10 @@ fn a_backend_keeps_a_statement_only_when_its_parse_is_byte_for_byte_the_same() {
     let c = classifier();
     let mut backend = BackendState::default();
     let batch = |text: &str| {
-        let info = analyse(
-            &[frame(msg::parse("s", text)), frame(msg::sync())],
-            &c,
-            &HashMap::new(),
-        );
+        let frames = [frame(msg::parse("s", text)), frame(msg::sync())];
+        let info = analyse(&frames, &c, &HashMap::new());
         let mut session = HashMap::new();
-        record_statements(&info, &mut session);
+        record_statements(&frames, &info, &mut session, &mut Default::default());
         session
     };
     // Session A prepared "s" on this backend.
@@ -242,4 +230,62 @@ fn a_batch_that_only_prepares_has_no_class_but_is_marked() {
     assert_eq!(run.class.map(|c| c.intent), Some(Intent::Write));
     let sync_only = analyse(&[frame(msg::sync())], &c, &HashMap::new());
     assert!(!sync_only.prepare_only && sync_only.class.is_none());
+}
+
+/// A refused Parse (an aborted transaction refuses every Parse) leaves nothing: the session's map
+/// goes back to what it had, and the backend's record of the name is unknown, so the next use
+/// closes and prepares it again instead of trusting a statement the server does not have.
+#[test]
+fn refused_parses_are_undone() {
+    let c = classifier();
+    let mut session = HashMap::new();
+    let mut backend = BackendState::default();
+    let first_frames = [frame(msg::parse("kept", "SELECT 1")), frame(msg::sync())];
+    let first = analyse(&first_frames, &c, &session);
+    plan(&first, &mut backend, &session);
+    let mut pending = std::collections::VecDeque::new();
+    record_statements(&first_frames, &first, &mut session, &mut pending);
+    assert_eq!(pending.len(), 1);
+    // Answered: nothing to undo.
+    pending.clear();
+    // On another connection: `kept` injected, `new` parsed, a portal closed; all refused.
+    let mut other = BackendState::default();
+    let batch_frames = [
+        frame(msg::parse("new", "SELECT 2")),
+        frame(msg::close(b'P', "")),
+        bind("kept"),
+        execute(),
+        frame(msg::sync()),
+    ];
+    let batch = analyse(&batch_frames, &c, &session);
+    let inj = plan(&batch, &mut other, &session);
+    assert_eq!(inj.names, vec![b"kept".to_vec()]);
+    let mut pending: std::collections::VecDeque<Pending> = inj
+        .names
+        .into_iter()
+        .map(|n| Pending {
+            name: Some(n),
+            before: None,
+        })
+        .collect();
+    record_statements(&batch_frames, &batch, &mut session, &mut pending);
+    assert!(session.contains_key(&b"new"[..]));
+    unanswered(pending.into_iter(), Some(&mut other), &mut session);
+    assert!(
+        !session.contains_key(&b"new"[..]),
+        "the refused Parse is not the session's"
+    );
+    assert!(session.contains_key(&b"kept"[..]));
+    let again = analyse(&[bind("kept"), execute(), frame(msg::sync())], &c, &session);
+    let inj = plan(&again, &mut other, &session);
+    assert_eq!(inj.swallow, 2, "Close and Parse again: {inj:?}");
+    assert_eq!(inj.frames[0], msg::close(b'S', "kept"));
+    // A refused Close leaves the statement the session's.
+    let close_frames = [frame(msg::close(b'S', "kept")), frame(msg::sync())];
+    let close = analyse(&close_frames, &c, &session);
+    let mut pending = std::collections::VecDeque::new();
+    record_statements(&close_frames, &close, &mut session, &mut pending);
+    assert!(!session.contains_key(&b"kept"[..]));
+    unanswered(pending.into_iter(), None, &mut session);
+    assert!(session.contains_key(&b"kept"[..]));
 }
