@@ -184,9 +184,12 @@ impl Relay {
         if self.pause_pass.is_none() {
             self.pause_pass = Some(self.ctx.pass_pause().await);
         }
-        let r = self
-            .run_routed_once(class, started, build, expect, prepare, needs)
-            .await;
+        let r = if self.leave_replica_txn(class, prepare.is_some()).await {
+            self.run_routed_once(class, started, build, expect, prepare, needs)
+                .await
+        } else {
+            Ok(None)
+        };
         if self.txn.is_none() {
             self.gate_pass = None;
             self.pause_pass = None;
@@ -452,6 +455,7 @@ impl Relay {
             self.last_insert_id = id;
         }
         self.diag_after(server, &a);
+        self.note_txn_statement(class, sent, !a.saw_err);
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
             self.wrote = true;
         }
