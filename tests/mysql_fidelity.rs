@@ -297,3 +297,47 @@ async fn read_only_transactions_change_no_state_on_a_replica() {
     }
     cluster.wait_replicas_caught_up();
 }
+
+/// Two sessions one after the other on a pool of one connection per server: the second one's
+/// settings differ, so its pooled connection is reset first. What the second one sees.
+async fn after_a_reset(port: u16) -> Vec<String> {
+    let mut a = connect(port).await;
+    for sql in ["SET time_zone = '+01:00'", "SELECT COUNT(*) FROM fid_reset"] {
+        a.query_drop(sql).await.unwrap();
+    }
+    a.query_drop("COMMIT").await.unwrap();
+    a.disconnect().await.unwrap();
+    let mut b = connect(port).await;
+    let mut got = Vec::new();
+    for sql in [
+        "SET sql_mode = 'ANSI'",
+        "SELECT @@autocommit",
+        "INSERT INTO fid_reset (v) VALUES (1)",
+        "SELECT @@in_transaction",
+        "ROLLBACK",
+        "SELECT COUNT(*) FROM fid_reset",
+    ] {
+        got.push(answer(&mut b, sql).await);
+    }
+    b.disconnect().await.unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_reset_keeps_the_servers_autocommit_off() {
+    let _settings = SERVER_SETTINGS.lock().await;
+    let cluster = fresh_table("fid_reset");
+    set_init_connect("SET autocommit=0");
+    let (yaml, ports) = Proxy::mysql_config(cluster);
+    let yaml = yaml.replace(
+        "    monitor: {",
+        "    pool: { mode: transaction, size: 1, checkout_timeout: 30s }\n    monitor: {",
+    );
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let direct = after_a_reset(cluster.primary_port()).await;
+    let proxied = after_a_reset(ports.listen).await;
+    set_init_connect("");
+    assert!(direct[1].ends_with("'0'\"]]"), "{direct:?}");
+    assert_eq!(proxied, direct);
+}

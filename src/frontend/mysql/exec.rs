@@ -85,16 +85,29 @@ impl Relay {
                 )
                 .await
                 .map_err(|_| MysqlBackendError::Timeout(deadline))??;
-                if let Consumed::Err(e) = r {
-                    return Err(MysqlBackendError::Protocol(format!(
-                        "could not reset a pooled connection: {} {}",
-                        e.code, e.message
-                    )));
-                }
+                let now = match r {
+                    Consumed::Err(e) => {
+                        return Err(MysqlBackendError::Protocol(format!(
+                            "could not reset a pooled connection: {} {}",
+                            e.code, e.message
+                        )))
+                    }
+                    Consumed::Ok { status } => status,
+                };
                 b.applied = 0;
                 b.applied_hash = 0;
                 b.stmts.clear();
                 tracing::debug!(cluster = %self.ctx.name, server, "pooled connection reset");
+                // The server's init_connect ran at login only: a reset that undid its autocommit
+                // (`SET autocommit=0`) needs a fresh connection, as a new session would get.
+                if let (Some(now), Some(init)) = (now, b.initial_status) {
+                    if (now ^ init) & status::AUTOCOMMIT != 0 {
+                        self.replace_backend(server).await?;
+                        if let Some(fresh) = self.backends[server].as_mut() {
+                            fresh.reset_unsafe = true;
+                        }
+                    }
+                }
             }
         }
         let Relay {

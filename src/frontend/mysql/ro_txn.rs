@@ -136,7 +136,9 @@ impl Relay {
             .await
             .map_err(|e| e.to_string())?;
         let mut log = std::mem::take(&mut self.txn_log);
-        if log.is_empty() {
+        // With autocommit off the transaction began implicitly and so does the primary's, at
+        // the statement itself.
+        if log.is_empty() && self.autocommit {
             log.push(FALLBACK_BEGIN.to_vec());
         }
         let deadline = self.ctx.limits().session_replay_timeout;
