@@ -341,3 +341,28 @@ async fn a_pooled_connection_reset_keeps_the_servers_autocommit_off() {
     assert!(direct[1].ends_with("'0'\"]]"), "{direct:?}");
     assert_eq!(proxied, direct);
 }
+
+/// After `SET wait_timeout = 1` and 2 s idle: does the next query fail (the server closed the
+/// session) and does a session that kept the default still answer?
+async fn gone_after_wait_timeout(port: u16) -> (bool, bool) {
+    let mut short = connect(port).await;
+    let mut long = connect(port).await;
+    short.query_drop("SET wait_timeout = 1").await.unwrap();
+    long.query_drop("SET wait_timeout = 60").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let short_gone = short.query_drop("SELECT 1 + 1").await.is_err();
+    let long_alive = long.query_drop("SELECT 1 + 1").await.is_ok();
+    (short_gone, long_alive)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_idle_past_its_wait_timeout_is_closed() {
+    let cluster = shared_mysql();
+    let direct = gone_after_wait_timeout(cluster.primary_port()).await;
+    assert_eq!(direct, (true, true));
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        let proxied = gone_after_wait_timeout(ports.listen).await;
+        assert_eq!(proxied, direct, "{mode} pooling");
+    }
+}

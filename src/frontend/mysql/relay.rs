@@ -114,6 +114,8 @@ pub(super) struct Relay {
     pub pause_pass: Option<Pass>,
     /// `SET @switchyard_debug = 1`: each routing decision is logged.
     pub debug: bool,
+    /// The client's own `SET wait_timeout`: it is disconnected after that long idle.
+    pub wait_timeout: Option<Duration>,
     /// Where the session's diagnostics and last insert id are ([`diag`]).
     diag: diag::Diag,
 }
@@ -193,6 +195,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         gate_pass: None,
         pause_pass: None,
         debug: false,
+        wait_timeout: None,
         diag: diag::Diag::default(),
     };
     let r = match relay.start().await {
@@ -374,9 +377,17 @@ impl Relay {
     }
 
     async fn run(&mut self) -> Result<(), MyError> {
+        let mut idle_since = Instant::now();
         loop {
             self.client.flush().await?;
             let idle = self.txn.is_none();
+            let wait_timeout = self.wait_timeout;
+            let timed_out = async {
+                match wait_timeout {
+                    Some(d) => tokio::time::sleep_until((idle_since + d).into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let hold = self.diag_deadline();
             let held = async {
                 match hold {
@@ -390,6 +401,12 @@ impl Relay {
                 () = held => {
                     self.diag_expired();
                     continue;
+                }
+                () = timed_out => {
+                    // As the server does: the connection closes, the client learns it at its
+                    // next command (2006 / 2013).
+                    tracing::debug!(cluster = %self.ctx.name, "wait_timeout: closing an idle session");
+                    return Ok(());
                 }
                 _ = &mut self.drain, if idle => {
                     tracing::debug!(cluster = %self.ctx.name, "draining: closing an idle session");
@@ -432,6 +449,10 @@ impl Relay {
                         self.local_ok();
                         continue;
                     }
+                    let wait = (class.intent == Intent::SessionSet)
+                        .then(|| wait_timeout::setting(&text))
+                        .flatten();
+                    let applied = self.history.len();
                     // `@@socket` names the proxy's socket (the config is loaded only when the
                     // text has an `@@` at all).
                     let rewritten = if text.contains("@@") {
@@ -449,6 +470,9 @@ impl Relay {
                         None => p,
                     };
                     self.command(p, class, started).await?;
+                    if let Some(w) = wait.filter(|_| self.history.len() > applied) {
+                        self.wait_timeout = w;
+                    }
                 }
                 COM_INIT_DB | COM_SET_OPTION => {
                     let class = Classification {
@@ -489,6 +513,7 @@ impl Relay {
                 }
             }
             self.release_idle();
+            idle_since = Instant::now();
         }
     }
 
@@ -537,6 +562,7 @@ impl Relay {
         };
         self.pinned = None;
         self.pin_gauge = None;
+        self.wait_timeout = None;
         self.diag_reset();
         self.route_override = RouteOverride::Auto;
         self.consistency = None;
@@ -616,3 +642,5 @@ mod ro_txn;
 mod socket_var;
 #[path = "stmt_exec.rs"]
 mod stmt_exec;
+#[path = "wait_timeout.rs"]
+mod wait_timeout;
