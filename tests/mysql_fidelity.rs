@@ -203,55 +203,65 @@ async fn autocommit_off_keeps_a_session_in_one_transaction() {
 /// temporary tables (MariaDB refuses them there), a prepared statement, a refused write, and
 /// writes after the transaction. What each answered.
 async fn state_in_read_only_transactions(port: u16) -> Vec<String> {
+    eventual_answers(
+        port,
+        &[
+            // The replica binlogged this transaction as its own (its SAVEPOINTs and ROLLBACK).
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "SAVEPOINT sp",
+            "DROP TEMPORARY TABLE IF EXISTS no_such_tmp",
+            "SHOW WARNINGS",
+            "SAVEPOINT sp",
+            "ROLLBACK TO SAVEPOINT sp",
+            "ROLLBACK",
+            // A temporary table made in a read-only transaction would pin the session (MariaDB 10.11
+            // refuses it: 1792).
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "CREATE TEMPORARY TABLE ro_tmp (id INT)",
+            "INSERT INTO ro_tmp VALUES (1), (2)",
+            "COMMIT",
+            "INSERT INTO fid_ro_state (v) VALUES (1)",
+            "SELECT COUNT(*) FROM ro_tmp",
+            // A statement prepared in one pinned the session to the replica (later writes: 1290).
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "PREPARE ps FROM 'SELECT 1'",
+            "COMMIT",
+            "INSERT INTO fid_ro_state (v) VALUES (3)",
+            "EXECUTE ps",
+            // Pinned there, a transaction that dropped a temporary table was binlogged by the
+            // replica as its own (its SAVEPOINT and ROLLBACK), and its replication stopped (1950).
+            "CREATE TEMPORARY TABLE ro_tmp2 (id INT)",
+            "START TRANSACTION",
+            "SAVEPOINT sp",
+            "INSERT INTO ro_tmp2 VALUES (1)",
+            "DROP TEMPORARY TABLE IF EXISTS no_such_tmp",
+            "ROLLBACK",
+            "DROP TEMPORARY TABLE ro_tmp2",
+            // A refused write: the primary's error and warnings.
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "UPDATE fid_ro_state SET v = v + 1",
+            "SHOW WARNINGS",
+            "ROLLBACK",
+            "DROP TEMPORARY TABLE ro_tmp",
+            "INSERT INTO fid_ro_state (v) VALUES (2)",
+        ],
+    )
+    .await
+}
+
+/// What each of `sqls` answered in one session whose reads may go to any replica
+/// (`eventual`).
+async fn eventual_answers(port: u16, sqls: &[&str]) -> Vec<String> {
     let mut c = connect(port).await;
     c.query_drop("SET @switchyard_consistency = 'eventual'")
         .await
         .unwrap();
     let mut got = Vec::new();
-    for sql in [
-        // The replica binlogged this transaction as its own (its SAVEPOINTs and ROLLBACK).
-        "START TRANSACTION READ ONLY",
-        "SELECT COUNT(*) > 0 FROM fid_ro_state",
-        "SAVEPOINT sp",
-        "DROP TEMPORARY TABLE IF EXISTS no_such_tmp",
-        "SHOW WARNINGS",
-        "SAVEPOINT sp",
-        "ROLLBACK TO SAVEPOINT sp",
-        "ROLLBACK",
-        // A temporary table made in a read-only transaction would pin the session (MariaDB 10.11
-        // refuses it: 1792).
-        "START TRANSACTION READ ONLY",
-        "SELECT COUNT(*) > 0 FROM fid_ro_state",
-        "CREATE TEMPORARY TABLE ro_tmp (id INT)",
-        "INSERT INTO ro_tmp VALUES (1), (2)",
-        "COMMIT",
-        "INSERT INTO fid_ro_state (v) VALUES (1)",
-        "SELECT COUNT(*) FROM ro_tmp",
-        // A statement prepared in one pinned the session to the replica (later writes: 1290).
-        "START TRANSACTION READ ONLY",
-        "SELECT COUNT(*) > 0 FROM fid_ro_state",
-        "PREPARE ps FROM 'SELECT 1'",
-        "COMMIT",
-        "INSERT INTO fid_ro_state (v) VALUES (3)",
-        "EXECUTE ps",
-        // Pinned there, a transaction that dropped a temporary table was binlogged by the
-        // replica as its own (its SAVEPOINT and ROLLBACK), and its replication stopped (1950).
-        "CREATE TEMPORARY TABLE ro_tmp2 (id INT)",
-        "START TRANSACTION",
-        "SAVEPOINT sp",
-        "INSERT INTO ro_tmp2 VALUES (1)",
-        "DROP TEMPORARY TABLE IF EXISTS no_such_tmp",
-        "ROLLBACK",
-        "DROP TEMPORARY TABLE ro_tmp2",
-        // A refused write: the primary's error and warnings.
-        "START TRANSACTION READ ONLY",
-        "SELECT COUNT(*) > 0 FROM fid_ro_state",
-        "UPDATE fid_ro_state SET v = v + 1",
-        "SHOW WARNINGS",
-        "ROLLBACK",
-        "DROP TEMPORARY TABLE ro_tmp",
-        "INSERT INTO fid_ro_state (v) VALUES (2)",
-    ] {
+    for sql in sqls {
         got.push(answer(&mut c, sql).await);
     }
     c.disconnect().await.unwrap();
@@ -365,4 +375,44 @@ async fn a_session_idle_past_its_wait_timeout_is_closed() {
         let proxied = gone_after_wait_timeout(ports.listen).await;
         assert_eq!(proxied, direct, "{mode} pooling");
     }
+}
+
+/// `FOUND_ROWS()` after a write counts the session's last SELECT (which ran on a replica).
+async fn found_rows_after_a_write(port: u16) -> Vec<String> {
+    let got = eventual_answers(
+        port,
+        &[
+            "SELECT v FROM fid_found ORDER BY id",
+            "INSERT INTO fid_found (v) VALUES (7)",
+            "SELECT FOUND_ROWS()",
+            "SELECT SQL_CALC_FOUND_ROWS v FROM fid_found ORDER BY id LIMIT 1",
+            "UPDATE fid_found SET v = v + 1 WHERE v = 7",
+            "SELECT FOUND_ROWS()",
+            "SELECT FOUND_ROWS()",
+        ],
+    )
+    .await;
+    let cluster = shared_mysql();
+    cluster.sql(
+        cluster.primary_port(),
+        "DELETE FROM app.fid_found WHERE v > 1",
+    );
+    cluster.wait_replicas_caught_up();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_rows_counts_the_last_select_in_session_pooling() {
+    let cluster = fresh_table("fid_found");
+    cluster.sql(
+        cluster.primary_port(),
+        "INSERT INTO app.fid_found (v) VALUES (1), (1)",
+    );
+    cluster.wait_replicas_caught_up();
+    let direct = found_rows_after_a_write(cluster.primary_port()).await;
+    assert!(direct[2].ends_with("'3'\"]]"), "{direct:?}");
+    let (_proxy, ports) = start("session");
+    cluster.wait_replicas_caught_up();
+    let proxied = found_rows_after_a_write(ports.listen).await;
+    assert_eq!(proxied, direct);
 }
