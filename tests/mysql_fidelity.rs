@@ -416,3 +416,27 @@ async fn found_rows_counts_the_last_select_in_session_pooling() {
     let proxied = found_rows_after_a_write(ports.listen).await;
     assert_eq!(proxied, direct);
 }
+
+/// The warnings of a SELECT (its result set ends with an OK packet under CLIENT_DEPRECATE_EOF,
+/// which mysql_async asks for) are still there for the next statement in transaction pooling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_of_a_select_are_read_in_transaction_pooling() {
+    let cluster = shared_mysql();
+    let sqls = [
+        "SELECT 'a' || 'b'",
+        "SHOW WARNINGS",
+        "SELECT 1/0",
+        "SHOW WARNINGS",
+        "SELECT CAST('abc' AS SIGNED)",
+        "SELECT @@warning_count",
+        "SELECT 1/0",
+        "SHOW COUNT(*) WARNINGS",
+    ];
+    let direct = eventual_answers(cluster.primary_port(), &sqls).await;
+    assert!(direct[3].contains("1365"), "{direct:?}");
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        let proxied = eventual_answers(ports.listen, &sqls).await;
+        assert_eq!(proxied, direct, "{mode} pooling");
+    }
+}

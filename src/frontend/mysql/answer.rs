@@ -19,7 +19,10 @@ fn ending(step: &Step, payload: &[u8], caps: u32, expect: Expect) -> (Option<u64
     if !matches!(step, Step::Done { .. }) || expect == Expect::Prepare {
         return (None, false, false);
     }
-    if is_eof(payload) {
+    // Under CLIENT_DEPRECATE_EOF a result set ends with an OK (0xFE header, 7 bytes when it has
+    // no info), which reads as an EOF by its length but holds the warning count elsewhere.
+    let deprecate_eof = caps & crate::wire::mysql::packet::caps::CLIENT_DEPRECATE_EOF != 0;
+    if is_eof(payload) && !deprecate_eof {
         return (None, parse_eof(payload).is_none_or(|(w, _)| w != 0), true);
     }
     match payload.first() {
