@@ -72,6 +72,16 @@ impl Relay {
         self.release_idle();
     }
 
+    /// The connection `FOUND_ROWS()` reads: the one that ran the last statement answered with
+    /// rows while it is attached, else (transaction pooling gave it back) the previous
+    /// statement's, as for the other diagnostics.
+    fn found_rows_at(&self) -> Option<usize> {
+        self.diag
+            .rows_at
+            .filter(|&s| self.backends[s].is_some())
+            .or(self.diag.prev_at)
+    }
+
     /// The proxy answered a statement itself (rows, no warnings): the session's previous
     /// statement ran on no connection.
     pub(super) fn diag_answered_locally(&mut self) {
@@ -118,7 +128,7 @@ impl Relay {
     pub(super) fn diag_target(&self, class: Classification) -> Option<Decision> {
         let now = self.diag.now;
         let server = if now.found_rows {
-            self.diag.rows_at?
+            self.found_rows_at()?
         } else if now.previous {
             self.diag.prev_at?
         } else if now.insert_id {
@@ -149,7 +159,7 @@ impl Relay {
     pub(super) async fn diag_prepare(&mut self, server: usize) -> Result<(), MysqlBackendError> {
         let now = self.diag.now;
         let at = if now.found_rows {
-            self.diag.rows_at
+            self.found_rows_at()
         } else {
             self.diag.prev_at
         };
