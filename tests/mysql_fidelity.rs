@@ -71,18 +71,24 @@ async fn read_only_writes(port: u16) -> Vec<Option<(u16, String)>> {
     got
 }
 
+/// Table `app.<name>` made anew with one row (id, v), on every replica too.
+fn fresh_table(name: &str) -> &'static support::MariaDbCluster {
+    let cluster = shared_mysql();
+    cluster.sql(
+        cluster.primary_port(),
+        &format!("DROP TABLE IF EXISTS app.{name}; CREATE TABLE app.{name} (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO app.{name} (v) VALUES (0)"),
+    );
+    cluster.wait_replicas_caught_up();
+    cluster
+}
+
 /// Server settings changed by a test are global: one such test at a time.
 static SERVER_SETTINGS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_in_read_only_transactions_fail_as_on_the_primary() {
     let _settings = SERVER_SETTINGS.lock().await;
-    let cluster = shared_mysql();
-    cluster.sql(
-        cluster.primary_port(),
-        "DROP TABLE IF EXISTS app.fid_ro; CREATE TABLE app.fid_ro (id INT AUTO_INCREMENT PRIMARY KEY, v INT); INSERT INTO app.fid_ro (v) VALUES (0)",
-    );
-    cluster.wait_replicas_caught_up();
+    let cluster = fresh_table("fid_ro");
     let direct = read_only_writes(cluster.primary_port()).await;
     let want = Some((1792u16, "25006".to_string()));
     assert!(direct.iter().all(|d| *d == want), "direct: {direct:?}");
@@ -273,5 +279,222 @@ async fn wait_timeout_ends_an_idle_session() {
             survives_idle(ports.listen, short).await,
             "{mode}: closed early"
         );
+    }
+}
+
+/// Statements that change state inside `START TRANSACTION READ ONLY` (which runs on a replica):
+/// temporary tables (MariaDB refuses them there), a prepared statement, a refused write, and
+/// writes after the transaction. What each answered.
+async fn state_in_read_only_transactions(port: u16) -> Vec<String> {
+    eventual_answers(
+        port,
+        &[
+            // The replica binlogged this transaction as its own (its SAVEPOINTs and ROLLBACK).
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "SAVEPOINT sp",
+            "DROP TEMPORARY TABLE IF EXISTS no_such_tmp",
+            "SHOW WARNINGS",
+            "SAVEPOINT sp",
+            "ROLLBACK TO SAVEPOINT sp",
+            "ROLLBACK",
+            // A temporary table made in a read-only transaction would pin the session (MariaDB 10.11
+            // refuses it: 1792).
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "CREATE TEMPORARY TABLE ro_tmp (id INT)",
+            "INSERT INTO ro_tmp VALUES (1), (2)",
+            "COMMIT",
+            "INSERT INTO fid_ro_state (v) VALUES (1)",
+            "SELECT COUNT(*) FROM ro_tmp",
+            // A statement prepared in one pinned the session to the replica (later writes: 1290).
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "PREPARE ps FROM 'SELECT 1'",
+            "COMMIT",
+            "INSERT INTO fid_ro_state (v) VALUES (3)",
+            "EXECUTE ps",
+            // Pinned there, a transaction that dropped a temporary table was binlogged by the
+            // replica as its own (its SAVEPOINT and ROLLBACK), and its replication stopped (1950).
+            "CREATE TEMPORARY TABLE ro_tmp2 (id INT)",
+            "START TRANSACTION",
+            "SAVEPOINT sp",
+            "INSERT INTO ro_tmp2 VALUES (1)",
+            "DROP TEMPORARY TABLE IF EXISTS no_such_tmp",
+            "ROLLBACK",
+            "DROP TEMPORARY TABLE ro_tmp2",
+            // A refused write: the primary's error and warnings.
+            "START TRANSACTION READ ONLY",
+            "SELECT COUNT(*) > 0 FROM fid_ro_state",
+            "UPDATE fid_ro_state SET v = v + 1",
+            "SHOW WARNINGS",
+            "ROLLBACK",
+            "DROP TEMPORARY TABLE ro_tmp",
+            "INSERT INTO fid_ro_state (v) VALUES (2)",
+        ],
+    )
+    .await
+}
+
+/// What each of `sqls` answered in one session whose reads may go to any replica
+/// (`eventual`).
+async fn eventual_answers(port: u16, sqls: &[&str]) -> Vec<String> {
+    let mut c = connect(port).await;
+    c.query_drop("SET @switchyard_consistency = 'eventual'")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for sql in sqls {
+        got.push(answer(&mut c, sql).await);
+    }
+    c.disconnect().await.unwrap();
+    got
+}
+
+/// Transactions in a replica's binlog that the replica made itself (server id not 1): a
+/// replica must only ever apply the primary's.
+fn own_gtids() -> Vec<String> {
+    let cluster = shared_mysql();
+    cluster
+        .replica_ports()
+        .iter()
+        .flat_map(|&port| {
+            let pos = cluster.sql(port, "SELECT @@gtid_binlog_pos");
+            pos.split(',')
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty() && g.split('-').nth(1) != Some("1"))
+                .map(|g| format!("port {port}: {g}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_transactions_change_no_state_on_a_replica() {
+    let _settings = SERVER_SETTINGS.lock().await;
+    let cluster = fresh_table("fid_ro_state");
+    let direct = state_in_read_only_transactions(cluster.primary_port()).await;
+    assert!(
+        direct[30].contains("1792") && direct[31].contains("1792"),
+        "{direct:?}"
+    );
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        let proxied = state_in_read_only_transactions(ports.listen).await;
+        let own = own_gtids();
+        assert!(
+            own.is_empty(),
+            "{mode} pooling: replicas binlogged transactions of their own: {own:?}"
+        );
+        assert_eq!(proxied, direct, "{mode} pooling");
+    }
+    cluster.wait_replicas_caught_up();
+}
+
+/// Two sessions one after the other on a pool of one connection per server: the second one's
+/// settings differ, so its pooled connection is reset first. What the second one sees.
+async fn after_a_reset(port: u16) -> Vec<String> {
+    let mut a = connect(port).await;
+    for sql in ["SET time_zone = '+01:00'", "SELECT COUNT(*) FROM fid_reset"] {
+        a.query_drop(sql).await.unwrap();
+    }
+    a.query_drop("COMMIT").await.unwrap();
+    a.disconnect().await.unwrap();
+    let mut b = connect(port).await;
+    let mut got = Vec::new();
+    for sql in [
+        "SET sql_mode = 'ANSI'",
+        "SELECT @@autocommit",
+        "INSERT INTO fid_reset (v) VALUES (1)",
+        "SELECT @@in_transaction",
+        "ROLLBACK",
+        "SELECT COUNT(*) FROM fid_reset",
+    ] {
+        got.push(answer(&mut b, sql).await);
+    }
+    b.disconnect().await.unwrap();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_reset_keeps_the_servers_autocommit_off() {
+    let _settings = SERVER_SETTINGS.lock().await;
+    let cluster = fresh_table("fid_reset");
+    set_init_connect("SET autocommit=0");
+    let (yaml, ports) = Proxy::mysql_config(cluster);
+    let yaml = yaml.replace(
+        "    monitor: {",
+        "    pool: { mode: transaction, size: 1, checkout_timeout: 30s }\n    monitor: {",
+    );
+    let proxy = Proxy::start(&yaml);
+    proxy.wait_topology(3);
+    let direct = after_a_reset(cluster.primary_port()).await;
+    let proxied = after_a_reset(ports.listen).await;
+    set_init_connect("");
+    assert!(direct[1].ends_with("'0'\"]]"), "{direct:?}");
+    assert_eq!(proxied, direct);
+}
+
+/// `FOUND_ROWS()` after a write counts the session's last SELECT (which ran on a replica).
+async fn found_rows_after_a_write(port: u16) -> Vec<String> {
+    let got = eventual_answers(
+        port,
+        &[
+            "SELECT v FROM fid_found ORDER BY id",
+            "INSERT INTO fid_found (v) VALUES (7)",
+            "SELECT FOUND_ROWS()",
+            "SELECT SQL_CALC_FOUND_ROWS v FROM fid_found ORDER BY id LIMIT 1",
+            "UPDATE fid_found SET v = v + 1 WHERE v = 7",
+            "SELECT FOUND_ROWS()",
+            "SELECT FOUND_ROWS()",
+        ],
+    )
+    .await;
+    let cluster = shared_mysql();
+    cluster.sql(
+        cluster.primary_port(),
+        "DELETE FROM app.fid_found WHERE v > 1",
+    );
+    cluster.wait_replicas_caught_up();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_rows_counts_the_last_select_in_session_pooling() {
+    let cluster = fresh_table("fid_found");
+    cluster.sql(
+        cluster.primary_port(),
+        "INSERT INTO app.fid_found (v) VALUES (1), (1)",
+    );
+    cluster.wait_replicas_caught_up();
+    let direct = found_rows_after_a_write(cluster.primary_port()).await;
+    assert!(direct[2].ends_with("'3'\"]]"), "{direct:?}");
+    let (_proxy, ports) = start("session");
+    cluster.wait_replicas_caught_up();
+    let proxied = found_rows_after_a_write(ports.listen).await;
+    assert_eq!(proxied, direct);
+}
+
+/// The warnings of a SELECT (its result set ends with an OK packet under CLIENT_DEPRECATE_EOF,
+/// which mysql_async asks for) are still there for the next statement in transaction pooling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_of_a_select_are_read_in_transaction_pooling() {
+    let cluster = shared_mysql();
+    let sqls = [
+        "SELECT 'a' || 'b'",
+        "SHOW WARNINGS",
+        "SELECT 1/0",
+        "SHOW WARNINGS",
+        "SELECT CAST('abc' AS SIGNED)",
+        "SELECT @@warning_count",
+        "SELECT 1/0",
+        "SHOW COUNT(*) WARNINGS",
+    ];
+    let direct = eventual_answers(cluster.primary_port(), &sqls).await;
+    assert!(direct[3].contains("1365"), "{direct:?}");
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        let proxied = eventual_answers(ports.listen, &sqls).await;
+        assert_eq!(proxied, direct, "{mode} pooling");
     }
 }

@@ -21,6 +21,9 @@ pub struct DiagUse {
     pub insert_id: bool,
     /// `SQL_CALC_FOUND_ROWS`: the answer leaves a count for a later `FOUND_ROWS()`.
     pub calc_found_rows: bool,
+    /// Of what the previous statements left, reads only `FOUND_ROWS()`: the count of the
+    /// session's last statement answered with rows, not necessarily the previous one.
+    pub found_rows: bool,
 }
 
 impl DiagUse {
@@ -63,6 +66,7 @@ fn unscoped(word: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// One pass over `sql`: see [`DiagUse`].
 pub fn diag_use(sql: &[u8]) -> DiagUse {
     let mut u = DiagUse::default();
+    let mut other_reads = false;
     let mut i = 0;
     while i < sql.len() {
         if !word_byte(sql[i]) {
@@ -84,10 +88,16 @@ pub fn diag_use(sql: &[u8]) -> DiagUse {
             u.insert_id = true;
         } else if is(&READS) {
             u.previous = true;
+            if word.eq_ignore_ascii_case(b"found_rows") {
+                u.found_rows = true;
+            } else {
+                other_reads = true;
+            }
         } else if word.eq_ignore_ascii_case(b"sql_calc_found_rows") {
             u.calc_found_rows = true;
         }
     }
+    u.found_rows &= !other_reads;
     u
 }
 
@@ -126,6 +136,10 @@ mod tests {
         ] {
             assert!(reads(sql), "{sql}");
         }
+        let found = |s: &str| diag_use(s.as_bytes()).found_rows;
+        assert!(found("SELECT FOUND_ROWS()"));
+        assert!(!found("SELECT FOUND_ROWS(), ROW_COUNT()"));
+        assert!(!found("SHOW WARNINGS"));
         let id = |s: &str| diag_use(s.as_bytes()).insert_id;
         assert!(id("SELECT LAST_INSERT_ID() + 1"));
         assert!(id("SELECT @@IDENTITY"));

@@ -20,7 +20,10 @@ fn ending(step: &Step, payload: &[u8], caps: u32, expect: Expect) -> Ending {
     if !matches!(step, Step::Done { .. }) || expect == Expect::Prepare {
         return none;
     }
-    if is_eof(payload) {
+    // Under CLIENT_DEPRECATE_EOF a result set ends with an OK (0xFE header, 7 bytes when it has
+    // no info), which reads as an EOF by its length but holds the warning count elsewhere.
+    let deprecate_eof = caps & crate::wire::mysql::packet::caps::CLIENT_DEPRECATE_EOF != 0;
+    if is_eof(payload) && !deprecate_eof {
         return (
             None,
             parse_eof(payload).is_none_or(|(w, _)| w != 0),

@@ -43,6 +43,7 @@ impl Relay {
         self.stmts.clear();
         self.cursors.clear();
         self.txn = None;
+        self.txn_log.clear();
         self.autocommit = self.default_autocommit.unwrap_or(true);
         self.status = if self.autocommit {
             status::AUTOCOMMIT

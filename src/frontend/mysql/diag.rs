@@ -36,6 +36,9 @@ pub(super) struct Diag {
     pub(super) prev_at: Option<usize>,
     /// That statement answered with rows (else with an OK or an ERR).
     pub(super) prev_rows: bool,
+    /// The server whose attached connection ran the session's last statement answered with
+    /// rows: what `FOUND_ROWS()` counts (a write in between does not change it).
+    pub(super) rows_at: Option<usize>,
     /// The server whose attached connection holds the session's last insert id.
     pub(super) insert_id_at: Option<usize>,
     /// Transaction pooling: a connection kept for a diagnostics read, until this deadline.
@@ -77,12 +80,23 @@ impl Relay {
         self.release_idle();
     }
 
+    /// The connection `FOUND_ROWS()` reads: the one that ran the last statement answered with
+    /// rows while it is attached, else (transaction pooling gave it back) the previous
+    /// statement's, as for the other diagnostics.
+    fn found_rows_at(&self) -> Option<usize> {
+        self.diag
+            .rows_at
+            .filter(|&s| self.backends[s].is_some())
+            .or(self.diag.prev_at)
+    }
+
     /// The proxy answered a statement itself (rows, no warnings): the session's previous
     /// statement ran on no connection.
     pub(super) fn diag_answered_locally(&mut self) {
         self.diag.prev_at = None;
         self.diag.prev_rows = true;
         self.diag.row_count = Some(-1);
+        self.diag.rows_at = None;
         self.diag.hold = None;
         self.release_idle();
     }
@@ -107,6 +121,9 @@ impl Relay {
         if d.prev_at == Some(server) {
             d.prev_at = None;
         }
+        if d.rows_at == Some(server) {
+            d.rows_at = None;
+        }
         if d.insert_id_at == Some(server) {
             d.insert_id_at = None;
         }
@@ -129,7 +146,9 @@ impl Relay {
     /// diagnostic functions).
     pub(super) fn diag_target(&self, class: Classification) -> Option<Decision> {
         let now = self.diag.now;
-        let server = if now.previous {
+        let server = if now.found_rows {
+            self.found_rows_at()?
+        } else if now.previous {
             self.diag.prev_at?
         } else if now.insert_id {
             self.diag.insert_id_at?
@@ -158,7 +177,12 @@ impl Relay {
     /// and last insert id (see the module comment).
     pub(super) async fn diag_prepare(&mut self, server: usize) -> Result<(), MysqlBackendError> {
         let now = self.diag.now;
-        let clean = now.previous && self.diag.prev_at != Some(server);
+        let at = if now.found_rows {
+            self.found_rows_at()
+        } else {
+            self.diag.prev_at
+        };
+        let clean = now.previous && at != Some(server);
         let restore_id = now.insert_id && self.diag.insert_id_at != Some(server);
         if !(clean || restore_id && !now.previous) {
             return Ok(());
@@ -170,7 +194,8 @@ impl Relay {
         };
         // The server clears warnings only at a statement that names a table: an empty
         // subquery on one (optimized away) does.
-        let sql = if clean && self.diag.prev_rows {
+        // FOUND_ROWS() counts the last SELECT: the clean statement must be one.
+        let sql = if clean && (self.diag.prev_rows || now.found_rows) {
             format!("SELECT 1 FROM DUAL WHERE {id} IS NULL AND ({NO_ROWS}) IS NULL")
         } else if clean {
             format!("DO {id}, ({NO_ROWS})")
@@ -213,6 +238,9 @@ impl Relay {
             Some(n) if !a.saw_err && !a.rows => i64::try_from(n).ok(),
             _ => Some(-1),
         };
+        if a.rows {
+            d.rows_at = Some(server);
+        }
         let new_id = a.insert_id.is_some_and(|id| id != 0) && !a.saw_err;
         if new_id || d.now.insert_id {
             // `LAST_INSERT_ID(expr)` sets it too, in any statement.

@@ -86,16 +86,29 @@ impl Relay {
                 )
                 .await
                 .map_err(|_| MysqlBackendError::Timeout(deadline))??;
-                if let Consumed::Err(e) = r {
-                    return Err(MysqlBackendError::Protocol(format!(
-                        "could not reset a pooled connection: {} {}",
-                        e.code, e.message
-                    )));
-                }
+                let now = match r {
+                    Consumed::Err(e) => {
+                        return Err(MysqlBackendError::Protocol(format!(
+                            "could not reset a pooled connection: {} {}",
+                            e.code, e.message
+                        )))
+                    }
+                    Consumed::Ok { status } => status,
+                };
                 b.applied = 0;
                 b.applied_hash = 0;
                 b.stmts.clear();
                 tracing::debug!(cluster = %self.ctx.name, server, "pooled connection reset");
+                // The server's init_connect ran at login only: a reset that undid its autocommit
+                // (`SET autocommit=0`) needs a fresh connection, as a new session would get.
+                if let (Some(now), Some(init)) = (now, b.initial_status) {
+                    if (now ^ init) & status::AUTOCOMMIT != 0 {
+                        self.replace_backend(server).await?;
+                        if let Some(fresh) = self.backends[server].as_mut() {
+                            fresh.reset_unsafe = true;
+                        }
+                    }
+                }
             }
         }
         let Relay {
@@ -185,9 +198,12 @@ impl Relay {
         if self.pause_pass.is_none() {
             self.pause_pass = Some(self.ctx.pass_pause().await);
         }
-        let r = self
-            .run_routed_once(class, started, build, expect, prepare, needs)
-            .await;
+        let r = if self.leave_replica_txn(class, prepare.is_some()).await {
+            self.run_routed_once(class, started, build, expect, prepare, needs)
+                .await
+        } else {
+            Ok(None)
+        };
         if self.txn.is_none() {
             self.gate_pass = None;
             self.pause_pass = None;
@@ -453,6 +469,7 @@ impl Relay {
             self.last_insert_id = id;
         }
         self.diag_after(server, &a);
+        self.note_txn_statement(class, sent, !a.saw_err);
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
             self.wrote = true;
         }

@@ -76,6 +76,8 @@ pub(super) struct Relay {
     /// next answer with a status (the connections stay with the session until then).
     pub unsure: bool,
     pub txn: Option<usize>,
+    /// The open transaction's `START TRANSACTION` and savepoint commands (see `ro_txn`).
+    pub txn_log: Vec<Vec<u8>>,
     pub autocommit: bool,
     /// Whether a server starts a session with autocommit on (`init_connect`, the global
     /// setting), learned from the first server connection the session gets.
@@ -173,6 +175,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         busy: false,
         unsure: false,
         txn: None,
+        txn_log: Vec::new(),
         autocommit: true,
         default_autocommit: None,
         status: status::AUTOCOMMIT,
@@ -571,6 +574,8 @@ mod exec;
 mod insert_id;
 #[path = "pooled.rs"]
 pub mod pooled;
+#[path = "ro_txn.rs"]
+mod ro_txn;
 #[path = "socket_var.rs"]
 mod socket_var;
 #[path = "stmt_exec.rs"]
