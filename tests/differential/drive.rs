@@ -146,7 +146,8 @@ pub async fn drive<S: Suite>(
     let started = Instant::now();
     let per_run = env
         .statements
-        .map(|n| (n / combos.len()).max(60))
+        // Rounded up to whole session scripts: at least `n` statements in all.
+        .map(|n| (n.div_ceil(combos.len() * SESSIONS) * SESSIONS).max(60))
         .unwrap_or(S::SHORT_STATEMENTS);
     println!(
         "{}: seed {} ({} combinations, {per_run} statements per run{}; SWITCHYARD_DIFF_SEED / SWITCHYARD_DIFF_STATEMENTS / SWITCHYARD_DIFF_COMBO / SWITCHYARD_DIFF_SELFCHECK)",
