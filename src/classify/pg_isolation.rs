@@ -134,51 +134,7 @@ pub fn sets_transaction_serializable(text: &str) -> bool {
 /// parameter, or `-c default_transaction_isolation=...` / `--default_transaction_isolation=...` in
 /// `options` (the last one wins, as on the server). `None`: the packet leaves it to the server.
 pub fn startup_serializable(params: &[(String, String)]) -> Option<bool> {
-    let mut out = None;
-    for (k, v) in params {
-        if k.eq_ignore_ascii_case(SETTING) {
-            out = Some(!harmless_text(v));
-        } else if k == "options" {
-            if let Some(s) = options_value(v) {
-                out = Some(s);
-            }
-        }
-    }
-    out
-}
-
-/// The setting in an `options` string: arguments split at unescaped blanks, `\` escaping.
-fn options_value(options: &str) -> Option<bool> {
-    let mut args = Vec::new();
-    let mut cur = String::new();
-    let mut chars = options.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => cur.extend(chars.next()),
-            c if c.is_ascii_whitespace() => {
-                if !cur.is_empty() {
-                    args.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        args.push(cur);
-    }
-    let mut out = None;
-    for a in &args {
-        let a = a
-            .strip_prefix("--")
-            .or_else(|| a.strip_prefix("-c"))
-            .unwrap_or(a);
-        if let Some((name, value)) = a.split_once('=') {
-            if name.replace('-', "_").eq_ignore_ascii_case(SETTING) {
-                out = Some(!harmless_text(value));
-            }
-        }
-    }
-    out
+    super::pg_setting::startup_setting(params, SETTING).map(|v| !harmless_text(&v))
 }
 
 #[cfg(test)]
