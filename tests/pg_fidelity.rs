@@ -824,3 +824,37 @@ async fn a_refused_read_only_transaction_moves_to_the_primary() {
         }
     }
 }
+
+/// A LISTEN in a READ ONLY transaction that cannot move (REPEATABLE READ after a read: its
+/// snapshot is the replica's) is refused by the replica (a known difference, 25006); the session
+/// is not pinned to that replica for it: after the transaction it writes (and LISTENs) as direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_listen_does_not_pin_to_the_replica() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let m = mode(pooled);
+        let c = connect(ports.listen).await;
+        c.simple_query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .unwrap();
+        assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "t", "{m}");
+        assert_eq!(outcome(&c, "LISTEN fid_ch").await, "25006", "{m}: LISTEN");
+        c.simple_query("ROLLBACK").await.unwrap();
+        assert_eq!(
+            outcome(&c, "INSERT INTO fid_w VALUES (2)").await,
+            "ok",
+            "{m}: INSERT"
+        );
+        assert_eq!(
+            outcome(&c, "LISTEN fid_ch").await,
+            "ok",
+            "{m}: LISTEN outside"
+        );
+        assert_eq!(
+            value(&c, "SELECT pg_is_in_recovery()").await,
+            "f",
+            "{m}: pinned"
+        );
+    }
+}

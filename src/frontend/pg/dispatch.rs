@@ -304,7 +304,10 @@ impl Relay {
         let first_read = self.follow_read_only(frames, info, d.route);
         self.count(d.route, d.reason);
         if let Some(c) = info.class {
-            if c.intent == Intent::Pin && self.pinned.is_none() {
+            // A LISTEN a replica got (in a READ ONLY transaction that could not move) is refused
+            // there, an UNLISTEN is a no-op: nothing to pin the session to that replica for.
+            let refused = c.reason == Reason::Listen && d.route == Route::Replica;
+            if c.intent == Intent::Pin && self.pinned.is_none() && !refused {
                 tracing::info!(cluster = %self.ctx.name, reason = c.reason.as_str(), "session pinned to the primary");
                 self.pinned = Some((server, c.reason));
                 self.pin_gauge = Some(self.ctx.metrics.pinned(&self.ctx.name, c.reason.as_str()));
