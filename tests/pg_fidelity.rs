@@ -752,6 +752,24 @@ async fn read_only_transactions_move_for_what_a_standby_refuses() {
                 "{what}"
             );
         }
+        // SET LOCAL and a savepoint before the LISTEN go along.
+        let c = connect(ports.listen).await;
+        for sql in [
+            "START TRANSACTION READ ONLY",
+            "SET LOCAL TimeZone = 'Asia/Tokyo'",
+            "SAVEPOINT s1",
+        ] {
+            c.simple_query(sql).await.unwrap();
+        }
+        assert_eq!(
+            outcome(&c, "LISTEN fid_ch").await,
+            "ok",
+            "{m}: LISTEN after SET LOCAL"
+        );
+        assert_eq!(value(&c, "SHOW TimeZone").await, "Asia/Tokyo", "{m}");
+        assert_eq!(outcome(&c, "ROLLBACK TO SAVEPOINT s1").await, "ok", "{m}");
+        assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "f", "{m}");
+        c.simple_query("COMMIT").await.unwrap();
         let c = connect(ports.listen).await;
         c.simple_query("BEGIN READ ONLY").await.unwrap();
         let set = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE";

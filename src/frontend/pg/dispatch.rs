@@ -243,6 +243,7 @@ impl Relay {
             be.state.statements.remove(&b""[..]);
         }
         let inj = state::plan(info, &mut be.state, &self.prepared);
+        let mut begin_answers = begin::BEGIN_ANSWERS;
         match (inj.frames.is_empty() && !begin, frames) {
             // The common simple Query: the client's bytes go out as they came, uncopied.
             (true, [one]) => be.conn.write_all(&one.raw).await?,
@@ -254,7 +255,10 @@ impl Relay {
                 out.reserve(batch_len(frames) + 64);
                 if begin {
                     match self.ro_txn.as_mut().and_then(|t| t.take_moved()) {
-                        Some(prefix) => out.extend_from_slice(&prefix),
+                        Some((prefix, n)) => {
+                            out.extend_from_slice(&prefix);
+                            begin_answers = n;
+                        }
                         None => out.extend_from_slice(begin::BEGIN_PREFIX),
                     }
                 }
@@ -349,7 +353,7 @@ impl Relay {
             _ => self.inflight.push_back(InFlight {
                 syncs: info.syncs,
                 swallow: inj.swallow,
-                begin: if begin { begin::BEGIN_ANSWERS } else { 0 },
+                begin: if begin { begin_answers } else { 0 },
                 saw_error: false,
                 session_texts: texts,
                 route: d.route,
