@@ -840,6 +840,25 @@ async fn a_refused_read_only_transaction_moves_to_the_primary() {
             c.simple_query("ROLLBACK").await.unwrap();
             assert_on_primary(&c, &format!("{what}: afterwards")).await;
         }
+        // A write (after a savepoint) as the first statement: refused as on the primary.
+        let c = connect_str(&pg_conn_str(
+            ports.listen,
+            SERIAL_ROLE,
+            SERIAL_PASSWORD,
+            "app",
+        ))
+        .await;
+        for sql in ["BEGIN READ ONLY", "SAVEPOINT s1"] {
+            c.simple_query(sql).await.unwrap();
+        }
+        let insert = "INSERT INTO fid_w VALUES (3)";
+        assert_eq!(
+            outcome(&c, insert).await,
+            "25006",
+            "{}: {insert}",
+            mode(pooled)
+        );
+        c.simple_query("ROLLBACK").await.unwrap();
     }
 }
 

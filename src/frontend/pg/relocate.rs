@@ -34,6 +34,9 @@ pub(super) struct ReadOnlyTxn {
     answers: u8,
     /// Moved: the primary gets `prefix` with the next request.
     moved: bool,
+    /// Its first statement was neither a read nor one run again: only the replica's refusal
+    /// of that statement moves it.
+    sealed: bool,
     /// The replica refused its first read serializable mode (the session's default): it moves
     /// with that read, run again.
     refused: bool,
@@ -137,6 +140,7 @@ impl Relay {
                     read: false,
                     answers: begin::BEGIN_ANSWERS,
                     moved: false,
+                    sealed: false,
                     refused: false,
                 }));
             }
@@ -153,6 +157,14 @@ impl Relay {
                     None => self.ro_txn = None,
                 }
                 false
+            }
+            // Anything else as the first statement: it takes the snapshot, so a replica may
+            // refuse it serializable mode (it then runs again on the primary); nothing else
+            // moves the transaction after it (what it did there would not go along).
+            (Some(t), Some(_)) if !t.read && !t.sealed => {
+                t.read = true;
+                t.sealed = true;
+                true
             }
             _ => {
                 self.ro_txn = None;
@@ -194,7 +206,8 @@ impl Relay {
             && info.class.is_some_and(|c| c.reason == Reason::Transaction)
             && texts(frames).any(|t| sets_transaction_serializable(&t));
         let quiet = self.inflight.is_empty() && !self.unsynced && self.status == b'T';
-        if !(listen || serializable || t.refused) || !quiet || (serializable && t.read) {
+        let asked = (listen || serializable) && !t.sealed;
+        if !(asked || t.refused) || !quiet || (serializable && t.read) {
             return Ok(false);
         }
         let read = t.read;
