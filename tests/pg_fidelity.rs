@@ -752,6 +752,24 @@ async fn read_only_transactions_move_for_what_a_standby_refuses() {
                 "{what}"
             );
         }
+        // SET LOCAL and a savepoint before the LISTEN go along.
+        let c = connect(ports.listen).await;
+        for sql in [
+            "START TRANSACTION READ ONLY",
+            "SET LOCAL TimeZone = 'Asia/Tokyo'",
+            "SAVEPOINT s1",
+        ] {
+            c.simple_query(sql).await.unwrap();
+        }
+        assert_eq!(
+            outcome(&c, "LISTEN fid_ch").await,
+            "ok",
+            "{m}: LISTEN after SET LOCAL"
+        );
+        assert_eq!(value(&c, "SHOW TimeZone").await, "Asia/Tokyo", "{m}");
+        assert_eq!(outcome(&c, "ROLLBACK TO SAVEPOINT s1").await, "ok", "{m}");
+        assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "f", "{m}");
+        c.simple_query("COMMIT").await.unwrap();
         let c = connect(ports.listen).await;
         c.simple_query("BEGIN READ ONLY").await.unwrap();
         let set = "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE";
@@ -822,5 +840,58 @@ async fn a_refused_read_only_transaction_moves_to_the_primary() {
             c.simple_query("ROLLBACK").await.unwrap();
             assert_on_primary(&c, &format!("{what}: afterwards")).await;
         }
+        // A write (after a savepoint) as the first statement: refused as on the primary.
+        let c = connect_str(&pg_conn_str(
+            ports.listen,
+            SERIAL_ROLE,
+            SERIAL_PASSWORD,
+            "app",
+        ))
+        .await;
+        for sql in ["BEGIN READ ONLY", "SAVEPOINT s1"] {
+            c.simple_query(sql).await.unwrap();
+        }
+        let insert = "INSERT INTO fid_w VALUES (3)";
+        assert_eq!(
+            outcome(&c, insert).await,
+            "25006",
+            "{}: {insert}",
+            mode(pooled)
+        );
+        c.simple_query("ROLLBACK").await.unwrap();
+    }
+}
+
+/// A LISTEN in a READ ONLY transaction that cannot move (REPEATABLE READ after a read: its
+/// snapshot is the replica's) is refused by the replica (a known difference, 25006); the session
+/// is not pinned to that replica for it: after the transaction it writes (and LISTENs) as direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_listen_does_not_pin_to_the_replica() {
+    setup();
+    for pooled in [false, true] {
+        let (_proxy, ports) = proxy(pooled);
+        let m = mode(pooled);
+        let c = connect(ports.listen).await;
+        c.simple_query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .unwrap();
+        assert_eq!(value(&c, "SELECT pg_is_in_recovery()").await, "t", "{m}");
+        assert_eq!(outcome(&c, "LISTEN fid_ch").await, "25006", "{m}: LISTEN");
+        c.simple_query("ROLLBACK").await.unwrap();
+        assert_eq!(
+            outcome(&c, "INSERT INTO fid_w VALUES (2)").await,
+            "ok",
+            "{m}: INSERT"
+        );
+        assert_eq!(
+            outcome(&c, "LISTEN fid_ch").await,
+            "ok",
+            "{m}: LISTEN outside"
+        );
+        assert_eq!(
+            value(&c, "SELECT pg_is_in_recovery()").await,
+            "f",
+            "{m}: pinned"
+        );
     }
 }

@@ -104,54 +104,15 @@ pub static KNOWN: &[Known] = &[
         differs: "ok vs error",
         direct: Out::Ok,
         proxied: Out::Err("25006"),
-        why:
-            "new class (1): a transaction begun READ ONLY runs on a standby, which refuses LISTEN \
-              ('cannot execute LISTEN during recovery'); the classifier would have to send a \
-              read-only transaction that LISTENs (or calls pg_notify) to the primary, which it \
-              cannot know at BEGIN. Being fixed with the PG primary-only state work",
-        issue: ISSUE,
-    },
-    Known {
-        id: "pg-show-transaction-read-only-on-standby",
-        protocol: "pg",
-        combo: &[],
-        classes: &["read-setting"],
-        sent: Sent::Text,
-        state: &["tx=None", "ro=false"],
-        sql: &["SHOW transaction_read_only"],
-        differs: "rows",
-        direct: Out::Shown("rows[1]=(off) affected=0"),
-        proxied: Out::Shown("rows[1]=(on) affected=0"),
-        why: "new class (2): outside a transaction the SHOW is a read and a standby answers it \
-              with its own `on`; reads of primary-only state are being routed to the primary \
-              (work in progress, not merged yet)",
-        issue: ISSUE,
-    },
-    Known {
-        id: "pg-prepared-missing-after-refused-parse",
-        protocol: "pg",
-        combo: &["/transaction_"],
-        classes: &[
-            "read-static-prepared",
-            "read-own-prepared",
-            "read-cross-prepared",
-        ],
-        sent: Sent::Prepared,
-        state: &["aborted=false"],
-        sql: &[],
-        differs: "ok vs error",
-        direct: Out::Ok,
-        proxied: Out::Err("26000"),
-        why: "transaction pooling, a statement the client prepared while its transaction was \
-              aborted (after a write refused in BEGIN ... READ ONLY): a later execution gets \
-              'prepared statement sN does not exist'; class (8) (26000 instead of 25P02 when \
-              that happens inside an aborted transaction, seen in an earlier long run) is the same. \
-              Likely cause (read in src/, not proven by a test): the proxy records which \
-              statements a pooled server connection holds when it sends the Parse \
-              (state::plan -> remember, before the server answers) and does not undo it when the \
-              server refuses the Parse (25P02 in an aborted transaction), so a later Bind on that \
-              connection goes without a re-Parse (PostgreSQL looks the statement up before it \
-              checks for an aborted transaction, hence 26000 there too). Not fixed yet",
+        why: "a transaction begun READ ONLY runs on a replica, which refuses LISTEN ('cannot \
+              execute LISTEN during recovery'). The proxy moves such a transaction to the primary \
+              before the LISTEN when it can (src/frontend/pg/relocate.rs: no read yet, or READ \
+              COMMITTED), not when a REPEATABLE READ or SERIALIZABLE transaction already read (its \
+              snapshot is the replica's and cannot move: fail-closed, the replica's refusal \
+              stands), or when something that is not run again on the primary ran in it before \
+              (a cursor, an error, a SET LOCAL sent with other statements). Direct, the primary runs LISTEN in a read-only transaction. The \
+              session is not pinned to the replica for it (pg_fidelity \
+              a_refused_listen_does_not_pin_to_the_replica)",
         issue: ISSUE,
     },
     Known {

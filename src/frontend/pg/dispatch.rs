@@ -243,6 +243,7 @@ impl Relay {
             be.state.statements.remove(&b""[..]);
         }
         let inj = state::plan(info, &mut be.state, &self.prepared);
+        let mut begin_answers = begin::BEGIN_ANSWERS;
         match (inj.frames.is_empty() && !begin, frames) {
             // The common simple Query: the client's bytes go out as they came, uncopied.
             (true, [one]) => be.conn.write_all(&one.raw).await?,
@@ -254,7 +255,10 @@ impl Relay {
                 out.reserve(batch_len(frames) + 64);
                 if begin {
                     match self.ro_txn.as_mut().and_then(|t| t.take_moved()) {
-                        Some(prefix) => out.extend_from_slice(&prefix),
+                        Some((prefix, n)) => {
+                            out.extend_from_slice(&prefix);
+                            begin_answers = n;
+                        }
                         None => out.extend_from_slice(begin::BEGIN_PREFIX),
                     }
                 }
@@ -304,7 +308,10 @@ impl Relay {
         let first_read = self.follow_read_only(frames, info, d.route);
         self.count(d.route, d.reason);
         if let Some(c) = info.class {
-            if c.intent == Intent::Pin && self.pinned.is_none() {
+            // A LISTEN a replica got (in a READ ONLY transaction that could not move) is refused
+            // there, an UNLISTEN is a no-op: nothing to pin the session to that replica for.
+            let refused = c.reason == Reason::Listen && d.route == Route::Replica;
+            if c.intent == Intent::Pin && self.pinned.is_none() && !refused {
                 tracing::info!(cluster = %self.ctx.name, reason = c.reason.as_str(), "session pinned to the primary");
                 self.pinned = Some((server, c.reason));
                 self.pin_gauge = Some(self.ctx.metrics.pinned(&self.ctx.name, c.reason.as_str()));
@@ -346,7 +353,7 @@ impl Relay {
             _ => self.inflight.push_back(InFlight {
                 syncs: info.syncs,
                 swallow: inj.swallow,
-                begin: if begin { begin::BEGIN_ANSWERS } else { 0 },
+                begin: if begin { begin_answers } else { 0 },
                 saw_error: false,
                 session_texts: texts,
                 route: d.route,

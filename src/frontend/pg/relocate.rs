@@ -10,8 +10,9 @@
 //! transaction is rolled back and the same BEGIN goes to the primary with that statement (as a
 //! pipelined BEGIN, `begin.rs`). It is moved only when nothing the client was told depends on the
 //! replica's transaction (fail-closed: otherwise the replica answers, as before):
-//! * the BEGIN was one plain statement (words and commas), and every request since it was a read
-//!   or only prepared statements (no SET LOCAL, savepoint, cursor, error: no state to carry);
+//! * the BEGIN was one plain statement (words and commas), and every request since it was a read,
+//!   only prepared statements, or (before the first read) one `SET LOCAL`, `SAVEPOINT`, `RELEASE`
+//!   or `ROLLBACK TO` sent as a simple Query, which run again after the BEGIN on the primary;
 //! * no read ran yet, or the transaction is READ COMMITTED (each statement takes its own snapshot,
 //!   so a later one may see later data; a REPEATABLE READ snapshot cannot move). A serializable
 //!   setting after a read is refused by the primary too ("must be called before any query").
@@ -29,18 +30,55 @@ pub(super) struct ReadOnlyTxn {
     prefix: Bytes,
     /// A read ran in it (it has a snapshot).
     read: bool,
+    /// Answers `prefix` gets: 3 for the BEGIN and for each statement run again after it.
+    answers: u8,
     /// Moved: the primary gets `prefix` with the next request.
     moved: bool,
+    /// Its first statement was neither a read nor one run again: only the replica's refusal
+    /// of that statement moves it.
+    sealed: bool,
     /// The replica refused its first read serializable mode (the session's default): it moves
     /// with that read, run again.
     refused: bool,
 }
 
 impl ReadOnlyTxn {
-    /// The BEGIN to send before the next request, once (when the transaction moves).
-    pub(super) fn take_moved(&mut self) -> Option<Bytes> {
-        std::mem::take(&mut self.moved).then(|| self.prefix.clone())
+    /// The BEGIN (and what followed it) to send before the next request, once (when the
+    /// transaction moves), with the number of answers it gets.
+    pub(super) fn take_moved(&mut self) -> Option<(Bytes, u8)> {
+        std::mem::take(&mut self.moved).then(|| (self.prefix.clone(), self.answers))
     }
+
+    /// Add a statement to run again after the BEGIN (Parse, Bind, Execute of its text).
+    fn push(&mut self, text: &str) {
+        let mut prefix = BytesMut::from(&self.prefix[..]);
+        prefix.extend_from_slice(&msg::parse("", text));
+        prefix.extend_from_slice(&begin::BEGIN_PREFIX[begin::BEGIN_PARSE_LEN..]);
+        self.prefix = prefix.freeze();
+        self.answers = self.answers.saturating_add(begin::BEGIN_ANSWERS);
+    }
+}
+
+/// A statement that may run before a transaction's first read and can go again as it is: one
+/// `SET LOCAL`, `SAVEPOINT`, `RELEASE` or `ROLLBACK TO` (no snapshot, no rows).
+fn replayable(frames: &[Frame]) -> Option<String> {
+    let [f] = frames else { return None };
+    let text = match (f.tag, msg::query_text(f.body())) {
+        (b'Q', Some(t)) => crate::wire::text(t),
+        _ => return None,
+    };
+    let t = text.trim();
+    let t = t.strip_suffix(';').unwrap_or(t).trim_end();
+    let mut words = t.split_ascii_whitespace().map(str::to_ascii_uppercase);
+    let first = words.next()?;
+    let second = words.next().unwrap_or_default();
+    let known = match first.as_str() {
+        "SET" => second == "LOCAL",
+        "SAVEPOINT" | "RELEASE" => true,
+        "ROLLBACK" => second == "TO",
+        _ => false,
+    };
+    (known && !t.contains(';')).then(|| t.to_string())
 }
 
 /// The text of a BEGIN that can go again as it is: one statement of words and commas.
@@ -100,7 +138,9 @@ impl Relay {
                 self.ro_txn = Some(Box::new(ReadOnlyTxn {
                     prefix: prefix.freeze(),
                     read: false,
+                    answers: begin::BEGIN_ANSWERS,
                     moved: false,
+                    sealed: false,
                     refused: false,
                 }));
             }
@@ -111,6 +151,21 @@ impl Relay {
             (Some(t), Some(Intent::Read)) => !std::mem::replace(&mut t.read, true),
             (Some(t), None) if !info.parses.is_empty() => !std::mem::replace(&mut t.read, true),
             (Some(_), None) => false,
+            (Some(t), Some(Intent::TxnControl)) if !t.read => {
+                match replayable(frames) {
+                    Some(text) => t.push(&text),
+                    None => self.ro_txn = None,
+                }
+                false
+            }
+            // Anything else as the first statement: it takes the snapshot, so a replica may
+            // refuse it serializable mode (it then runs again on the primary); nothing else
+            // moves the transaction after it (what it did there would not go along).
+            (Some(t), Some(_)) if !t.read && !t.sealed => {
+                t.read = true;
+                t.sealed = true;
+                true
+            }
             _ => {
                 self.ro_txn = None;
                 false
@@ -151,7 +206,8 @@ impl Relay {
             && info.class.is_some_and(|c| c.reason == Reason::Transaction)
             && texts(frames).any(|t| sets_transaction_serializable(&t));
         let quiet = self.inflight.is_empty() && !self.unsynced && self.status == b'T';
-        if !(listen || serializable || t.refused) || !quiet || (serializable && t.read) {
+        let asked = (listen || serializable) && !t.sealed;
+        if !(asked || t.refused) || !quiet || (serializable && t.read) {
             return Ok(false);
         }
         let read = t.read;
@@ -226,6 +282,33 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_runs_again_after_the_begin() {
+        let q = |t: &str| {
+            let mut b = BytesMut::from(&msg::query(t)[..]);
+            vec![crate::wire::pg::frame::split_frame(&mut b, 1 << 20)
+                .unwrap()
+                .unwrap()]
+        };
+        for t in [
+            "SET LOCAL TimeZone = 'UTC';",
+            "savepoint sp1",
+            "RELEASE SAVEPOINT sp1",
+            "ROLLBACK TO SAVEPOINT sp1",
+        ] {
+            assert!(replayable(&q(t)).is_some(), "{t}");
+        }
+        for t in [
+            "SET TimeZone = 'UTC'",
+            "SAVEPOINT a; SELECT 1",
+            "ROLLBACK",
+            "COMMIT",
+            "FETCH 1 FROM c",
+        ] {
+            assert!(replayable(&q(t)).is_none(), "{t}");
+        }
+    }
 
     #[test]
     fn only_plain_begins_move() {
