@@ -24,7 +24,8 @@
 # figure the median over rounds and each added figure paired with its round's direct run),
 # IDLE_CLIENTS (5000), BURST_CLIENTS (10000), BURST_POOL (50), BURST_CHECKOUT_TIMEOUT (30s),
 # PARTS ("pgbench sysbench latency memory"), TARGETS ("direct switchyard pgbouncer pgpool pgcat
-# pgdog"), CELLS (the pgbench workloads: "select-simple select-extended select-prepared tpcb-like
+# pgdog"; also switchyard-mt: --threads <cores>, the multi-threaded runtime, and switchyard-eventual:
+# consistency: eventual, both pgbench only), CELLS (the pgbench workloads: "select-simple select-extended select-prepared tpcb-like
 # read-txn"; also mix-simple, mix-extended, mix-prepared: issue 22's 80/20 mix, pgbench
 # -b select-only@8 -b tpcb-like@2, at each of CLIENTS), SYNC_COMMIT (off / on: ALTER SYSTEM on the
 # primary for the run, reset on exit; unset: left as the server has it), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
@@ -285,6 +286,8 @@ users_block() {
 
 SY_PID=""
 SY_LOG=""
+SY_TARGET_ARGS=() # a variant's extra proxy arguments (part_pgbench)
+SY_ROUTING_SED="" # a variant's change to the routing line (part_pgbench)
 # start_switchyard TAG CLUSTER PORT POOL_SIZE CHECKOUT_TIMEOUT [REPLICA_POOL_SIZE]: own switchyard on
 # PORT in front of the demo's CLUSTER in transaction mode; waits until the admin API shows a primary (and, for
 # PostgreSQL, a healthy replica). Returns 1 (log tail printed) when it fails to start.
@@ -306,13 +309,15 @@ start_switchyard() {
             -e '/^    listen_socket: /d' \
             -e "${STRIP_SOCKETS}" \
             -e "s|role: replica }|role: replica${6:+, pool_size: $6} }|" \
-            -e "s|balance: [a-z_]*|balance: ${BALANCE}|"
+            -e "s|balance: [a-z_]*|balance: ${BALANCE}|" \
+            -e "${SY_ROUTING_SED}"
         echo "    listen_socket: \"${SY_SOCKET}\""
         echo "    pool: { mode: transaction, size: ${size}, checkout_timeout: ${checkout} }"
         users_block "${cluster}"
     } >"${conf}"
     grep -q "^  - name: ${cluster}\$" "${conf}" || die "cluster ${cluster} not found in ${DEMO_CONFIG}"
-    RUST_LOG="${RUST_LOG:-switchyard=info}" start_bg SY_PID "${SY_LOG}" "${BIN}" --config "${conf}" "${SY_ARGS[@]+"${SY_ARGS[@]}"}"
+    RUST_LOG="${RUST_LOG:-switchyard=info}" start_bg SY_PID "${SY_LOG}" "${BIN}" --config "${conf}" "${SY_ARGS[@]+"${SY_ARGS[@]}"}" \
+        "${SY_TARGET_ARGS[@]+"${SY_TARGET_ARGS[@]}"}"
     if ! wait_port "${port}" 20 "${SY_PID}"; then
         tail -n 20 "${SY_LOG}" >&2
         stop_bg "${SY_PID}"
@@ -621,6 +626,8 @@ label() {
     case "$1" in
         direct) echo "direct (primary)" ;;
         switchyard) echo "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" ;;
+        switchyard-mt) echo "switchyard --threads $(nproc)" ;;
+        switchyard-eventual) echo "switchyard eventual" ;;
         pgbouncer) echo "pgbouncer 1.18 txn/${POOL_SIZE}" ;;
         pgpool) echo "pgpool-II 4.3 lb 3 srv" ;;
         pgcat) echo "pgcat txn/${POOL_SIZE} 2 repl" ;;
@@ -685,20 +692,29 @@ part_pgbench() {
                     log "pgbench: direct"
                     bench_target direct "${PRIMARY_PORT}"
                     ;;
-                switchyard)
-                    log "pgbench: switchyard (transaction pool ${POOL_SIZE}) on ${port}"
-                    if start_switchyard pgbench main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
-                        bench_target switchyard "${port}"
+                switchyard | switchyard-mt | switchyard-eventual)
+                    # Variants: -mt the multi-threaded runtime (one worker per core), -eventual
+                    # `consistency: eventual` instead of the default read_your_writes.
+                    SY_TARGET_ARGS=()
+                    SY_ROUTING_SED=""
+                    [ "${t}" != switchyard-mt ] || SY_TARGET_ARGS=(--threads "$(nproc)")
+                    [ "${t}" != switchyard-eventual ] ||
+                        SY_ROUTING_SED='s|^    routing: {\(.*\)}|    routing: {\1, consistency: eventual }|'
+                    log "pgbench: ${t} (transaction pool ${POOL_SIZE}) on ${port}"
+                    if start_switchyard "pgbench-${t}" main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
+                        bench_target "${t}" "${port}"
                         local problems
                         problems="$(proxy_problems "${SY_LOG}" | wc -l)"
-                        [ "${problems}" = 0 ] || NOTE[switchyard]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
+                        [ "${problems}" = 0 ] || NOTE[${t}]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
                         local exits
                         exits="$(replica_exits "${SY_LOG}")"
-                        [ -z "${exits}" ] || NOTE[switchyard]="${NOTE[switchyard]:+${NOTE[switchyard]}; }a replica left the read set during the runs: ${exits}"
+                        [ -z "${exits}" ] || NOTE[${t}]="${NOTE[${t}]:+${NOTE[${t}]}; }a replica left the read set during the runs: ${exits}"
                     else
-                        NOTE[switchyard]="did not start (log above)"
+                        NOTE[${t}]="did not start (log above)"
                     fi
                     stop_bg "${SY_PID}"
+                    SY_TARGET_ARGS=()
+                    SY_ROUTING_SED=""
                     ;;
                 pgbouncer)
                     log "pgbench: pgbouncer on ${port}"
