@@ -24,7 +24,11 @@
 # figure the median over rounds and each added figure paired with its round's direct run),
 # IDLE_CLIENTS (5000), BURST_CLIENTS (10000), BURST_POOL (50), BURST_CHECKOUT_TIMEOUT (30s),
 # PARTS ("pgbench sysbench latency memory"), TARGETS ("direct switchyard pgbouncer pgpool pgcat
-# pgdog"), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
+# pgdog"; also switchyard-mt: --threads <cores>, the multi-threaded runtime, and switchyard-eventual:
+# consistency: eventual, both pgbench only), CELLS (the pgbench workloads: "select-simple select-extended select-prepared tpcb-like
+# read-txn"; also mix-simple, mix-extended, mix-prepared: issue 22's 80/20 mix, pgbench
+# -b select-only@8 -b tpcb-like@2, at each of CLIENTS), SYNC_COMMIT (off / on: ALTER SYSTEM on the
+# primary for the run, reset on exit; unset: left as the server has it), SKIP_BUILD=1, KEEP_TMP=1, KEEP_DEMO=1,
 # SWITCHYARD_BIN (another build, e.g. for before/after runs; implies no build of its own),
 # SWITCHYARD_ARGS (extra proxy arguments, e.g. "--threads 1": one thread, single-threaded scheduler),
 # BUSY_POLL (200us; with "--threads 1" in SWITCHYARD_ARGS the latency part also runs a second
@@ -67,6 +71,8 @@ REPLICA_POOL_SIZE="${REPLICA_POOL_SIZE:-$(((POOL_SIZE + 1) / 2))}"
 BALANCE="${BALANCE:-least_connections}"
 BACKENDS="${BACKENDS:-tcp}"
 PARTS="${PARTS:-pgbench sysbench latency memory}"
+CELLS="${CELLS:-select-simple select-extended select-prepared tpcb-like read-txn}"
+SYNC_COMMIT="${SYNC_COMMIT:-}"
 TARGETS="${TARGETS:-direct switchyard pgbouncer pgpool pgcat pgdog}"
 PRIMARY_PORT="${DEMO_PRIMARY_PORT:-15432}"
 REPLICA_PORTS=("${DEMO_REPLICA1_PORT:-15433}" "${DEMO_REPLICA2_PORT:-15434}")
@@ -96,6 +102,7 @@ chmod 755 "${TMP}"
 STARTED=()      # process-group leaders this script started (setsid)
 DEMO_STARTED=0
 SB_PREPARED=0
+SYNC_SET=0
 IDLE_FD_OPEN=0
 
 # Command prefix that runs a command as the OS user postgres when root (PgBouncer and Pgpool-II
@@ -140,6 +147,8 @@ cleanup() {
     if [ "${IDLE_FD_OPEN}" = 1 ]; then exec 7>&-; fi
     for p in "${STARTED[@]+"${STARTED[@]}"}"; do stop_bg "${p}"; done
     if [ "${SB_PREPARED}" = 1 ]; then sb oltp_read_write "${MY_PRIMARY_PORT}" cleanup >/dev/null 2>&1; fi
+    if [ "${SYNC_SET}" = 1 ]; then psql_su "${PRIMARY_PORT}" "ALTER SYSTEM RESET synchronous_commit" >/dev/null 2>&1 &&
+        psql_su "${PRIMARY_PORT}" "SELECT pg_reload_conf()" >/dev/null 2>&1; fi
     if [ "${DEMO_STARTED}" = 1 ] && [ "${KEEP_DEMO:-0}" != 1 ]; then
         log "stopping the demo this script started (KEEP_DEMO=1 keeps it)"
         "${ROOT}/scripts/demo.sh" stop >/dev/null 2>&1 || true
@@ -277,6 +286,8 @@ users_block() {
 
 SY_PID=""
 SY_LOG=""
+SY_TARGET_ARGS=() # a variant's extra proxy arguments (part_pgbench)
+SY_ROUTING_SED="" # a variant's change to the routing line (part_pgbench)
 # start_switchyard TAG CLUSTER PORT POOL_SIZE CHECKOUT_TIMEOUT [REPLICA_POOL_SIZE]: own switchyard on
 # PORT in front of the demo's CLUSTER in transaction mode; waits until the admin API shows a primary (and, for
 # PostgreSQL, a healthy replica). Returns 1 (log tail printed) when it fails to start.
@@ -298,13 +309,15 @@ start_switchyard() {
             -e '/^    listen_socket: /d' \
             -e "${STRIP_SOCKETS}" \
             -e "s|role: replica }|role: replica${6:+, pool_size: $6} }|" \
-            -e "s|balance: [a-z_]*|balance: ${BALANCE}|"
+            -e "s|balance: [a-z_]*|balance: ${BALANCE}|" \
+            -e "${SY_ROUTING_SED}"
         echo "    listen_socket: \"${SY_SOCKET}\""
         echo "    pool: { mode: transaction, size: ${size}, checkout_timeout: ${checkout} }"
         users_block "${cluster}"
     } >"${conf}"
     grep -q "^  - name: ${cluster}\$" "${conf}" || die "cluster ${cluster} not found in ${DEMO_CONFIG}"
-    RUST_LOG="${RUST_LOG:-switchyard=info}" start_bg SY_PID "${SY_LOG}" "${BIN}" --config "${conf}" "${SY_ARGS[@]+"${SY_ARGS[@]}"}"
+    RUST_LOG="${RUST_LOG:-switchyard=info}" start_bg SY_PID "${SY_LOG}" "${BIN}" --config "${conf}" "${SY_ARGS[@]+"${SY_ARGS[@]}"}" \
+        "${SY_TARGET_ARGS[@]+"${SY_TARGET_ARGS[@]}"}"
     if ! wait_port "${port}" 20 "${SY_PID}"; then
         tail -n 20 "${SY_LOG}" >&2
         stop_bg "${SY_PID}"
@@ -341,9 +354,15 @@ replica_exits() {
 declare -A R=()         # "target|workload|clients" -> tps | fails | n/a (the median over ROUNDS)
 declare -A RR=()        # the same key -> every round's result, space-separated
 declare -A NOTE=()      # target -> why it was skipped
-# name:pgbench flag:mode; a workload with no flag (tpcb-like) or a script (-f) runs at TPCB_CLIENTS only.
-WORKLOADS=("select-simple:-S:simple" "select-extended:-S:extended" "select-prepared:-S:prepared"
-    "tpcb-like::simple" "read-txn:-f${TMP}/read-txn.sql:simple")
+# name:pgbench flags:mode, flags separated by commas; a workload with no flag (tpcb-like) or a script
+# (-f) runs at TPCB_CLIENTS only. The mixes are issue 22's 80/20 mix (select-only@8, tpcb-like@2).
+ALL_WORKLOADS=("select-simple:-S:simple" "select-extended:-S:extended" "select-prepared:-S:prepared"
+    "tpcb-like::simple" "read-txn:-f${TMP}/read-txn.sql:simple"
+    "mix-simple:-bselect-only@8,-btpcb-like@2:simple" "mix-extended:-bselect-only@8,-btpcb-like@2:extended"
+    "mix-prepared:-bselect-only@8,-btpcb-like@2:prepared")
+WORKLOADS=()
+for spec in "${ALL_WORKLOADS[@]}"; do has "${CELLS}" "${spec%%:*}" && WORKLOADS+=("${spec}"); done
+[ "${#WORKLOADS[@]}" -gt 0 ] || die "CELLS names no known workload: ${CELLS}"
 cat >"${TMP}/read-txn.sql" <<'SQL'
 \set aid random(1, 100000 * :scale)
 BEGIN;
@@ -356,9 +375,10 @@ SQL
 pgb() {
     local label="$1" port="$2" mode="$3" c="$4" out rc=0
     shift 4
-    local extra="${1:-}"
+    local extra="${1:-}" flags=()
+    [ -z "${extra}" ] || IFS=, read -r -a flags <<<"${extra}"
     local j=$((c < 2 ? c : 2)) logf="${TMP}/pgbench-${label}-${mode}-${c}${extra##*/}.log"
-    pgbench -n -h 127.0.0.1 -p "${port}" -M "${mode}" -c "${c}" -j "${j}" -T "${DURATION}" "$@" app \
+    pgbench -n -h 127.0.0.1 -p "${port}" -M "${mode}" -c "${c}" -j "${j}" -T "${DURATION}" "${flags[@]+"${flags[@]}"}" app \
         >"${logf}" 2>&1 || rc=$?
     local tps
     tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "${logf}" | head -1)"
@@ -387,6 +407,7 @@ bench_target() {
             for c in ${CLIENTS}; do
                 record "${target}|${name}|${c}" "$(pgb "${target}" "${port}" "${mode}" "${c}" "${flag}")"
             done
+            [[ "${name}" != mix-* ]] || wait_pg_replicas
         else
             record "${target}|${name}|${TPCB_CLIENTS}" "$(pgb "${target}" "${port}" "${mode}" "${TPCB_CLIENTS}" ${flag:+"${flag}"})"
             wait_pg_replicas
@@ -564,6 +585,7 @@ pooler_mode = "transaction"
 prepared_statements = "extended"
 load_balancing_strategy = "random"
 read_write_split = "exclude_primary"
+query_parser_enabled = true
 
 [[databases]]
 name = "app"
@@ -604,6 +626,8 @@ label() {
     case "$1" in
         direct) echo "direct (primary)" ;;
         switchyard) echo "switchyard txn/${POOL_SIZE}+2x${REPLICA_POOL_SIZE}" ;;
+        switchyard-mt) echo "switchyard --threads $(nproc)" ;;
+        switchyard-eventual) echo "switchyard eventual" ;;
         pgbouncer) echo "pgbouncer 1.18 txn/${POOL_SIZE}" ;;
         pgpool) echo "pgpool-II 4.3 lb 3 srv" ;;
         pgcat) echo "pgcat txn/${POOL_SIZE} 2 repl" ;;
@@ -648,6 +672,11 @@ part_pgbench() {
         { tail -n 20 "${TMP}/pgbench-init.log" >&2; die "pgbench -i failed"; }
     psql_su "${PRIMARY_PORT}" "GRANT SELECT ON pgbench_branches TO md5user" >/dev/null
     psql_su "${PRIMARY_PORT}" "CHECKPOINT" >/dev/null
+    if [ -n "${SYNC_COMMIT}" ]; then
+        SYNC_SET=1
+        psql_su "${PRIMARY_PORT}" "ALTER SYSTEM SET synchronous_commit = '${SYNC_COMMIT}'" >/dev/null
+        psql_su "${PRIMARY_PORT}" "SELECT pg_reload_conf()" >/dev/null
+    fi
     wait_pg_replicas
     # Warm the caches of all three servers so the first measured cells are not cold.
     pgbench -n -S -c 4 -j 2 -T 2 -h 127.0.0.1 -p "${PRIMARY_PORT}" app >/dev/null 2>&1 || true
@@ -663,20 +692,29 @@ part_pgbench() {
                     log "pgbench: direct"
                     bench_target direct "${PRIMARY_PORT}"
                     ;;
-                switchyard)
-                    log "pgbench: switchyard (transaction pool ${POOL_SIZE}) on ${port}"
-                    if start_switchyard pgbench main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
-                        bench_target switchyard "${port}"
+                switchyard | switchyard-mt | switchyard-eventual)
+                    # Variants: -mt the multi-threaded runtime (one worker per core), -eventual
+                    # `consistency: eventual` instead of the default read_your_writes.
+                    SY_TARGET_ARGS=()
+                    SY_ROUTING_SED=""
+                    [ "${t}" != switchyard-mt ] || SY_TARGET_ARGS=(--threads "$(nproc)")
+                    [ "${t}" != switchyard-eventual ] ||
+                        SY_ROUTING_SED='s|^    routing: {\(.*\)}|    routing: {\1, consistency: eventual }|'
+                    log "pgbench: ${t} (transaction pool ${POOL_SIZE}) on ${port}"
+                    if start_switchyard "pgbench-${t}" main "${port}" "${POOL_SIZE}" 5s "${REPLICA_POOL_SIZE}"; then
+                        bench_target "${t}" "${port}"
                         local problems
                         problems="$(proxy_problems "${SY_LOG}" | wc -l)"
-                        [ "${problems}" = 0 ] || NOTE[switchyard]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
+                        [ "${problems}" = 0 ] || NOTE[${t}]="proxy log has ${problems} ERROR/WARN lines, e.g.: $(proxy_problems "${SY_LOG}" | head -n1 | cut -c1-300)"
                         local exits
                         exits="$(replica_exits "${SY_LOG}")"
-                        [ -z "${exits}" ] || NOTE[switchyard]="${NOTE[switchyard]:+${NOTE[switchyard]}; }a replica left the read set during the runs: ${exits}"
+                        [ -z "${exits}" ] || NOTE[${t}]="${NOTE[${t}]:+${NOTE[${t}]}; }a replica left the read set during the runs: ${exits}"
                     else
-                        NOTE[switchyard]="did not start (log above)"
+                        NOTE[${t}]="did not start (log above)"
                     fi
                     stop_bg "${SY_PID}"
+                    SY_TARGET_ARGS=()
+                    SY_ROUTING_SED=""
                     ;;
                 pgbouncer)
                     log "pgbench: pgbouncer on ${port}"
@@ -704,11 +742,16 @@ part_pgbench() {
 
     echo
     echo "== 1. pgbench (scale ${SCALE}, ${DURATION} s per cell, median of ${ROUNDS} round(s); tps and ratio to direct) =="
-    print_table select-simple "select-only -M simple" "${CLIENTS}"
-    print_table select-extended "select-only -M extended" "${CLIENTS}"
-    print_table select-prepared "select-only -M prepared" "${CLIENTS}"
-    print_table tpcb-like "tpcb-like -M simple" "${TPCB_CLIENTS}"
-    print_table read-txn "read-only transactions (BEGIN; 2 selects; END) -M simple" "${TPCB_CLIENTS}"
+    ! has "${CELLS}" select-simple || print_table select-simple "select-only -M simple" "${CLIENTS}"
+    ! has "${CELLS}" select-extended || print_table select-extended "select-only -M extended" "${CLIENTS}"
+    ! has "${CELLS}" select-prepared || print_table select-prepared "select-only -M prepared" "${CLIENTS}"
+    ! has "${CELLS}" tpcb-like || print_table tpcb-like "tpcb-like -M simple" "${TPCB_CLIENTS}"
+    ! has "${CELLS}" read-txn || print_table read-txn "read-only transactions (BEGIN; 2 selects; END) -M simple" "${TPCB_CLIENTS}"
+    local m
+    for m in simple extended prepared; do
+        ! has "${CELLS}" "mix-${m}" || print_table "mix-${m}" "80/20 mix -M ${m}" "${CLIENTS}"
+    done
+    [ -z "${SYNC_COMMIT}" ] || echo "synchronous_commit = ${SYNC_COMMIT} on the primary for the run"
     echo
     echo "direct = the primary alone; switchyard (balance: ${BALANCE}), pgcat and pgdog split reads over the"
     echo "2 replicas; pgbouncer is in front of the primary only; pgpool balances over all 3. \"fails\" ="

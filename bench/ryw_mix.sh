@@ -40,7 +40,8 @@ PID=""
 cleanup() {
     local rc=$?
     if [ -n "${PID}" ]; then kill "${PID}" 2>/dev/null || true; wait "${PID}" 2>/dev/null || true; fi
-    su_sql "ALTER SYSTEM RESET synchronous_commit; SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+    # Two statements, two calls: ALTER SYSTEM cannot run in the implicit transaction of one -c.
+    { su_sql "ALTER SYSTEM RESET synchronous_commit" && su_sql "SELECT pg_reload_conf()"; } >/dev/null 2>&1 || true
     rm -rf "${TMP}"
     exit "${rc}"
 }
@@ -52,7 +53,8 @@ if [ "$(su_sql "SELECT to_regclass('pgbench_accounts') IS NOT NULL")" != t ]; th
     PGPASSWORD=postgres-demo pgbench -i -q -s "${SCALE}" -h 127.0.0.1 -p "${PRIMARY_PORT}" -U postgres app >/dev/null 2>&1
     su_sql "GRANT ALL ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO app" >/dev/null
 fi
-su_sql "ALTER SYSTEM SET synchronous_commit = '${SYNC_COMMIT}'; SELECT pg_reload_conf()" >/dev/null
+su_sql "ALTER SYSTEM SET synchronous_commit = '${SYNC_COMMIT}'" >/dev/null
+su_sql "SELECT pg_reload_conf()" >/dev/null
 sleep 1
 
 NEXT_PORT=17700

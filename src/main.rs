@@ -19,9 +19,9 @@ struct Cli {
     /// Log lines as `text` or `json` (one object per line). Levels: RUST_LOG (default info).
     #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
-    /// Worker threads of the runtime (default: one per core). `1` runs everything on one
-    /// thread with a single-threaded scheduler; on a small host shared with the databases that
-    /// costs the least CPU per query.
+    /// Worker threads of the runtime (default: one thread on a host of 1 or 2 cores, else one
+    /// per core). `1` runs everything on one thread with a single-threaded scheduler; on a small
+    /// host shared with the databases that costs the least CPU per query.
     #[arg(long, env = "SWITCHYARD_THREADS")]
     threads: Option<usize>,
     /// Busy polling (`200us`; at most 10ms; needs `--threads 1`): after each client request keep
@@ -61,12 +61,14 @@ fn main() -> ExitCode {
             }
         };
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = runtime_threads(cli.threads, cores);
     let busy_poll = match cli.busy_poll.map(switchyard::busy_poll::check_window) {
         Some(Err(e)) => {
             eprintln!("switchyard: {e}");
             return ExitCode::from(2);
         }
-        Some(Ok(Some(_))) if cli.threads != Some(1) => {
+        Some(Ok(Some(_))) if threads != 1 => {
             eprintln!(
                 "switchyard: --busy-poll needs --threads 1 (it polls the one thread's sockets)"
             );
@@ -99,15 +101,23 @@ fn main() -> ExitCode {
     };
     // One thread: a single-threaded scheduler (no work stealing, no cross-thread wake-ups),
     // like PgBouncer's one event loop. More: tokio's multi-threaded scheduler.
-    let mut builder = match cli.threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) if n > 1 => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n);
-            b
-        }
-        _ => tokio::runtime::Builder::new_multi_thread(),
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
     };
+    tracing::info!(
+        threads,
+        cores,
+        chosen = if cli.threads.is_some() {
+            "--threads"
+        } else {
+            "default"
+        },
+        "runtime"
+    );
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -140,6 +150,21 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Worker threads for the runtime: what `--threads` asked for (0 means the default), else one on
+/// a host of at most `SINGLE_THREAD_CORES` cores and one per core above that. On 2 cores shared
+/// with the databases, the single-threaded scheduler costs less CPU per query than two workers
+/// and serves as many (docs/perf.md, "Thirteenth round"); a host with more cores gets them all.
+fn runtime_threads(requested: Option<usize>, cores: usize) -> usize {
+    match requested {
+        Some(n) if n > 0 => n,
+        _ if cores <= SINGLE_THREAD_CORES => 1,
+        _ => cores,
+    }
+}
+
+/// Up to this many cores the default runtime is one thread.
+const SINGLE_THREAD_CORES: usize = 2;
 
 /// After the drain deadline, how long the sessions closed by force get to end.
 const KILL_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -184,4 +209,22 @@ fn spawn_signal_watch(
             std::process::exit(1);
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime_threads;
+
+    #[test]
+    fn runtime_threads_by_host_unless_asked() {
+        assert_eq!(runtime_threads(None, 1), 1);
+        assert_eq!(runtime_threads(None, 2), 1);
+        assert_eq!(runtime_threads(None, 3), 3);
+        assert_eq!(runtime_threads(None, 16), 16);
+        assert_eq!(runtime_threads(Some(0), 2), 1);
+        assert_eq!(runtime_threads(Some(0), 8), 8);
+        assert_eq!(runtime_threads(Some(1), 16), 1);
+        assert_eq!(runtime_threads(Some(2), 2), 2);
+        assert_eq!(runtime_threads(Some(4), 2), 4);
+    }
 }
