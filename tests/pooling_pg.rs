@@ -739,6 +739,10 @@ async fn busy_polling_serves_clients_and_sleeps_when_idle() {
     }
     // Another client at the same time: two sessions waiting for servers at once.
     let d = connect(ports.listen, "mdapp", MDAPP_PASSWORD).await;
+    // `d` reads `c`'s writes: read_your_writes covers only a session's own, so `d` asks for global.
+    d.batch_execute("SET switchyard.consistency = global")
+        .await
+        .unwrap();
     let (x, y) = tokio::join!(
         value(&c, "SELECT count(*) FROM busy_poll_t"),
         value(&d, "SELECT sum(i) FROM busy_poll_t")
