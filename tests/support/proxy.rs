@@ -395,6 +395,11 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // `SWITCHYARD_TEST_KEEP_LOGS=<dir>`: keep every proxy's log there (debugging a test).
+        if let Some(dir) = std::env::var_os("SWITCHYARD_TEST_KEEP_LOGS") {
+            let name = format!("switchyard-{}-{}.log", std::process::id(), self.child.id());
+            let _ = fs::copy(&self.log_path, std::path::Path::new(&dir).join(name));
+        }
     }
 }
 
