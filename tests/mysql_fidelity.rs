@@ -498,3 +498,52 @@ async fn warnings_of_a_select_are_read_in_transaction_pooling() {
         assert_eq!(proxied, direct, "{mode} pooling");
     }
 }
+
+/// `SET autocommit = 1` commits an open transaction, but MariaDB applies that transaction's
+/// READ ONLY to the statement right after it on the connection. The session's own next
+/// statement must see what it sees directly, and a pooled connection must not hand it to
+/// another session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_implicit_commit_leaves_nothing_behind() {
+    fresh_table("fid_implicit");
+    let quirk = [
+        "SET autocommit = 0",
+        "START TRANSACTION READ ONLY",
+        "SELECT v FROM fid_implicit WHERE id = 1",
+        "SET autocommit = 1",
+        "INSERT INTO fid_implicit (v) VALUES (1)",
+    ];
+    let consumed = [
+        "SET autocommit = 0",
+        "START TRANSACTION READ ONLY",
+        "SELECT v FROM fid_implicit WHERE id = 1",
+        "SET autocommit = 1",
+        "SELECT v FROM fid_implicit WHERE id = 1",
+        "INSERT INTO fid_implicit (v) VALUES (2)",
+    ];
+    let cluster = shared_mysql();
+    let direct_quirk = eventual_answers(cluster.primary_port(), &quirk).await;
+    let direct_consumed = eventual_answers(cluster.primary_port(), &consumed).await;
+    eprintln!("directly: {direct_quirk:?} / {direct_consumed:?}");
+    for mode in ["session", "transaction"] {
+        let (_proxy, ports) = start(mode);
+        assert_eq!(
+            eventual_answers(ports.listen, &consumed).await,
+            direct_consumed,
+            "{mode} pooling: a read in between"
+        );
+        if mode == "session" {
+            assert_eq!(
+                eventual_answers(ports.listen, &quirk).await,
+                direct_quirk,
+                "{mode} pooling: the next statement"
+            );
+        }
+        // Other sessions on the pool: their first statement is a plain write.
+        for _ in 0..4 {
+            let got =
+                eventual_answers(ports.listen, &["INSERT INTO fid_implicit (v) VALUES (3)"]).await;
+            assert!(!got[0].contains("1792"), "{mode} pooling: {got:?}");
+        }
+    }
+}

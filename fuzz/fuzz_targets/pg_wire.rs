@@ -54,8 +54,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let info = state::analyse(&frames, classifier(), &Default::default());
     let mut known = Default::default();
-    state::record_statements(&info, &mut known);
+    let mut pending = std::collections::VecDeque::new();
+    state::record_statements(&frames, &info, &mut known, &mut pending);
     let _ = state::analyse(&frames, classifier(), &known);
+    // The server refused the batch: what it did not confirm is undone.
+    state::unanswered(pending.into_iter(), None, &mut known);
 
     // SCRAM: the client's first message, then (if accepted) its final one from the same bytes.
     let (first, last) = data.split_at(data.len() / 2);

@@ -73,6 +73,22 @@ impl Relay {
         let Some(b) = self.backends[server].as_mut() else {
             return Err(MysqlBackendError::Closed);
         };
+        if b.carry_over {
+            // What an implicit commit left for the next statement belongs to another session.
+            let r = tokio::time::timeout(
+                deadline,
+                b.conn.run_consumed(b"\x03ROLLBACK", Expect::Simple),
+            )
+            .await
+            .map_err(|_| MysqlBackendError::Timeout(deadline))??;
+            if let Consumed::Err(e) = r {
+                return Err(MysqlBackendError::Protocol(format!(
+                    "could not clear a pooled connection: {} {}",
+                    e.code, e.message
+                )));
+            }
+            b.carry_over = false;
+        }
         let n = b.applied;
         let prefix =
             n <= self.history.len() && (n == 0 || self.history_hashes[n - 1] == b.applied_hash);
@@ -453,11 +469,18 @@ impl Relay {
         started: Instant,
     ) {
         let known = a.status.or(if a.saw_err { a.last_status } else { None });
+        let was_in = self.txn.is_some();
         if let Some(s) = known {
             self.status = s;
             self.autocommit = s & status::AUTOCOMMIT != 0;
             self.txn = (s & status::IN_TRANS != 0).then_some(server);
         }
+        // `SET autocommit = 1` commits an open transaction, but MariaDB keeps that transaction's
+        // characteristics (READ ONLY, its isolation level) for the next statement on the
+        // connection: the session's next statement runs there, as it would directly.
+        self.after_implicit_commit =
+            (was_in && self.txn.is_none() && class.intent == Intent::SessionSet && !a.saw_err)
+                .then_some(server);
         if a.status.is_some() {
             self.unsure = false;
         } else if a.saw_err && !self.autocommit && self.txn.is_none() {

@@ -130,6 +130,7 @@ pub(crate) async fn open_backend(
     ctx.metrics.backend_connected(&ctx.name, &cfg.name);
     ctx.metrics.backend_gauge(&ctx.name, &cfg.name).inc();
     Ok(MyBackend {
+        carry_over: false,
         conn,
         initial_status,
         applied: 0,
@@ -366,9 +367,12 @@ impl Relay {
 
     /// Detach `server`'s connection and pool it (or close it when it may not be pooled).
     fn give_back(&mut self, server: usize) {
-        let Some(b) = self.backends.get_mut(server).and_then(Option::take) else {
+        let Some(mut b) = self.backends.get_mut(server).and_then(Option::take) else {
             return;
         };
+        if self.after_implicit_commit.take() == Some(server) {
+            b.carry_over = true;
+        }
         self.ctx.balancer.connection_closed(server);
         if self.last_used == Some(server) {
             self.last_used = None;

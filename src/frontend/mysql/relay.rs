@@ -42,6 +42,11 @@ pub struct MyBackend {
     pub(super) replayed_gtid: Option<String>,
     /// The server status a ping answered right after login (`init_connect` included).
     pub(super) initial_status: Option<u16>,
+    /// A session setting committed a transaction here implicitly and no statement ran since:
+    /// the server still applies that transaction's READ ONLY / isolation to the next
+    /// statement, so a session that takes the connection from the pool runs `ROLLBACK` first (a
+    /// transaction end resets them; a statement without tables does not).
+    pub(super) carry_over: bool,
 }
 
 /// A session-state command replayed on every server the session uses.
@@ -119,6 +124,9 @@ pub(super) struct Relay {
     /// The session's `wait_timeout` as it `SET` it: idle that long, the session ends, as on the
     /// server (`None`: the server's default, not enforced by the proxy).
     pub wait_timeout: Option<Duration>,
+    /// A session setting just committed the transaction on this server implicitly (`SET
+    /// autocommit = 1`): the next statement runs there too (see `exec.rs` `after`).
+    pub after_implicit_commit: Option<usize>,
 }
 
 /// Serve one accepted MySQL client connection to its end.
@@ -198,6 +206,7 @@ async fn serve(ctx: Arc<ClusterCtx>, stream: ClientStream, peer: Peer) {
         debug: false,
         diag: diag::Diag::default(),
         wait_timeout: None,
+        after_implicit_commit: None,
     };
     let r = match relay.start().await {
         Ok(()) => relay.run().await,
@@ -513,6 +522,12 @@ impl Relay {
         }
         if let Some((p, _)) = self.pinned {
             return Ok(fixed(p, &topo, RouteReason::Pinned));
+        }
+        if let Some(s) = self
+            .after_implicit_commit
+            .filter(|&s| self.backends[s].is_some())
+        {
+            return Ok(fixed(s, &topo, RouteReason::InTransaction));
         }
         if let Some(d) = self.diag_target(class) {
             // It reads what a connection the session holds has (the previous statement's
