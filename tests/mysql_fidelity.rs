@@ -532,13 +532,11 @@ async fn an_implicit_commit_leaves_nothing_behind() {
             direct_consumed,
             "{mode} pooling: a read in between"
         );
-        if mode == "session" {
-            assert_eq!(
-                eventual_answers(ports.listen, &quirk).await,
-                direct_quirk,
-                "{mode} pooling: the next statement"
-            );
-        }
+        assert_eq!(
+            eventual_answers(ports.listen, &quirk).await,
+            direct_quirk,
+            "{mode} pooling: the next statement"
+        );
         // Other sessions on the pool: their first statement is a plain write.
         for _ in 0..4 {
             let got =

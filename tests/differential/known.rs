@@ -184,40 +184,4 @@ pub static KNOWN: &[Known] = &[
               trip per insert); a cost decision for the lead (insert_id.rs / diag.rs)",
         issue: ISSUE,
     },
-    Known {
-        id: "mysql-prepared-insert-read-only-autocommit-off",
-        protocol: "mysql",
-        combo: &["/transaction_", "autocommit=0"],
-        classes: &["write-own-prepared"],
-        sent: Sent::Prepared,
-        state: &[],
-        sql: &["INSERT INTO own_"],
-        differs: "ok vs error",
-        direct: Out::Ok,
-        proxied: Out::Err("1792/25006"),
-        why: "open, cause not found (not inherent): servers with init_connect 'SET autocommit=0', \
-              transaction pooling; after START TRANSACTION READ ONLY ... SET autocommit = 1 \
-              (which commits it), a prepared SELECT then a prepared INSERT: the INSERT gets 1792 \
-              (a read-only transaction) where the primary commits it. Once in 10^5 statements \
-              (transaction_eventual/binlog=ROW,sql_mode=1,autocommit=0); the mirror case (direct \
-              1792, proxied ok) is the next entry",
-        issue: ISSUE,
-    },
-    Known {
-        id: "mysql-prepared-insert-read-only-autocommit-off-mirror",
-        protocol: "mysql",
-        combo: &["/transaction_", "autocommit=0"],
-        classes: &["write-own-prepared"],
-        sent: Sent::Prepared,
-        state: &[],
-        sql: &["INSERT INTO own_"],
-        differs: "error vs ok",
-        direct: Out::Err("1792/25006"),
-        proxied: Out::Ok,
-        why: "open, cause not found (not inherent): as mysql-prepared-insert-read-only-autocommit-off \
-              the other way round: the session is in a read-only transaction on the primary \
-              (direct 1792) and the proxied prepared INSERT commits. Once in 10^5 statements \
-              (transaction_read_your_writes/binlog=STATEMENT,sql_mode=3,autocommit=0)",
-        issue: ISSUE,
-    },
 ];

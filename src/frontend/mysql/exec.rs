@@ -492,6 +492,15 @@ impl Relay {
             self.last_insert_id = id;
         }
         self.diag_after(server, &a);
+        if let Some(s) = self.after_implicit_commit.filter(|_| self.pooled) {
+            // Transaction pooling: the connection stays for the session's next statement as
+            // for a diagnostics read (at most `pool.diagnostics_hold`; then the next user of
+            // the connection gets it cleared).
+            let hold = self.ctx.config().pool.diagnostics_hold;
+            if !hold.is_zero() {
+                self.diag.hold = Some((s, Instant::now() + hold));
+            }
+        }
         self.note_txn_statement(class, sent, !a.saw_err);
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {
             self.wrote = true;
