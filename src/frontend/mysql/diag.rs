@@ -247,8 +247,18 @@ impl Relay {
             d.insert_id_at = Some(server);
         }
         let leaves = a.leaves_diag || a.saw_err || d.now.calc_found_rows;
+        self.diag.hold = None;
+        if leaves {
+            self.diag_hold(server);
+        }
+    }
+
+    /// Transaction pooling: keep `server`'s connection until the client's next command, at most
+    /// `pool.diagnostics_hold` (`0s`: not at all).
+    pub(super) fn diag_hold(&mut self, server: usize) {
         let hold = self.ctx.config().pool.diagnostics_hold;
-        self.diag.hold =
-            (self.pooled && leaves && !hold.is_zero()).then(|| (server, Instant::now() + hold));
+        if self.pooled && !hold.is_zero() {
+            self.diag.hold = Some((server, Instant::now() + hold));
+        }
     }
 }

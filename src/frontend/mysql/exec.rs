@@ -77,7 +77,7 @@ impl Relay {
             // What an implicit commit left for the next statement belongs to another session.
             let r = tokio::time::timeout(
                 deadline,
-                b.conn.run_consumed(b"\x03ROLLBACK", Expect::Simple),
+                b.conn.run_consumed(super::ro_txn::ROLLBACK, Expect::Simple),
             )
             .await
             .map_err(|_| MysqlBackendError::Timeout(deadline))??;
@@ -492,14 +492,10 @@ impl Relay {
             self.last_insert_id = id;
         }
         self.diag_after(server, &a);
-        if let Some(s) = self.after_implicit_commit.filter(|_| self.pooled) {
-            // Transaction pooling: the connection stays for the session's next statement as
-            // for a diagnostics read (at most `pool.diagnostics_hold`; then the next user of
-            // the connection gets it cleared).
-            let hold = self.ctx.config().pool.diagnostics_hold;
-            if !hold.is_zero() {
-                self.diag.hold = Some((s, Instant::now() + hold));
-            }
+        if let Some(s) = self.after_implicit_commit {
+            // The connection stays for the session's next statement as for a diagnostics read
+            // (then the next user of the connection gets it cleared).
+            self.diag_hold(s);
         }
         self.note_txn_statement(class, sent, !a.saw_err);
         if d.route == Route::Primary && !matches!(class.intent, Intent::Read | Intent::SessionSet) {

@@ -27,7 +27,7 @@ use crate::wire::mysql::response::Expect;
 
 /// What starts a transaction when the session's own `START TRANSACTION` was not seen.
 const FALLBACK_BEGIN: &[u8] = b"\x03START TRANSACTION READ ONLY";
-const ROLLBACK: &[u8] = b"\x03ROLLBACK";
+pub(super) const ROLLBACK: &[u8] = b"\x03ROLLBACK";
 /// Transaction-shaping commands kept per transaction (savepoints beyond this are not replayable).
 const MAX_LOG: usize = 256;
 
